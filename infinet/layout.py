@@ -1,0 +1,334 @@
+"""Storage layout engine: how covariance tensors are stored, apart from the math.
+
+A layer states its covariance map once, on the pair ``(Σ(x, x'), Σ(x, x), Σ(x', x'))``.
+This module owns *how* those covariances are stored and hands each layer the
+pieces it needs:
+
+* ``diagonal_batch``: ``cov1`` keeps only each example's covariance with itself,
+  shape ``(N1, *spatial)``, instead of ``(N1, N1, *spatial)``.
+* ``diagonal_spatial``: tensors keep only per-position covariances ``(S1, S2, ...)``
+  instead of all pairs of positions, stored interleaved ``(S1, S1', S2, S2', ...)``.
+
+Which layouts a network may use is decided by composing each layer's
+:class:`LayoutSupport` (the requirement algebra): a layout is allowed when every
+layer allows it, and the cheapest allowed one is used unless the user asks for a
+less diagonal one.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from infinet import layout
+    >>> x = jnp.ones((2, 5, 3))  # 2 examples, 5 positions, 3 channels
+    >>> k = layout.input_kernel(x, None, diagonal_spatial=False)
+    >>> k.nngp.shape, k.cov1.shape
+    ((2, 2, 5, 5), (2, 5, 5))
+    >>> layout.input_kernel(x, None, diagonal_spatial=True).nngp.shape
+    (2, 2, 5)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import string
+from collections.abc import Callable
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from infinet.kernel import Kernel
+
+Tensor = Float[Array, "..."]
+CovarianceMap = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+class Spatial(enum.Enum):
+    """What a layer does to a ``diagonal_spatial`` input kernel.
+
+    * ``PRESERVE``: per-position covariances map to per-position covariances
+      (dense layers, convolutions, nonlinearities): diagonal in, diagonal out.
+    * ``REDUCE``: reads only per-position covariances and removes the spatial
+      axes (``Flatten``): diagonal in, exact non-spatial out.
+    * ``MIX``: needs cross-position covariances (pooling, attention): a diagonal
+      input is not allowed.
+
+    These compose as maps on the input state; the network's rule is what the
+    whole chain does to a diagonal input.
+    """
+
+    PRESERVE = "preserve"
+    REDUCE = "reduce"
+    MIX = "mix"
+
+    def then(self, other: Spatial) -> Spatial:
+        """The rule of this layer followed by ``other``."""
+        return other if self is Spatial.PRESERVE else self
+
+    def alongside(self, other: Spatial) -> Spatial:
+        """The rule of two parallel branches."""
+        if Spatial.MIX in (self, other):
+            return Spatial.MIX
+        if Spatial.PRESERVE in (self, other):
+            return Spatial.PRESERVE
+        return Spatial.REDUCE
+
+
+@dataclasses.dataclass(frozen=True)
+class LayoutSupport:
+    """Which storage layouts a layer (or a whole network) can work with.
+
+    Attributes:
+        diagonal_batch: the layer is exact when ``cov1`` keeps only
+            per-example entries.
+        spatial: what the layer does to a ``diagonal_spatial`` input (see
+            :class:`Spatial`).
+        batch_axis: the batch axis the layer expects its input in, if it cares.
+        channel_axis: the channel axis the layer expects, if it cares.
+    """
+
+    diagonal_batch: bool = True
+    spatial: Spatial = Spatial.PRESERVE
+    batch_axis: int | None = None
+    channel_axis: int | None = None
+
+    def then(self, other: LayoutSupport) -> LayoutSupport:
+        """Support of this layer followed by ``other``."""
+        return self._merge(other, self.spatial.then(other.spatial))
+
+    def alongside(self, other: LayoutSupport) -> LayoutSupport:
+        """Support of two parallel branches."""
+        return self._merge(other, self.spatial.alongside(other.spatial))
+
+    def _merge(self, other: LayoutSupport, spatial: Spatial) -> LayoutSupport:
+        return LayoutSupport(
+            diagonal_batch=self.diagonal_batch and other.diagonal_batch,
+            spatial=spatial,
+            batch_axis=self.batch_axis if self.batch_axis is not None else other.batch_axis,
+            channel_axis=(
+                self.channel_axis if self.channel_axis is not None else other.channel_axis
+            ),
+        )
+
+
+def resolve(
+    support: LayoutSupport, diagonal_batch: bool | None, diagonal_spatial: bool | None
+) -> tuple[bool, bool]:
+    """Chooses the layout: the cheapest exact one, or the user's if allowed.
+
+    By default ``diagonal_spatial`` is used exactly when the network reduces it to
+    a full (non-spatial) output, e.g. a conv net ending in ``Flatten``; a network
+    whose output is still spatial returns full spatial covariances unless the user
+    asks for the diagonal.
+
+    Raises:
+        ValueError: the user asked for a more diagonal layout than the network
+            allows.
+    """
+    if diagonal_batch and not support.diagonal_batch:
+        raise ValueError(
+            "diagonal_batch=True was requested, but a layer in this network needs "
+            "cross-example covariances. Pass diagonal_batch=False or None."
+        )
+    if diagonal_spatial and support.spatial is Spatial.MIX:
+        raise ValueError(
+            "diagonal_spatial=True was requested, but a layer in this network "
+            "mixes spatial positions (pooling or attention) and needs the "
+            "cross-position covariances. Pass diagonal_spatial=False or None to let "
+            "infinet choose the cheapest exact layout."
+        )
+    db = support.diagonal_batch if diagonal_batch is None else bool(diagonal_batch)
+    ds = support.spatial is Spatial.REDUCE if diagonal_spatial is None else bool(diagonal_spatial)
+    return db, ds
+
+
+# -- building the input kernel ---------------------------------------------------
+
+
+def _pair_gram(
+    x1: Array, x2: Array, diagonal_spatial: bool, precision: object = None
+) -> Array:
+    """Σ_c x1[n1, s.., c] x2[n2, s'.., c] / C, stored in the requested layout."""
+    n_spatial = x1.ndim - 2
+    channels = x1.shape[-1]
+    if n_spatial == 0:
+        return jnp.matmul(x1, x2.T, precision=precision) / channels
+    letters = string.ascii_letters[: 2 * n_spatial]
+    s1, s2 = letters[:n_spatial], letters[n_spatial:]
+    if diagonal_spatial:
+        eq = f"A{s1}Z,B{s1}Z->AB{s1}"
+    else:
+        out = "".join(a + b for a, b in zip(s1, s2))
+        eq = f"A{s1}Z,B{s2}Z->AB{out}"
+    return jnp.einsum(eq, x1, x2, precision=precision) / channels
+
+
+def _self_gram(x: Array, diagonal_spatial: bool) -> Array:
+    """Per-example Σ(x, x), batch-diagonal: shape (N, *spatial layout)."""
+    n_spatial = x.ndim - 2
+    channels = x.shape[-1]
+    if n_spatial == 0:
+        return jnp.sum(x * x, axis=-1) / channels
+    letters = string.ascii_letters[: 2 * n_spatial]
+    s1, s2 = letters[:n_spatial], letters[n_spatial:]
+    if diagonal_spatial:
+        return jnp.sum(x * x, axis=-1) / channels
+    out = "".join(a + b for a, b in zip(s1, s2))
+    return jnp.einsum(f"A{s1}Z,A{s2}Z->A{out}", x, x) / channels
+
+
+def canonicalize(x: Array, batch_axis: int, channel_axis: int) -> Array:
+    """Moves the batch axis first and the channel axis last."""
+    if x.ndim < 2:
+        raise ValueError(
+            f"Inputs must have a batch and a channel axis (at least 2 dims); got "
+            f"shape {x.shape}. Reshape a single example with x[None] or a "
+            f"vector of scalars with x[:, None]."
+        )
+    return jnp.moveaxis(x, (batch_axis % x.ndim, channel_axis % x.ndim), (0, -1))
+
+
+def input_kernel(
+    x1: Array,
+    x2: Array | None,
+    *,
+    diagonal_batch: bool = True,
+    diagonal_spatial: bool = False,
+    batch_axis: int = 0,
+    channel_axis: int = -1,
+    mask1: Array | None = None,
+    mask2: Array | None = None,
+) -> Kernel:
+    """The kernel of the raw inputs: Σ = x·x'/C per pair of positions, Θ = 0."""
+    x1 = canonicalize(x1, batch_axis, channel_axis)
+    x2c = None if x2 is None else canonicalize(x2, batch_axis, channel_axis)
+    other = x1 if x2c is None else x2c
+    nngp = _pair_gram(x1, other, diagonal_spatial)
+    if diagonal_batch:
+        cov1 = _self_gram(x1, diagonal_spatial)
+        cov2 = None if x2c is None else _self_gram(x2c, diagonal_spatial)
+    else:
+        cov1 = nngp if x2c is None else _pair_gram(x1, x1, diagonal_spatial)
+        cov2 = None if x2c is None else _pair_gram(x2c, x2c, diagonal_spatial)
+    return Kernel(
+        nngp=nngp,
+        ntk=jnp.zeros_like(nngp),
+        cov1=cov1,
+        cov2=cov2,
+        mask1=mask1,
+        mask2=mask2 if x2 is not None else None,
+        x1_is_x2=x2 is None,
+        is_gaussian=False,
+        diagonal_batch=diagonal_batch,
+        diagonal_spatial=diagonal_spatial,
+        shape1=tuple(x1.shape),
+        shape2=tuple(other.shape),
+        batch_axis=0,
+        channel_axis=-1,
+        is_input=True,
+    )
+
+
+# -- variances and elementwise maps -----------------------------------------------
+
+
+def spatial_diagonal(t: Tensor, batch_ndim: int, n_spatial: int) -> Tensor:
+    """Extracts Σ(s, s) from interleaved spatial pairs ``(..., S1, S1', S2, S2')``."""
+    for _ in range(n_spatial):
+        # The first remaining pair sits right after the batch axes and the already
+        # reduced spatial axes, which diagonal() moved to the end.
+        t = jnp.diagonal(t, axis1=batch_ndim, axis2=batch_ndim + 1)
+    return t
+
+
+def self_variance(cov: Tensor, k: Kernel) -> Tensor:
+    """Per-example, per-position variance Σ(x, x)(s, s): shape ``(N, *S)``."""
+    if not k.diagonal_batch:
+        cov = jnp.diagonal(cov, axis1=0, axis2=1)
+        cov = jnp.moveaxis(cov, -1, 0)
+    if k.diagonal_spatial:
+        return cov
+    return spatial_diagonal(cov, 1, k.spatial_ndim)
+
+
+def _broadcast_pair(
+    v1: Tensor, v2: Tensor, batch_ndim: int, diagonal_spatial: bool
+) -> tuple[Tensor, Tensor]:
+    """Shapes per-position variances to broadcast against a stored covariance.
+
+    ``v1``/``v2`` have shape ``(N, S1, ..., Sd)``. For two batch axes the first
+    variance varies along the first batch axis, the second along the second. For
+    full spatial storage, ``v1`` varies along unprimed and ``v2`` along primed
+    spatial axes.
+    """
+    if batch_ndim == 2:
+        v1, v2 = v1[:, None], v2[None, :]
+    if diagonal_spatial:
+        return v1, v2
+    b = batch_ndim
+    v1 = v1.reshape(v1.shape[:b] + tuple(d for s in v1.shape[b:] for d in (s, 1)))
+    v2 = v2.reshape(v2.shape[:b] + tuple(d for s in v2.shape[b:] for d in (1, s)))
+    return v1, v2
+
+
+def pair_variances(k: Kernel) -> tuple[Tensor, Tensor]:
+    """Variances ``(Σ(x1, x1), Σ(x2, x2))`` broadcastable against ``k.nngp``."""
+    v1 = self_variance(k.cov1, k)
+    v2 = v1 if k.cov2 is None else self_variance(k.cov2, k)
+    return _broadcast_pair(v1, v2, 2, k.diagonal_spatial)
+
+
+def _self_pair_variances(cov: Tensor, k: Kernel) -> tuple[Tensor, Tensor]:
+    """Variances broadcastable against ``cov1`` or ``cov2`` themselves."""
+    v = self_variance(cov, k)
+    batch_ndim = 1 if k.diagonal_batch else 2
+    if k.diagonal_batch and k.diagonal_spatial:
+        return v, v
+    return _broadcast_pair(v, v, batch_ndim, k.diagonal_spatial)
+
+
+def map_elementwise(
+    k: Kernel, nngp_fn: CovarianceMap, dnngp_fn: CovarianceMap | None
+) -> Kernel:
+    """Applies an elementwise nonlinearity's covariance map in any layout.
+
+    For φ applied to a centred Gaussian pair (u, v) with Var u = v1, Var v = v2
+    and Cov(u, v) = q:
+
+    * ``nngp_fn(q, v1, v2) = E[φ(u) φ(v)]`` updates Σ, ``cov1`` and ``cov2``;
+    * ``dnngp_fn(q, v1, v2) = E[φ'(u) φ'(v)]`` gives Θ' = Θ · Σ̇ (Jacot et al. 2018).
+
+    Raises:
+        ValueError: the input is not Gaussian (e.g. two nonlinearities in a row).
+    """
+    if not k.is_gaussian:
+        raise ValueError(
+            "An elementwise nonlinearity needs Gaussian pre-activations, but its "
+            "input is not Gaussian (two nonlinearities in a row, a nonlinearity "
+            "applied directly to the inputs, or after a non-Gaussian layer). Insert "
+            "a stax.Dense or stax.Conv layer before it, or use stax.Elementwise "
+            "inside a network that provides Gaussian inputs."
+        )
+    v1, v2 = pair_variances(k)
+    nngp = nngp_fn(k.nngp, v1, v2)
+    ntk = k.ntk
+    if ntk is not None:
+        if dnngp_fn is None:
+            raise ValueError("This nonlinearity has no NTK map (dnngp_fn is missing).")
+        ntk = ntk * dnngp_fn(k.nngp, v1, v2)
+    s1, s2 = _self_pair_variances(k.cov1, k)
+    cov1 = nngp_fn(k.cov1, s1, s2)
+    cov2 = None
+    if k.cov2 is not None:
+        t1, t2 = _self_pair_variances(k.cov2, k)
+        cov2 = nngp_fn(k.cov2, t1, t2)
+    return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+
+
+def map_tensors(k: Kernel, fn: Callable[[Tensor, int], Tensor]) -> Kernel:
+    """Applies a layout-aware linear map ``fn(tensor, batch_ndim)`` to every tensor."""
+    cov_batch = 1 if k.diagonal_batch else 2
+    return k.replace(
+        nngp=fn(k.nngp, 2),
+        ntk=None if k.ntk is None else fn(k.ntk, 2),
+        cov1=fn(k.cov1, cov_batch),
+        cov2=None if k.cov2 is None else fn(k.cov2, cov_batch),
+    )

@@ -1,0 +1,85 @@
+"""The contract of an elementwise nonlinearity, and the safe math its maps share.
+
+A nonlinearity φ is given by three functions (Lee et al. 2018; Jacot et al. 2018):
+
+* ``fn(x) = φ(x)``, used by ``apply_fn``;
+* ``nngp_fn(q, v1, v2) = E[φ(u) φ(v)]`` for centred jointly Gaussian (u, v) with
+  Var u = v1, Var v = v2, Cov(u, v) = q;
+* ``dnngp_fn(q, v1, v2) = E[φ'(u) φ'(v)] = ∂ nngp_fn / ∂q`` (Price's theorem),
+  which multiplies the NTK: Θ' = Θ · Σ̇.
+
+The three arrays broadcast against each other. The storage layout, the NTK
+update and the Gaussianity check live in :func:`infinet.layout.map_elementwise`,
+once for every nonlinearity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from infinet.kernel import Kernel
+from infinet.layout import CovarianceMap, map_elementwise
+from infinet.stax.base import Layer, make_layer
+
+
+def elementwise_layer(
+    fn: Callable[[jax.Array], jax.Array],
+    nngp_fn: CovarianceMap,
+    dnngp_fn: CovarianceMap | None,
+    name: str,
+) -> Layer:
+    """Builds the :class:`~infinet.stax.Layer` of an elementwise nonlinearity.
+
+    If ``dnngp_fn`` is ``None`` it is derived by differentiating ``nngp_fn`` in
+    ``q`` (Price's theorem), which requires ``nngp_fn`` to act elementwise.
+    """
+    if dnngp_fn is None:
+        dnngp_fn = derivative_in_q(nngp_fn)
+
+    def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
+        return input_shape, ()
+
+    def apply_fn(params: Any, x: jax.Array, **kwargs: Any) -> jax.Array:
+        return fn(x)
+
+    def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
+        return map_elementwise(k, nngp_fn, dnngp_fn)
+
+    return make_layer(init_fn, apply_fn, kernel_map, name)
+
+
+def derivative_in_q(nngp_fn: CovarianceMap) -> CovarianceMap:
+    """∂ nngp_fn(q, v1, v2) / ∂q for an elementwise ``nngp_fn``, by forward mode."""
+
+    def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
+        q, v1, v2 = jnp.broadcast_arrays(q, v1, v2)
+        _, dq = jax.jvp(lambda t: nngp_fn(t, v1, v2), (q,), (jnp.ones_like(q),))
+        return dq
+
+    return dnngp_fn
+
+
+def safe_sqrt(x: jax.Array) -> jax.Array:
+    """sqrt(max(x, 0)) with a finite (zero) gradient at and below 0."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
+def safe_arctan2(y: jax.Array, x: jax.Array) -> jax.Array:
+    """arctan2(y, x) with finite gradients at the origin (value 0 there)."""
+    origin = (x == 0) & (y == 0)
+    return jnp.where(origin, 0.0, jnp.arctan2(jnp.where(origin, 0.0, y), jnp.where(origin, 1.0, x)))
+
+
+def angle(q: jax.Array, v1: jax.Array, v2: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """θ = arccos(q / sqrt(v1 v2)) and s = sqrt(v1 v2 - q²) = sqrt(v1 v2) sin θ.
+
+    Computed as ``arctan2(s, q)``, which is exact at ρ = ±1 and differentiable
+    everywhere including zero inputs.
+    """
+    s = safe_sqrt(v1 * v2 - q * q)
+    return safe_arctan2(s, q), s

@@ -1,0 +1,50 @@
+"""Error-function nonlinearities (Williams 1997, "Computing with infinite networks").
+
+For φ(x) = a·erf(b x) + c and (u, v) centred Gaussian:
+
+    E[φ(u)φ(v)]   = a² (2/π) arcsin(2b² q / sqrt((1 + 2b² v1)(1 + 2b² v2))) + c²
+    E[φ'(u)φ'(v)] = a² b² (4/π) / sqrt((1 + 2b² v1)(1 + 2b² v2) - 4b⁴ q²)
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from infinet import stax
+    >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Erf())
+    >>> k = kernel_fn(jnp.array([[1.0]]), None, 'nngp')
+    >>> bool(jnp.isclose(k[0, 0], 2 / jnp.pi * jnp.arcsin(2 / 3)))
+    True
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from infinet.stax.activations.base import elementwise_layer
+from infinet.stax.base import Layer
+
+SIGMOID_LIKE_SCALE = 2.4020563531719796
+
+
+def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
+    """φ(x) = a·erf(b x) + c."""
+
+    def fn(x: jax.Array) -> jax.Array:
+        return a * jax.scipy.special.erf(b * x) + c
+
+    def nngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
+        denom = jnp.sqrt((1 + 2 * b * b * v1) * (1 + 2 * b * b * v2))
+        rho = jnp.clip(2 * b * b * q / denom, -1.0, 1.0)
+        return a * a * (2 / math.pi) * jnp.arcsin(rho) + c * c
+
+    def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
+        det = (1 + 2 * b * b * v1) * (1 + 2 * b * b * v2) - 4 * b**4 * q * q
+        return a * a * b * b * (4 / math.pi) / jnp.sqrt(det)
+
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Erf({a}, {b}, {c})")
+
+
+def Sigmoid_like() -> Layer:
+    """φ(x) = erf(x / 2.40206) / 2 + 1/2, a close stand-in for the logistic sigmoid."""
+    return Erf(a=0.5, b=1 / SIGMOID_LIKE_SCALE, c=0.5)

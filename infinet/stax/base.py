@@ -1,0 +1,222 @@
+"""The one contract: a :class:`Layer` is ``(init_fn, apply_fn, kernel_fn)``.
+
+* ``init_fn(key, input_shape) -> (output_shape, params)``: random finite-width
+  parameters (NTK parameterization unless a layer says otherwise).
+* ``apply_fn(params, x, **kwargs) -> y``: the finite network's forward pass.
+* ``kernel_fn(x1, x2=None, get=None, **kwargs)``: the infinite-width NNGP/NTK.
+
+``kernel_fn`` is a :class:`KernelFn`: a plain callable object that holds the
+layer's covariance map (``Kernel -> Kernel``) and its :class:`LayoutSupport`.
+Calling it on arrays builds the input kernel in the cheapest exact layout,
+applies the map under ``jax.jit`` and selects ``get``; calling it on a
+:class:`~infinet.kernel.Kernel` continues a composition.
+
+Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from infinet import stax
+    >>> init_fn, apply_fn, kernel_fn = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+    >>> out_shape, params = init_fn(jax.random.key(0), (-1, 3))
+    >>> out_shape
+    (-1, 1)
+    >>> apply_fn(params, jnp.ones((2, 3))).shape
+    (2, 1)
+    >>> kernel_fn(jnp.ones((2, 3)), jnp.ones((4, 3)), 'ntk').shape
+    (2, 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from infinet import layout
+from infinet.kernel import Kernel, select, validate_get
+from infinet.layout import LayoutSupport, Spatial
+
+Shape = tuple[int, ...]
+Params = Any
+InitFn = Callable[[jax.Array, Any], tuple[Any, Params]]
+ApplyFn = Callable[..., Any]
+KernelMap = Callable[..., Any]  # (Kernel | list[Kernel], **kwargs) -> Kernel | list
+
+
+class KernelFn:
+    """The infinite-width kernel function of a layer or network.
+
+    Args:
+        kernel_map: the layer's covariance map, ``(kernel, **kwargs) -> kernel``.
+        support: the storage layouts the map is exact in.
+        name: used in error messages.
+    """
+
+    def __init__(self, kernel_map: KernelMap, support: LayoutSupport, name: str):
+        self.kernel_map = kernel_map
+        self.support = support
+        self.name = name
+        self._jitted = jax.jit(
+            self._evaluate,
+            static_argnames=("get", "diagonal_batch", "diagonal_spatial", "static_kwargs"),
+        )
+
+    def __repr__(self) -> str:
+        return f"KernelFn({self.name})"
+
+    def __call__(
+        self,
+        x1: Any,
+        x2: Any = None,
+        get: str | tuple[str, ...] | None = None,
+        *,
+        diagonal_batch: bool | None = None,
+        diagonal_spatial: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Computes the kernel.
+
+        Args:
+            x1: inputs ``(N1, ...)``, a nested list/tuple of them for multi-input
+                networks, or a :class:`Kernel` to continue a composition.
+            x2: second inputs ``(N2, ...)``; ``None`` means ``x2 = x1``.
+            get: ``None`` (a :class:`Kernel`), ``'nngp'``, ``'ntk'``, ``'cov1'``,
+                ``'cov2'``, or a tuple of them (a namedtuple).
+            diagonal_batch: storage of ``cov1``/``cov2``; ``None`` = cheapest exact.
+            diagonal_spatial: keep only per-position covariances; ``None`` =
+                cheapest exact for this architecture.
+            **kwargs: layer-specific options (e.g. ``pattern`` for graphs).
+        """
+        if isinstance(get, list):
+            get = tuple(get)
+        if get is not None:
+            validate_get(get)
+        if not _is_kernel_tree(x1):
+            _check_inputs(x1, x2)
+        static = {k: v for k, v in kwargs.items() if _is_static(v)}
+        dynamic = {k: v for k, v in kwargs.items() if k not in static}
+        return self._jitted(
+            x1,
+            x2,
+            dynamic,
+            get=get,
+            diagonal_batch=diagonal_batch,
+            diagonal_spatial=diagonal_spatial,
+            static_kwargs=tuple(sorted(static.items())),
+        )
+
+    def _evaluate(
+        self,
+        x1: Any,
+        x2: Any,
+        dynamic: dict[str, Any],
+        *,
+        get: Any,
+        diagonal_batch: bool | None,
+        diagonal_spatial: bool | None,
+        static_kwargs: tuple[tuple[str, Hashable], ...],
+    ) -> Any:
+        kwargs = {**dict(static_kwargs), **dynamic}
+        if _is_kernel_tree(x1):
+            check_layout(x1, self.support, self.name)
+            k = x1
+        else:
+            db, ds = layout.resolve(self.support, diagonal_batch, diagonal_spatial)
+            k = _input_kernels(x1, x2, db, ds, self.support)
+        return select(self.kernel_map(k, **kwargs), get)
+
+
+class Layer(NamedTuple):
+    """A network building block; unpacks as ``init_fn, apply_fn, kernel_fn``."""
+
+    init_fn: InitFn
+    apply_fn: ApplyFn
+    kernel_fn: KernelFn
+
+
+def make_layer(
+    init_fn: InitFn,
+    apply_fn: ApplyFn,
+    kernel_map: KernelMap,
+    name: str,
+    support: LayoutSupport | None = None,
+) -> Layer:
+    """Builds a :class:`Layer` from its three parts."""
+    return Layer(init_fn, apply_fn, KernelFn(kernel_map, support or LayoutSupport(), name))
+
+
+def check_layout(k: Any, support: LayoutSupport, name: str) -> None:
+    """Raises if a kernel is stored more diagonally than ``support`` allows."""
+    for kernel in jax.tree.leaves(k, is_leaf=lambda t: isinstance(t, Kernel)):
+        if kernel.diagonal_spatial and support.spatial is Spatial.MIX:
+            raise ValueError(
+                f"{name} needs cross-position covariances, but the kernel passed in "
+                "keeps only diagonal_spatial entries. Recompute the input kernel "
+                "with diagonal_spatial=False."
+            )
+        if kernel.diagonal_batch and not support.diagonal_batch:
+            raise ValueError(
+                f"{name} needs cross-example covariances of each batch, but the "
+                "kernel passed in is diagonal_batch. Recompute it with "
+                "diagonal_batch=False."
+            )
+
+
+def _is_kernel_tree(x: Any) -> bool:
+    if isinstance(x, Kernel):
+        return True
+    if isinstance(x, (list, tuple)) and x:
+        return all(_is_kernel_tree(t) for t in x)
+    return False
+
+
+def _is_static(v: Any) -> bool:
+    leaves = jax.tree.leaves(v)
+    if any(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves):
+        return False
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
+def _input_kernels(x1: Any, x2: Any, db: bool, ds: bool, support: LayoutSupport) -> Any:
+    """Input kernels for (possibly nested lists of) inputs."""
+    if isinstance(x1, (list, tuple)):
+        x2s = [None] * len(x1) if x2 is None else x2
+        return type(x1)(_input_kernels(a, b, db, ds, support) for a, b in zip(x1, x2s))
+    return layout.input_kernel(
+        x1,
+        x2,
+        diagonal_batch=db,
+        diagonal_spatial=ds,
+        batch_axis=0 if support.batch_axis is None else support.batch_axis,
+        channel_axis=-1 if support.channel_axis is None else support.channel_axis,
+    )
+
+
+def _check_inputs(x1: Any, x2: Any) -> None:
+    """Shape and finiteness checks on concrete inputs, with actionable errors."""
+    if isinstance(x1, (list, tuple)):
+        if x2 is not None and (not isinstance(x2, (list, tuple)) or len(x2) != len(x1)):
+            raise ValueError("x1 is a list of inputs, so x2 must be a list of the same length.")
+        for i, a in enumerate(x1):
+            _check_inputs(a, None if x2 is None else x2[i])
+        return
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is None or isinstance(x, jax.core.Tracer):
+            continue
+        arr = np.asarray(x)
+        if not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}.")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"{name} contains NaN or infinite values; the kernel would be NaN. "
+                "Clean or impute the inputs first."
+            )
+    if x2 is not None and np.shape(x1)[1:] != np.shape(x2)[1:]:
+        raise ValueError(
+            f"x1 and x2 must agree on every axis but the batch axis; got "
+            f"{np.shape(x1)} and {np.shape(x2)}."
+        )

@@ -1,0 +1,149 @@
+"""Combinators: ``serial``, ``parallel`` and ``repeat``.
+
+The kernel of a composition is the composition of the kernels (Lee et al. 2018,
+"Deep neural networks as Gaussian processes"): Σ^{l+1} = T_l(Σ^l), and the NTK
+follows the same chain (Jacot et al. 2018).
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from infinet import stax
+    >>> block = stax.serial(stax.Dense(16), stax.Erf())
+    >>> _, _, kernel_fn = stax.serial(stax.repeat(block, 3), stax.Dense(1))
+    >>> kernel_fn(jnp.ones((2, 5)), None, 'nngp').shape
+    (2, 2)
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from typing import Any
+
+import jax
+
+from infinet.kernel import Kernel
+from infinet.stax.base import Layer, make_layer
+
+
+def _split(rng: jax.Array | None, n: int) -> list[jax.Array | None]:
+    if rng is None:
+        return [None] * n
+    return list(jax.random.split(rng, n))
+
+
+def serial(*layers: Layer) -> Layer:
+    """Applies ``layers`` one after another.
+
+    Args:
+        *layers: the layers, first to last.
+
+    Returns:
+        The composed :class:`Layer`. ``apply_fn`` splits an ``rng`` keyword
+        argument among the layers.
+    """
+    if not layers:
+        raise ValueError("serial() needs at least one layer; use stax.Identity() for none.")
+    layers = tuple(layers)
+
+    def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, list[Any]]:
+        params = []
+        for layer, k in zip(layers, jax.random.split(key, len(layers))):
+            input_shape, p = layer.init_fn(k, input_shape)
+            params.append(p)
+        return input_shape, params
+
+    def apply_fn(params: Any, x: Any, *, rng: jax.Array | None = None, **kwargs: Any) -> Any:
+        for layer, p, r in zip(layers, params, _split(rng, len(layers))):
+            x = layer.apply_fn(p, x, rng=r, **kwargs)
+        return x
+
+    def kernel_map(k: Any, **kwargs: Any) -> Any:
+        for layer in layers:
+            k = layer.kernel_fn.kernel_map(k, **kwargs)
+        return k
+
+    support = reduce(lambda a, b: a.then(b), (lyr.kernel_fn.support for lyr in layers))
+    return make_layer(init_fn, apply_fn, kernel_map, "serial", support)
+
+
+def parallel(*layers: Layer) -> Layer:
+    """Applies ``layers[i]`` to the ``i``-th input of a list of inputs.
+
+    Use with :func:`~infinet.stax.FanOut` and a fan-in layer to build branches.
+    """
+    layers = tuple(layers)
+
+    def init_fn(key: jax.Array, input_shape: Any) -> tuple[list[Any], tuple[Any, ...]]:
+        keys = jax.random.split(key, len(layers))
+        outs = [lyr.init_fn(k, s) for lyr, k, s in zip(layers, keys, input_shape)]
+        return [o for o, _ in outs], tuple(p for _, p in outs)
+
+    def apply_fn(params: Any, xs: Any, *, rng: jax.Array | None = None, **kwargs: Any) -> Any:
+        rngs = _split(rng, len(layers))
+        return type(xs)(
+            lyr.apply_fn(p, x, rng=r, **kwargs) for lyr, p, x, r in zip(layers, params, xs, rngs)
+        )
+
+    def kernel_map(ks: Any, **kwargs: Any) -> Any:
+        if len(ks) != len(layers):
+            raise ValueError(f"parallel of {len(layers)} layers got {len(ks)} inputs.")
+        return type(ks)(lyr.kernel_fn.kernel_map(k, **kwargs) for lyr, k in zip(layers, ks))
+
+    support = reduce(lambda a, b: a.alongside(b), (lyr.kernel_fn.support for lyr in layers))
+    return make_layer(init_fn, apply_fn, kernel_map, "parallel", support)
+
+
+def repeat(layer: Layer, n: int) -> Layer:
+    """Equivalent to ``serial(*[layer] * n)``, compiled as a loop.
+
+    Each repetition has its own parameters: ``init_fn`` returns them stacked
+    along a leading axis of size ``n``. ``layer`` must keep its input shape.
+    """
+    if n < 1:
+        raise ValueError(f"repeat needs n >= 1, got {n}.")
+
+    def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, Any]:
+        out_shape, _ = layer.init_fn(key, input_shape)
+        if tuple(out_shape) != tuple(input_shape):
+            raise ValueError(
+                f"repeat needs a layer that keeps its input shape; {input_shape} -> "
+                f"{out_shape}. Use serial(*[layer] * n) instead."
+            )
+        params = jax.vmap(lambda k: layer.init_fn(k, input_shape)[1])(jax.random.split(key, n))
+        return out_shape, params
+
+    def apply_fn(params: Any, x: Any, *, rng: jax.Array | None = None, **kwargs: Any) -> Any:
+        rngs = jax.random.split(rng, n) if rng is not None else None
+
+        def body(x: Any, inputs: Any) -> tuple[Any, None]:
+            p, r = inputs
+            return layer.apply_fn(p, x, rng=r, **kwargs), None
+
+        x, _ = jax.lax.scan(body, x, (params, rngs))
+        return x
+
+    def kernel_map(k: Any, **kwargs: Any) -> Any:
+        # The first step may change static metadata (e.g. is_gaussian), which a
+        # scan carry cannot; later steps are structurally identical.
+        k = layer.kernel_fn.kernel_map(k, **kwargs)
+        if n == 1:
+            return k
+        nxt = layer.kernel_fn.kernel_map(k, **kwargs)
+        if jax.tree.structure(nxt) != jax.tree.structure(k) or not _same_shapes(nxt, k):
+            for _ in range(n - 2):
+                nxt = layer.kernel_fn.kernel_map(nxt, **kwargs)
+            return nxt
+
+        def body(k: Kernel, _: None) -> tuple[Kernel, None]:
+            return layer.kernel_fn.kernel_map(k, **kwargs), None
+
+        k, _ = jax.lax.scan(body, nxt, None, length=n - 2)
+        return k
+
+    return make_layer(init_fn, apply_fn, kernel_map, "repeat", layer.kernel_fn.support)
+
+
+def _same_shapes(a: Any, b: Any) -> bool:
+    sa = [getattr(x, "shape", None) for x in jax.tree.leaves(a)]
+    sb = [getattr(x, "shape", None) for x in jax.tree.leaves(b)]
+    return sa == sb
+
