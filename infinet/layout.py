@@ -32,7 +32,9 @@ import enum
 import string
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from infinet.kernel import Kernel
@@ -143,9 +145,7 @@ def resolve(
 # -- building the input kernel ---------------------------------------------------
 
 
-def _pair_gram(
-    x1: Array, x2: Array, diagonal_spatial: bool, precision: object = None
-) -> Array:
+def _pair_gram(x1: Array, x2: Array, diagonal_spatial: bool, precision: object = None) -> Array:
     """Σ_c x1[n1, s.., c] x2[n2, s'.., c] / C, stored in the requested layout."""
     n_spatial = x1.ndim - 2
     channels = x1.shape[-1]
@@ -227,6 +227,55 @@ def input_kernel(
     )
 
 
+def host_gram_kernel(
+    x1: Array, x2: Array | None, diagonal_batch: bool, batch_axis: int, channel_axis: int
+) -> Kernel | None:
+    """The input kernel of concrete 2-D inputs, with the Gram on the host BLAS.
+
+    XLA's CPU matrix product is several times slower than the host BLAS that
+    NumPy links, and the input Gram is the only O(N² d) step of a dense kernel.
+    When ``x2`` is ``None`` or the same object as ``x1`` the symmetric product
+    (BLAS ``syrk``, half the work) is used. Returns ``None`` when this path does
+    not apply (spatial inputs or a non-CPU default device), so that the caller
+    uses :func:`input_kernel`.
+    """
+    if x1.ndim != 2 or (x2 is not None and x2.ndim != 2):
+        return None
+    if jax.default_backend() != "cpu":
+        return None
+    same = x2 is None or x2 is x1
+    dtype = np.dtype(jnp.result_type(x1) if same else jnp.result_type(x1, x2))
+    if not np.issubdtype(dtype, np.floating):
+        dtype = np.dtype(jnp.result_type(float))
+    a = np.asarray(canonicalize(x1, batch_axis, channel_axis), dtype=dtype)
+    b = a if same else np.asarray(canonicalize(x2, batch_axis, channel_axis), dtype=dtype)
+    scale = dtype.type(1.0 / a.shape[-1])
+
+    def gram(u: np.ndarray, v: np.ndarray) -> jax.Array:
+        g = np.matmul(u, u.T) if v is u else np.matmul(u, v.T)
+        g *= scale
+        return jnp.asarray(g)
+
+    nngp = gram(a, b)
+    if diagonal_batch:
+        cov1 = jnp.asarray(np.einsum("ij,ij->i", a, a) * scale)
+        cov2 = None if same else jnp.asarray(np.einsum("ij,ij->i", b, b) * scale)
+    else:
+        cov1 = nngp if same else gram(a, a)
+        cov2 = None if same else gram(b, b)
+    return Kernel(
+        nngp=nngp,
+        ntk=jnp.zeros_like(nngp),
+        cov1=cov1,
+        cov2=cov1 if (same and x2 is not None) else cov2,
+        x1_is_x2=x2 is None,
+        diagonal_batch=diagonal_batch,
+        shape1=tuple(a.shape),
+        shape2=tuple(b.shape),
+        is_input=True,
+    )
+
+
 # -- variances and elementwise maps -----------------------------------------------
 
 
@@ -285,9 +334,7 @@ def _self_pair_variances(cov: Tensor, k: Kernel) -> tuple[Tensor, Tensor]:
     return _broadcast_pair(v, v, batch_ndim, k.diagonal_spatial)
 
 
-def map_elementwise(
-    k: Kernel, nngp_fn: CovarianceMap, dnngp_fn: CovarianceMap | None
-) -> Kernel:
+def map_elementwise(k: Kernel, nngp_fn: CovarianceMap, dnngp_fn: CovarianceMap | None) -> Kernel:
     """Applies an elementwise nonlinearity's covariance map in any layout.
 
     For φ applied to a centred Gaussian pair (u, v) with Var u = v1, Var v = v2

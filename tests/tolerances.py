@@ -23,5 +23,7 @@ def tol(dtype: object, kind: str = "exact") -> dict[str, float]:
     return {"rtol": rtol, "atol": atol}
 
 
-def assert_close(actual: object, desired: object, dtype: object = np.float64, kind: str = "exact") -> None:
+def assert_close(
+    actual: object, desired: object, dtype: object = np.float64, kind: str = "exact"
+) -> None:
     np.testing.assert_allclose(np.asarray(actual), np.asarray(desired), **tol(dtype, kind))

@@ -93,6 +93,7 @@ class KernelFn:
             validate_get(get)
         if not _is_kernel_tree(x1):
             _check_inputs(x1, x2)
+            x1, x2 = self._host_input_kernel(x1, x2, diagonal_batch, diagonal_spatial, kwargs)
         static = {k: v for k, v in kwargs.items() if _is_static(v)}
         dynamic = {k: v for k, v in kwargs.items() if k not in static}
         return self._jitted(
@@ -104,6 +105,27 @@ class KernelFn:
             diagonal_spatial=diagonal_spatial,
             static_kwargs=tuple(sorted(static.items())),
         )
+
+    def _host_input_kernel(
+        self, x1: Any, x2: Any, diagonal_batch: Any, diagonal_spatial: Any, kwargs: Any
+    ) -> tuple[Any, Any]:
+        """Computes a dense input Gram with the host BLAS when that applies."""
+        concrete = all(
+            isinstance(x, (np.ndarray, jax.Array)) and not isinstance(x, jax.core.Tracer)
+            for x in (x1, x2)
+            if x is not None
+        )
+        if not concrete or kwargs:
+            return x1, x2
+        db, _ = layout.resolve(self.support, diagonal_batch, diagonal_spatial)
+        k = layout.host_gram_kernel(
+            x1,
+            x2,
+            db,
+            0 if self.support.batch_axis is None else self.support.batch_axis,
+            -1 if self.support.channel_axis is None else self.support.channel_axis,
+        )
+        return (x1, x2) if k is None else (k, None)
 
     def _evaluate(
         self,

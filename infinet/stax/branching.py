@@ -128,7 +128,9 @@ def FanInConcat(axis: int = -1) -> Layer:
         if ax == ndim - 1:
             return _concat_channels(ks)
         if ax == 0:
-            raise ValueError("FanInConcat along the batch axis has no kernel; concatenate inputs instead.")
+            raise ValueError(
+                "FanInConcat along the batch axis has no kernel; concatenate inputs instead."
+            )
         return _concat_spatial(ks, ax - 1)
 
     return make_layer(init_fn, apply_fn, kernel_map, "FanInConcat")

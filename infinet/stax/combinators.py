@@ -146,4 +146,3 @@ def _same_shapes(a: Any, b: Any) -> bool:
     sa = [getattr(x, "shape", None) for x in jax.tree.leaves(a)]
     sb = [getattr(x, "shape", None) for x in jax.tree.leaves(b)]
     return sa == sb
-

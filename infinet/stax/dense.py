@@ -138,9 +138,7 @@ def Dense(
 
     def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
         out = affine_kernel(k, W_std, b_std, parameterization, s[0], k.shape1[-1])
-        return out.replace(
-            shape1=k.shape1[:-1] + (width,), shape2=k.shape2[:-1] + (width,)
-        )
+        return out.replace(shape1=k.shape1[:-1] + (width,), shape2=k.shape2[:-1] + (width,))
 
     support = LayoutSupport(batch_axis=batch_axis, channel_axis=channel_axis)
     return make_layer(init_fn, apply_fn, kernel_map, "Dense", support)

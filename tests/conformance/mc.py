@@ -38,11 +38,24 @@ def mc_kernels(layer, x1, x2, n_samples: int, seed: int = 0, ntk: bool = True):
         j1 = jax.jacobian(lambda p: apply_fn(p, x1))(params)
         j2 = jax.jacobian(lambda p: apply_fn(p, x2))(params)
         prods = jax.tree.map(
-            lambda a, b: jnp.einsum("ic...,jc...->ij", a.reshape(a.shape[:2] + (-1,)),
-                                    b.reshape(b.shape[:2] + (-1,))) / c,
-            j1, j2)
+            lambda a, b: (
+                jnp.einsum(
+                    "ic...,jc...->ij",
+                    a.reshape(a.shape[:2] + (-1,)),
+                    b.reshape(b.shape[:2] + (-1,)),
+                )
+                / c
+            ),
+            j1,
+            j2,
+        )
         return nngp, sum(jax.tree.leaves(prods))
 
     del p0
     nngps, ntks = jax.lax.map(jax.jit(one), keys)
-    return np.asarray(nngps.mean(0)), np.asarray(ntks.mean(0)), np.asarray(nngps.std(0)), np.asarray(ntks.std(0))
+    return (
+        np.asarray(nngps.mean(0)),
+        np.asarray(ntks.mean(0)),
+        np.asarray(nngps.std(0)),
+        np.asarray(ntks.std(0)),
+    )

@@ -60,8 +60,9 @@ def test_float32_matches_float64(case):
     x1, x2 = _inputs(case, np.float64)
     net = case.network(64)
     k64 = net.kernel_fn(x1, x2, ("nngp", "ntk"), **case.kernel_kwargs)
-    k32 = net.kernel_fn(x1.astype(jnp.float32), x2.astype(jnp.float32), ("nngp", "ntk"),
-                        **case.kernel_kwargs)
+    k32 = net.kernel_fn(
+        x1.astype(jnp.float32), x2.astype(jnp.float32), ("nngp", "ntk"), **case.kernel_kwargs
+    )
     assert k32.nngp.dtype == jnp.float32 and k64.nngp.dtype == jnp.float64
     for a, b in zip(k32, k64):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5 * float(np.max(np.abs(b))))
@@ -86,7 +87,9 @@ def test_layerwise_composition(case):
     ds = None
     full = net.kernel_fn(x1, x2, **case.kernel_kwargs)
     # Start from the input kernel of the Identity layer in the same layout.
-    k = stax.Identity().kernel_fn(x1, x2, diagonal_spatial=full.diagonal_spatial if ds is None else ds)
+    k = stax.Identity().kernel_fn(
+        x1, x2, diagonal_spatial=full.diagonal_spatial if ds is None else ds
+    )
     if layers and not full.diagonal_spatial:
         k = stax.Identity().kernel_fn(x1, x2, diagonal_spatial=False)
     k = _reaxis(k, net)
@@ -105,8 +108,9 @@ def _reaxis(k, net):
 def test_layouts_agree(case):
     x1, x2 = _inputs(case, np.float64)
     kernel_fn = case.network(64).kernel_fn
-    ref = kernel_fn(x1, x2, ("nngp", "ntk"), diagonal_spatial=False, diagonal_batch=True,
-                    **case.kernel_kwargs)
+    ref = kernel_fn(
+        x1, x2, ("nngp", "ntk"), diagonal_spatial=False, diagonal_batch=True, **case.kernel_kwargs
+    )
     layouts = [dict(diagonal_batch=False, diagonal_spatial=False)]
     if kernel_fn.support.spatial.value != "mix":
         layouts.append(dict(diagonal_spatial=True))

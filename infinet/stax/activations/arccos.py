@@ -44,9 +44,9 @@ def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
 
     def nngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         theta, s = angle(q, v1, v2)
-        return ((a - b) ** 2 * s + ((a * a + b * b) * (math.pi - theta) + 2 * a * b * theta) * q) / (
-            2 * math.pi
-        )
+        return (
+            (a - b) ** 2 * s + ((a * a + b * b) * (math.pi - theta) + 2 * a * b * theta) * q
+        ) / (2 * math.pi)
 
     def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         theta, _ = angle(q, v1, v2)

@@ -8,6 +8,8 @@ A nonlinearity φ is given by three functions (Lee et al. 2018; Jacot et al. 201
 * ``dnngp_fn(q, v1, v2) = E[φ'(u) φ'(v)] = ∂ nngp_fn / ∂q`` (Price's theorem),
   which multiplies the NTK: Θ' = Θ · Σ̇.
 
+Float32 inverse trigonometric functions come from :mod:`fastmath`.
+
 The three arrays broadcast against each other. The storage layout, the NTK
 update and the Gaussianity check live in :func:`infinet.layout.map_elementwise`,
 once for every nonlinearity.
@@ -23,6 +25,7 @@ import jax.numpy as jnp
 
 from infinet.kernel import Kernel
 from infinet.layout import CovarianceMap, map_elementwise
+from infinet.stax.activations import fastmath
 from infinet.stax.base import Layer, make_layer
 
 
@@ -69,12 +72,6 @@ def safe_sqrt(x: jax.Array) -> jax.Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
 
 
-def safe_arctan2(y: jax.Array, x: jax.Array) -> jax.Array:
-    """arctan2(y, x) with finite gradients at the origin (value 0 there)."""
-    origin = (x == 0) & (y == 0)
-    return jnp.where(origin, 0.0, jnp.arctan2(jnp.where(origin, 0.0, y), jnp.where(origin, 1.0, x)))
-
-
 def angle(q: jax.Array, v1: jax.Array, v2: jax.Array) -> tuple[jax.Array, jax.Array]:
     """θ = arccos(q / sqrt(v1 v2)) and s = sqrt(v1 v2 - q²) = sqrt(v1 v2) sin θ.
 
@@ -82,4 +79,4 @@ def angle(q: jax.Array, v1: jax.Array, v2: jax.Array) -> tuple[jax.Array, jax.Ar
     everywhere including zero inputs.
     """
     s = safe_sqrt(v1 * v2 - q * q)
-    return safe_arctan2(s, q), s
+    return fastmath.arccos_from_sin_cos(s, q), s
