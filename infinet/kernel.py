@@ -70,10 +70,10 @@ class Kernel:
         is_input: nothing with parameters has been applied yet.
     """
 
-    nngp: Float[Array, "n1 n2 *spatial"]
-    ntk: Float[Array, "n1 n2 *spatial"] | None
-    cov1: Float[Array, "n1 *spatial1"]
-    cov2: Float[Array, "n2 *spatial2"] | None
+    nngp: Float[Array, " n1 n2 *spatial"]
+    ntk: Float[Array, " n1 n2 *spatial"] | None
+    cov1: Float[Array, " n1 *spatial1"]
+    cov2: Float[Array, " n2 *spatial2"] | None
     mask1: Array | None = None
     mask2: Array | None = None
     x1_is_x2: bool = False
