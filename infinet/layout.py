@@ -150,7 +150,7 @@ def _pair_gram(x1: Array, x2: Array, diagonal_spatial: bool, precision: object =
     n_spatial = x1.ndim - 2
     channels = x1.shape[-1]
     if n_spatial == 0:
-        return jnp.matmul(x1, x2.T, precision=precision) / channels
+        return jnp.matmul(x1, x2.T) / channels
     letters = string.ascii_letters[: 2 * n_spatial]
     s1, s2 = letters[:n_spatial], letters[n_spatial:]
     if diagonal_spatial:
@@ -158,7 +158,7 @@ def _pair_gram(x1: Array, x2: Array, diagonal_spatial: bool, precision: object =
     else:
         out = "".join(a + b for a, b in zip(s1, s2))
         eq = f"A{s1}Z,B{s2}Z->AB{out}"
-    return jnp.einsum(eq, x1, x2, precision=precision) / channels
+    return jnp.einsum(eq, x1, x2) / channels
 
 
 def _self_gram(x: Array, diagonal_spatial: bool) -> Array:
@@ -247,8 +247,11 @@ def host_gram_kernel(
     dtype = np.dtype(jnp.result_type(x1) if same else jnp.result_type(x1, x2))
     if not np.issubdtype(dtype, np.floating):
         dtype = np.dtype(jnp.result_type(float))
-    a = np.asarray(canonicalize(x1, batch_axis, channel_axis), dtype=dtype)
-    b = a if same else np.asarray(canonicalize(x2, batch_axis, channel_axis), dtype=dtype)
+    def host(x: Array) -> np.ndarray:
+        return np.moveaxis(np.asarray(x, dtype=dtype), (batch_axis % 2, channel_axis % 2), (0, 1))
+
+    a = host(x1)
+    b = a if same or x2 is None else host(x2)
     scale = dtype.type(1.0 / a.shape[-1])
 
     def gram(u: np.ndarray, v: np.ndarray) -> jax.Array:

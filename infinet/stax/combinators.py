@@ -128,7 +128,7 @@ def repeat(layer: Layer, n: int) -> Layer:
         if n == 1:
             return k
         nxt = layer.kernel_fn.kernel_map(k, **kwargs)
-        if jax.tree.structure(nxt) != jax.tree.structure(k) or not _same_shapes(nxt, k):
+        if not _same_structure(nxt, k):
             for _ in range(n - 2):
                 nxt = layer.kernel_fn.kernel_map(nxt, **kwargs)
             return nxt
@@ -142,7 +142,9 @@ def repeat(layer: Layer, n: int) -> Layer:
     return make_layer(init_fn, apply_fn, kernel_map, "repeat", layer.kernel_fn.support)
 
 
-def _same_shapes(a: Any, b: Any) -> bool:
-    sa = [getattr(x, "shape", None) for x in jax.tree.leaves(a)]
-    sb = [getattr(x, "shape", None) for x in jax.tree.leaves(b)]
-    return sa == sb
+def _same_structure(a: Any, b: Any) -> bool:
+    """Same pytree structure (incl. static metadata) and leaf shapes/dtypes."""
+    if str(jax.tree.structure(a)) != str(jax.tree.structure(b)):
+        return False
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    return all(x.shape == y.shape and x.dtype == y.dtype for x, y in zip(la, lb))

@@ -121,7 +121,7 @@ def Dense(
         b = None if b_std is None else jax.random.normal(k2, b_shape)
         if parameterization == "standard":
             W = W * (W_std / jnp.sqrt(fan_in))
-            b = None if b is None else b * b_std
+            b = None if b is None or b_std is None else b * b_std
         return out_shape, (W, b)
 
     def apply_fn(params: Any, x: jax.Array, **kwargs: Any) -> jax.Array:
@@ -130,7 +130,7 @@ def Dense(
         y = jnp.moveaxis(jnp.tensordot(x, W, axes=[[ax], [0]]), -1, ax)
         if parameterization == "ntk":
             y = (W_std / jnp.sqrt(x.shape[ax])) * y
-            if b is not None:
+            if b is not None and b_std is not None:
                 y = y + b_std * b
         elif b is not None:
             y = y + b

@@ -34,7 +34,7 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     def fn(x: jax.Array) -> jax.Array:
         return a * jax.scipy.special.erf(b * x) + c
 
-    def rho(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
+    def rho(q: jax.Array, v1: jax.Array, v2: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         # The row/column factors are computed once per example, not per entry.
         r1 = jax.lax.rsqrt(1 + 2 * b * b * v1)
         r2 = jax.lax.rsqrt(1 + 2 * b * b * v2)
