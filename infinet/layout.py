@@ -202,7 +202,9 @@ def input_kernel(
     x2c = None if x2 is None else canonicalize(x2, batch_axis, channel_axis)
     other = x1 if x2c is None else x2c
     nngp = _pair_gram(x1, other, diagonal_spatial)
-    if diagonal_batch:
+    if diagonal_batch and x2c is None and x1.ndim == 2:
+        cov1 = jnp.diagonal(nngp)  # ρ = 1 exactly on the diagonal
+    elif diagonal_batch:
         cov1 = _self_gram(x1, diagonal_spatial)
         cov2 = None if x2c is None else _self_gram(x2c, diagonal_spatial)
     else:
@@ -260,7 +262,10 @@ def host_gram_kernel(
         return jnp.asarray(g)
 
     nngp = gram(a, b)
-    if diagonal_batch:
+    if diagonal_batch and same:
+        # The diagonal of the Gram itself, so that ρ = 1 exactly on it.
+        cov1 = jnp.diagonal(nngp)
+    elif diagonal_batch:
         cov1 = jnp.asarray(np.einsum("ij,ij->i", a, a) * scale)
         cov2 = None if same else jnp.asarray(np.einsum("ij,ij->i", b, b) * scale)
     else:

@@ -170,7 +170,8 @@ def make_layer(
 def check_layout(k: Any, support: LayoutSupport, name: str) -> None:
     """Raises if a kernel is stored more diagonally than ``support`` allows."""
     for kernel in jax.tree.leaves(k, is_leaf=lambda t: isinstance(t, Kernel)):
-        if kernel.diagonal_spatial and support.spatial is Spatial.MIX:
+        spatial = kernel.spatial_ndim > 0
+        if spatial and kernel.diagonal_spatial and support.spatial is Spatial.MIX:
             raise ValueError(
                 f"{name} needs cross-position covariances, but the kernel passed in "
                 "keeps only diagonal_spatial entries. Recompute the input kernel "

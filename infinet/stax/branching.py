@@ -65,6 +65,7 @@ def FanInSum() -> Layer:
         return reduce(lambda a, b: a + b, xs)
 
     def kernel_map(ks: Any, **kwargs: Any) -> Kernel:
+        _check_same_shapes([k.shape1 for k in ks], "FanInSum")
         return reduce(lambda a, b: a + b, ks)
 
     return make_layer(init_fn, apply_fn, kernel_map, "FanInSum")
@@ -96,9 +97,7 @@ def FanInProd() -> Layer:
         return reduce(lambda a, b: a * b, xs)
 
     def kernel_map(ks: Any, **kwargs: Any) -> Kernel:
-        for k in ks:
-            if k.nngp.shape != ks[0].nngp.shape:
-                raise ValueError("FanInProd needs branch kernels of equal shapes.")
+        _check_same_shapes([k.shape1 for k in ks], "FanInProd")
         return reduce(_product, ks)
 
     return make_layer(init_fn, apply_fn, kernel_map, "FanInProd")

@@ -78,7 +78,6 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
             cov2=None if k.cov2 is None else flat(k.cov2, cov_batch),
             shape1=(k.shape1[0], math.prod(k.shape1[1:])),
             shape2=(k.shape2[0], math.prod(k.shape2[1:])),
-            diagonal_spatial=False,
         )
 
     support = LayoutSupport(spatial=Spatial.REDUCE, batch_axis=batch_axis)
