@@ -202,6 +202,7 @@ def input_kernel(
     x2c = None if x2 is None else canonicalize(x2, batch_axis, channel_axis)
     other = x1 if x2c is None else x2c
     nngp = _pair_gram(x1, other, diagonal_spatial)
+    cov2 = None
     if diagonal_batch and x2c is None and x1.ndim == 2:
         cov1 = jnp.diagonal(nngp)  # ρ = 1 exactly on the diagonal
     elif diagonal_batch:
@@ -262,6 +263,7 @@ def host_gram_kernel(
         return jnp.asarray(g)
 
     nngp = gram(a, b)
+    cov2 = None
     if diagonal_batch and same:
         # The diagonal of the Gram itself, so that ρ = 1 exactly on it.
         cov1 = jnp.diagonal(nngp)
