@@ -203,8 +203,9 @@ def input_kernel(
     other = x1 if x2c is None else x2c
     nngp = _pair_gram(x1, other, diagonal_spatial)
     cov2 = None
-    if diagonal_batch and x2c is None and x1.ndim == 2:
-        cov1 = jnp.diagonal(nngp)  # ρ = 1 exactly on the diagonal
+    if diagonal_batch and x2c is None:
+        # The batch diagonal of the Gram itself, so that ρ = 1 exactly on it.
+        cov1 = jnp.moveaxis(jnp.diagonal(nngp, axis1=0, axis2=1), -1, 0)
     elif diagonal_batch:
         cov1 = _self_gram(x1, diagonal_spatial)
         cov2 = None if x2c is None else _self_gram(x2c, diagonal_spatial)
