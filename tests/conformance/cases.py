@@ -38,9 +38,9 @@ class Case:
     name: str
     layers: Callable[[int], list[Any]]
     input_shape: tuple[int, ...]
-    mc_width: int = 512
-    mc_samples: int = 128
-    mc_rtol: float = 0.03
+    mc_width: int = 256
+    mc_samples: int = 64
+    mc_rtol: float = 0.05
     ntk: bool = True
     psd: bool = True
     kernel_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
