@@ -1,8 +1,17 @@
-import numpy as np, sys, json
+"""Run under NT 0.6.5's interpreter: writes NT's dense-network kernels to a JSON file.
+
+NT is used as a black box (public API only). Usage: ``python this.py OUT.json``.
+"""
+
+import json
+import sys
+
 import jax
+import numpy as np
 
 jax.config.update("jax_enable_x64", True)
-from neural_tangents import stax
+
+from neural_tangents import stax  # noqa: E402
 
 rs = np.random.RandomState(42)
 x1 = rs.randn(4, 6)
@@ -54,4 +63,5 @@ for name, net in nets.items():
         ntk=np.asarray(k.ntk).tolist(),
         nngp_sym=np.asarray(k0.nngp).tolist(),
     )
-json.dump(out, open(sys.argv[1], "w"))
+with open(sys.argv[1], "w") as f:
+    json.dump(out, f)

@@ -22,7 +22,9 @@ x = np.random.RandomState(0).randn(2000, 3072).astype(np.float32)
 kernel_fn(x, x, 'ntk').block_until_ready()
 ts = []
 for _ in range(5):
-    t = time.perf_counter(); kernel_fn(x, x, 'ntk').block_until_ready(); ts.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    kernel_fn(x, x, 'ntk').block_until_ready()
+    ts.append(time.perf_counter() - t)
 print(statistics.median(ts))
 """
 
