@@ -31,6 +31,8 @@ class Case:
             largest entry (added to five Monte Carlo standard errors).
         ntk: whether the network has an NTK to check.
         psd: whether the NNGP/NTK must be PSD.
+        monte_carlo: whether the network has a finite-width ``apply_fn`` to
+            compare with (``False`` for pure kernel maps like ExpNormalized).
         kernel_kwargs: extra keyword arguments for ``kernel_fn``.
         apply_kwargs: extra keyword arguments for ``apply_fn``.
     """
@@ -43,6 +45,7 @@ class Case:
     mc_rtol: float = 0.05
     ntk: bool = True
     psd: bool = True
+    monte_carlo: bool = True
     kernel_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     apply_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
