@@ -1,0 +1,237 @@
+"""Gradient-descent training dynamics on MSE, in closed form, at any time.
+
+Continuous-time gradient descent (gradient flow) with learning rate ``η`` on the
+loss ``L = ½·mean((f(X) − Y)²)`` (the mean over all ``n = Y.size`` entries) moves
+the outputs of a linearised (equivalently infinitely wide) network as
+``df/dt = −(η/n) Θ (f − Y)`` (Jacot et al. 2018; Lee et al. 2019, eqs. 8–9), so
+
+* ``f_D(t) = Y + e^{−ηΘt/n} (f_D(0) − Y)``,
+* ``f_*(t) = f_*(0) + Θ_*D Θ⁻¹ (I − e^{−ηΘt/n}) (Y − f_D(0))``,
+
+with ``Θ`` the (regularised) train-train NTK. One eigendecomposition
+``Θ = V diag(λ) V^T`` serves every time ``t``; ``t = None`` (infinite time) uses
+a Cholesky solve. Averaging over random initialisations (``f(0)`` is a GP with the
+NNGP kernel ``K``) gives the ensemble mean and covariance (Lee et al. 2019,
+eqs. 15–16), with ``M_t = Θ_*D Θ⁻¹ (I − e^{−ηΘt/n})``:
+
+* ``μ_*(t) = M_t Y``,
+* ``Σ_*(t) = K_** + M_t K_DD M_t^T − (M_t K_D* + K_*D M_t^T)``.
+
+With ``get='nngp'`` the NNGP kernel ``K`` replaces ``Θ`` everywhere (training only
+the readout layer). ``diag_reg`` regularises the kernel that drives the dynamics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from infinet.predict import base, linalg
+from infinet.predict.base import OutputAxes
+
+
+class Dynamics:
+    """MSE gradient flow of one training set; factorisations cached across calls.
+
+    Args:
+        k_dd: train-train kernel driving the dynamics (array with output-axis pairs).
+        y_train: targets ``(N, *out)``.
+        learning_rate: ``η``.
+        diag_reg: diagonal regularisation of ``k_dd``.
+        absolute: ``diag_reg`` is absolute rather than relative to the mean diagonal.
+        axes: output-axis split.
+    """
+
+    def __init__(
+        self,
+        k_dd: Any,
+        y_train: Any,
+        learning_rate: Any,
+        diag_reg: Any,
+        absolute: bool,
+        axes: OutputAxes,
+    ):
+        linalg.check_finite(k_dd, "k_train_train")
+        self.axes = axes
+        self.like = (learning_rate, diag_reg)
+        flat = axes.flatten_k(linalg.to_working(k_dd, *self.like), "k_train_train")
+        self.k = base.regularize(flat, diag_reg, absolute)
+        self.y = axes.flatten_y(linalg.to_working(y_train, *self.like))
+        self.rate = learning_rate / np.size(y_train)
+        self._eig: linalg.Eigh | None = None
+        self._chol: linalg.Cholesky | None = None
+
+    @property
+    def eig(self) -> linalg.Eigh:
+        """Eigendecomposition of the regularised kernel (computed once)."""
+        if self._eig is None:
+            self._eig = linalg.eigh(self.k, name="train-train kernel")
+        return self._eig
+
+    @property
+    def chol(self) -> linalg.Cholesky:
+        """Cholesky factor of the regularised kernel (computed once)."""
+        if self._chol is None:
+            self._chol = linalg.cholesky(self.k, name="train-train kernel")
+        return self._chol
+
+    def factors(self, t: Any) -> tuple[Any, Any]:
+        """``1 − e^{−ηλt/n}`` and ``(1 − e^{−ηλt/n})/λ`` per eigenvalue, shape ``(*t, n)``."""
+        xp = linalg.xp_for(t, self.eig.values)
+        lam = self.eig.values
+        rt = self.rate * xp.asarray(t, lam.dtype)[..., None]
+        g = -xp.expm1(-rt * lam)
+        tiny = xp.finfo(lam.dtype).tiny
+        safe = xp.where(xp.abs(lam) > tiny, lam, 1.0)
+        return g, xp.where(xp.abs(lam) > tiny, g / safe, rt + 0 * lam)
+
+    def train(self, t: Any, r: Any) -> Any:
+        """``(I − e^{−ηΘt/n}) r`` for flat residuals ``r``, for every time in ``t``."""
+        v = self.eig.vectors
+        g, _ = self.factors(t)
+        return v @ (g[..., None] * (v.T @ r))
+
+    def test(self, t: Any, ktd: Any, r: Any) -> Any:
+        """``Θ_*D Θ⁻¹ (I − e^{−ηΘt/n}) r`` (``t = None``: infinite time, Cholesky)."""
+        if t is None:
+            return ktd @ self.chol.solve(r)
+        v = self.eig.vectors
+        _, h = self.factors(t)
+        return (ktd @ v) @ (h[..., None] * (v.T @ r))
+
+    def covariance(self, t: Any, ktd: Any, kdt_nngp: Any, kdd_nngp: Any, ktt_nngp: Any) -> Any:
+        """``K_** + M_t K_DD M_t^T − (M_t K_D* + h.c.)`` for every time in ``t``."""
+        if t is None:
+            w = self.chol.solve(ktd.T).T  # M_∞ = Θ_*D Θ⁻¹
+            cross = w @ kdt_nngp
+            cov = ktt_nngp + w @ kdd_nngp @ w.T - (cross + cross.T)
+            return (cov + cov.T) / 2
+        v = self.eig.vectors
+        _, h = self.factors(t)
+        b = (ktd @ v)[None] * h[..., None, :]  # (T, m, n): Θ_*D V diag(h)
+        b = b.reshape((-1, *b.shape[-2:]))
+        mid = v.T @ kdd_nngp @ v
+        cross = b @ (v.T @ kdt_nngp)
+        cov = ktt_nngp + b @ mid @ b.transpose(0, 2, 1) - (cross + cross.transpose(0, 2, 1))
+        cov = (cov + cov.transpose(0, 2, 1)) / 2
+        return cov.reshape((*np.shape(t), *cov.shape[-2:]))
+
+
+def _broadcast_initial(f0: Any, n: int, axes: OutputAxes, name: str) -> Any:
+    shape = (n, *axes.out_shape)
+    f0 = jnp.asarray(f0) if linalg.is_traced(f0) else np.asarray(f0)
+    try:
+        return (np if isinstance(f0, np.ndarray) else jnp).broadcast_to(f0, shape)
+    except ValueError:
+        raise ValueError(f"{name} has shape {f0.shape}; expected {shape} or a scalar.") from None
+
+
+def gradient_descent_mse(
+    k_train_train: Any,
+    y_train: Any,
+    learning_rate: float = 1.0,
+    diag_reg: float = 0.0,
+    diag_reg_absolute_scale: bool = False,
+    trace_axes: int | Sequence[int] = (-1,),
+) -> Callable[..., Any]:
+    """Outputs of a network trained by gradient flow on MSE, at any time, in closed form.
+
+    ``f_D(t) = Y + e^{−ηΘt/n}(f_D(0) − Y)`` and
+    ``f_*(t) = f_*(0) + Θ_*D Θ⁻¹(I − e^{−ηΘt/n})(Y − f_D(0))`` with ``n = Y.size``
+    (the loss is ``½·mean((f − Y)²)``; Lee et al. 2019, eq. 9). The
+    eigendecomposition of ``Θ`` (float64 by default) is computed once and reused for
+    every call and every time.
+
+    Args:
+        k_train_train: train-train NTK ``(N, N, ...)``.
+        y_train: targets ``(N, *out)``.
+        learning_rate: ``η``.
+        diag_reg: diagonal regularisation, relative to the mean diagonal.
+        diag_reg_absolute_scale: treat ``diag_reg`` as an absolute shift.
+        trace_axes: output axes the kernel is traced over.
+
+    Returns:
+        ``predict_fn(t=None, fx_train_0=0., fx_test_0=None, k_test_train=None)``
+        returning ``fx_train_t`` (if ``fx_test_0`` is ``None``) or
+        ``(fx_train_t, fx_test_t)``; ``t`` is ``None`` (infinite time), a scalar
+        or an array (the time axes lead the outputs).
+
+    Example:
+        >>> import numpy as np
+        >>> k = np.array([[2.0, 0.5], [0.5, 1.0]]); y = np.array([[1.0], [-1.0]])
+        >>> predict_fn = gradient_descent_mse(k, y)
+        >>> predict_fn(np.array([0.0, 1.0, 10.0])).shape
+        (3, 2, 1)
+        >>> np.allclose(predict_fn(None), y)
+        True
+    """
+    axes = OutputAxes.of(y_train, trace_axes)
+    dyn = Dynamics(k_train_train, y_train, learning_rate, diag_reg, diag_reg_absolute_scale, axes)
+    n = np.shape(y_train)[0]
+    out_dtype = jnp.result_type(k_train_train, y_train)
+
+    def predict_fn(
+        t: Any = None, fx_train_0: Any = 0.0, fx_test_0: Any = None, k_test_train: Any = None
+    ) -> Any:
+        """``fx_train_t`` or ``(fx_train_t, fx_test_t)`` at time(s) ``t``."""
+        if fx_test_0 is not None and k_test_train is None:
+            raise ValueError(
+                "To get predictions on the test set, pass k_test_train (the test-train "
+                "NTK) along with fx_test_0."
+            )
+        f0 = _broadcast_initial(fx_train_0, n, axes, "fx_train_0")
+        r = dyn.y - axes.flatten_y(linalg.to_working(f0, *dyn.like))
+        if t is None:
+            fx_train = jnp.broadcast_to(jnp.asarray(y_train, out_dtype), f0.shape)
+        else:
+            fx_train = linalg.finish(f0 + axes.unflatten_y(dyn.train(t, r), n), out_dtype)
+        if fx_test_0 is None:
+            return fx_train
+        linalg.check_finite(k_test_train, "k_test_train")
+        m = np.shape(k_test_train)[0]
+        fs0 = _broadcast_initial(fx_test_0, m, axes, "fx_test_0")
+        ktd = axes.flatten_k(linalg.to_working(k_test_train, *dyn.like), "k_test_train")
+        fx_test = fs0 + axes.unflatten_y(dyn.test(t, ktd, r), m)
+        return fx_train, linalg.finish(fx_test, jnp.result_type(out_dtype, k_test_train))
+
+    return predict_fn
+
+
+def max_learning_rate(
+    ntk_train_train: Any, y_train_size: int | None = None, momentum: float = 0.0, eps: float = 1e-12
+) -> float:
+    """Largest learning rate at which full-batch gradient descent on MSE converges.
+
+    For the loss ``‖f − Y‖² / (2·n)`` gradient descent contracts iff
+    ``η < 2n / λ_max(Θ)``; with heavy-ball momentum ``m`` the bound is
+    ``2(1 + m)·n / λ_max(Θ)`` (Goh 2017, "Why momentum really works", Distill). We
+    return ``2(1 + m)·n / (λ_max + eps)``. Only the largest eigenvalue is computed
+    (NT 0.6.5's version fails on SciPy ≥ 1.14).
+
+    Args:
+        ntk_train_train: train-train NTK ``(N, N)``, or ``(N, N, d, d', ...)`` with
+            output-axis pairs.
+        y_train_size: ``n``; default: the side of the flattened kernel matrix.
+        momentum: heavy-ball momentum ``m``.
+        eps: added to ``λ_max`` to avoid dividing by zero.
+
+    Returns:
+        The maximal learning rate, a Python float.
+
+    Example:
+        >>> import numpy as np
+        >>> max_learning_rate(np.diag([4.0, 1.0]))
+        1.0
+    """
+    k = np.asarray(ntk_train_train)
+    if k.ndim < 2 or k.ndim % 2:
+        raise ValueError(f"ntk_train_train must have shape (N, N, ...pairs); got {k.shape}.")
+    pairs = (k.ndim - 2) // 2
+    axes = OutputAxes(tuple(k.shape[2::2]), tuple(range(1, pairs + 1)), ())
+    flat = axes.flatten_k(k, "ntk_train_train")
+    size = flat.shape[0] if y_train_size is None else y_train_size
+    lam = linalg.largest_eigenvalue(flat)
+    return float(2.0 * (1.0 + momentum) * size / (lam + eps))

@@ -1,0 +1,319 @@
+"""Stable factorisations of kernel matrices for :mod:`infinet.predict`.
+
+Kernel matrices are symmetric positive semi-definite in exact arithmetic but are
+often numerically singular (duplicate inputs, wide smooth kernels, float32
+round-off). Everything here is built to fail loudly rather than return NaN:
+
+* Factorisations run in ``float64`` by default, also for ``float32`` kernels
+  (``dtype=`` selects another precision; ``None`` keeps the kernel's own). The
+  results are cast back to the kernel's dtype.
+* A Cholesky factorisation that fails gets *jitter escalation*: ``K + ε·s·I`` with
+  ``s`` the mean diagonal and ``ε`` growing by 100x from ``1e-10`` (float64) or
+  ``1e-6`` (float32) up to ``1e-2``. Each step emits a :class:`NumericalWarning`
+  naming the jitter used; if the last step still fails a :class:`FactorizationError`
+  (a ``ValueError``) explains what to do.
+* A kernel with ``inf``/``NaN`` entries raises a ``ValueError`` before any
+  factorisation.
+
+On concrete arrays the work runs on the host with LAPACK (SciPy). Under
+``jax.jit``/``grad`` tracing, the same factorisations run in JAX in the working
+precision (float64 when ``jax_enable_x64`` is on); jitter escalation then runs
+inside the graph (``lax.while_loop``) and cannot warn, and a kernel that cannot be
+factorised yields NaN, because traced code cannot raise.
+
+Example:
+    >>> import numpy as np
+    >>> k = np.array([[2.0, 1.0], [1.0, 2.0]], np.float32)
+    >>> chol = cholesky(k)
+    >>> chol.solve(np.array([[3.0], [3.0]])).round(12).tolist()
+    [[1.0], [1.0]]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+from jaxtyping import Array, Float
+
+DEFAULT_DTYPE: Any = np.float64
+"""Precision of factorisations (see :func:`factorization_dtype` to change it)."""
+
+_state = {"dtype": DEFAULT_DTYPE}
+
+_MAX_JITTER = 1e-2
+
+
+class NumericalWarning(RuntimeWarning):
+    """A factorisation needed diagonal jitter to succeed."""
+
+
+class FactorizationError(ValueError):
+    """A kernel matrix could not be factorised even with the largest jitter."""
+
+
+def current_dtype() -> Any:
+    """The precision factorisations run in now (``None`` = the kernel's own)."""
+    return _state["dtype"]
+
+
+@contextlib.contextmanager
+def factorization_dtype(dtype: Any) -> Iterator[None]:
+    """Context manager setting the precision of factorisations in :mod:`infinet.predict`.
+
+    Args:
+        dtype: e.g. ``np.float64`` (the default), ``np.float32``, or ``None`` to
+            factorise in each kernel's own dtype (NT's behaviour). Applies to
+            factorisations computed inside the ``with`` block; they stay cached in
+            the ``predict_fn`` that computed them.
+
+    Example:
+        >>> import numpy as np
+        >>> with factorization_dtype(np.float32):
+        ...     cholesky(np.eye(2)).factor.dtype
+        dtype('float32')
+    """
+    previous = _state["dtype"]
+    _state["dtype"] = dtype
+    try:
+        yield
+    finally:
+        _state["dtype"] = previous
+
+
+def _resolve(dtype: Any) -> Any:
+    return current_dtype() if isinstance(dtype, str) and dtype == "current" else dtype
+
+
+def to_working(x: Any, *like: Any) -> Any:
+    """``x`` in the working precision: NumPy on the host, JAX if anything is traced.
+
+    Args:
+        x: an array.
+        *like: other values; if any is traced, the JAX path is used.
+    """
+    wd = working_dtype(jnp.result_type(x), current_dtype())
+    if is_traced(x, *like):
+        return jnp.asarray(x).astype(jax.dtypes.canonicalize_dtype(wd))
+    return np.asarray(x, wd)
+
+
+def xp_for(*xs: Any) -> Any:
+    """``jax.numpy`` if any argument is traced, else ``numpy`` (the host path)."""
+    return jnp if is_traced(*xs) else np
+
+
+def finish(x: Any, dtype: Any) -> Any:
+    """Casts a working-precision result to the kernel's ``dtype`` as a JAX array."""
+    if isinstance(x, np.ndarray):
+        return jnp.asarray(x.astype(dtype))
+    return jnp.asarray(x).astype(dtype)
+
+
+def is_traced(*xs: Any) -> bool:
+    """Whether any argument is an abstract (traced) JAX value."""
+    return any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(xs))
+
+
+def working_dtype(kernel_dtype: Any, dtype: Any) -> Any:
+    """The precision a factorisation runs in (``dtype=None`` keeps ``kernel_dtype``)."""
+    return np.dtype(kernel_dtype if dtype is None else dtype)
+
+
+def check_finite(x: Any, name: str) -> None:
+    """Raises ``ValueError`` if a concrete array holds ``inf`` or ``NaN``.
+
+    Args:
+        x: an array (traced arrays are not checked).
+        name: what ``x`` is, for the message.
+    """
+    if x is None or is_traced(x):
+        return
+    a = np.asarray(x)
+    if not np.all(np.isfinite(a)):
+        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+        raise ValueError(
+            f"{name} has {bad} non-finite (inf/NaN) entries. Check the inputs and the "
+            "kernel's hyperparameters (e.g. huge W_std or depth overflowing float32); "
+            "computing the kernel in float64 (jax_enable_x64) often helps."
+        )
+
+
+def jitter_schedule(dtype: Any) -> list[float]:
+    """Relative jitters tried, in order, after a plain factorisation fails."""
+    start = 1e-10 if np.dtype(dtype) == np.float64 else 1e-6
+    out = []
+    eps = start
+    while eps <= _MAX_JITTER * (1 + 1e-9):
+        out.append(eps)
+        eps *= 100.0
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Cholesky:
+    """Lower Cholesky factor ``L L^T = K + jitter·I`` of a symmetric PSD matrix.
+
+    Attributes:
+        factor: ``L``, in the working precision.
+        jitter: absolute diagonal jitter that was added (0 when none was needed).
+    """
+
+    factor: Any
+    jitter: float | Any
+
+    def solve(self, b: Float[Array, "n q"]) -> Any:
+        """``(K + jitter·I)^{-1} b`` in the working precision (NumPy on the host path)."""
+        if is_traced(self.factor, b):
+            lf = jnp.asarray(self.factor)
+            return jax.scipy.linalg.cho_solve((lf, True), jnp.asarray(b, lf.dtype))
+        return scipy.linalg.cho_solve(
+            (self.factor, True), np.asarray(b, self.factor.dtype), check_finite=False
+        )
+
+
+def cholesky(k: Float[Array, "n n"], dtype: Any = "current", name: str = "kernel") -> Cholesky:
+    """Cholesky factorisation with jitter escalation: ``K = L L^T``.
+
+    Args:
+        k: symmetric PSD matrix ``(n, n)``.
+        dtype: working precision; default: :func:`current_dtype` (float64 unless
+            changed); ``None`` keeps ``k``'s dtype.
+        name: what ``k`` is, for warnings and errors.
+
+    Returns:
+        A :class:`Cholesky` whose ``solve`` applies ``K^{-1}``.
+
+    Raises:
+        ValueError: ``k`` has non-finite entries.
+        FactorizationError: ``k`` is not positive definite even with jitter
+            ``1e-2 × mean(diag K)``.
+
+    Example:
+        >>> import numpy as np
+        >>> cholesky(np.eye(3)).jitter
+        0.0
+    """
+    wd = working_dtype(jnp.result_type(k), _resolve(dtype))
+    if is_traced(k):
+        return _cholesky_traced(jnp.asarray(k), wd)
+    check_finite(k, name)
+    a = np.array(k, dtype=wd)
+    scale = float(np.mean(np.abs(np.diag(a)))) or 1.0
+    for eps in [0.0, *jitter_schedule(wd)]:
+        jitter = eps * scale
+        try:
+            lf = scipy.linalg.cholesky(
+                a + jitter * np.eye(len(a), dtype=wd), lower=True, check_finite=False
+            )
+        except np.linalg.LinAlgError:
+            continue
+        if eps > 0:
+            warnings.warn(
+                f"The {name} ({len(a)}x{len(a)}) is not numerically positive definite "
+                f"in {wd.name}; added jitter {eps:.0e} x mean diagonal ({jitter:.3g}) "
+                "to factorise it. Pass a larger diag_reg to control this explicitly.",
+                NumericalWarning,
+                stacklevel=3,
+            )
+        return Cholesky(lf, jitter)
+    raise FactorizationError(
+        f"The {name} ({len(a)}x{len(a)}) is not positive definite even after adding "
+        f"jitter {_MAX_JITTER:.0e} x mean diagonal in {wd.name}: it is far from PSD "
+        "(an invalid kernel) or extremely ill-conditioned. Check the kernel for "
+        "errors, use diag_reg (e.g. 1e-4) to regularise, or compute it in float64."
+    )
+
+
+def _cholesky_traced(k: Any, wd: Any) -> Cholesky:
+    """Traced Cholesky with in-graph jitter escalation (no warnings possible)."""
+    wd = jax.dtypes.canonicalize_dtype(wd)  # the dtype JAX can actually use
+    a = k.astype(wd)
+    n = a.shape[0]
+    scale = jnp.mean(jnp.abs(jnp.diagonal(a)))
+    scale = jnp.where(scale > 0, scale, 1.0)
+    eye = jnp.eye(n, dtype=wd)
+    schedule = jnp.asarray([0.0, *jitter_schedule(wd)], wd)
+
+    def factor(i: Any) -> Any:
+        return jnp.linalg.cholesky(a + schedule[i] * scale * eye)
+
+    def cond(state: Any) -> Any:
+        i, lf = state
+        return jnp.logical_and(i < len(schedule) - 1, ~jnp.all(jnp.isfinite(lf)))
+
+    def body(state: Any) -> Any:
+        i, _ = state
+        return i + 1, factor(i + 1)
+
+    i, lf = jax.lax.while_loop(cond, body, (0, factor(0)))
+    return Cholesky(lf, schedule[i] * scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class Eigh:
+    """Eigendecomposition ``K = V diag(λ) V^T`` of a symmetric matrix.
+
+    Attributes:
+        values: eigenvalues ``λ``, ascending, in the working precision.
+        vectors: orthonormal eigenvectors ``V`` (columns).
+    """
+
+    values: Any
+    vectors: Any
+
+
+def eigh(k: Float[Array, "n n"], dtype: Any = "current", name: str = "kernel") -> Eigh:
+    """Symmetric eigendecomposition in the working precision.
+
+    Args:
+        k: symmetric matrix ``(n, n)`` (only its symmetric part is used).
+        dtype: working precision; default: :func:`current_dtype` (float64 unless
+            changed); ``None`` keeps ``k``'s dtype.
+        name: what ``k`` is, for errors.
+
+    Returns:
+        An :class:`Eigh`.
+
+    Raises:
+        ValueError: ``k`` has non-finite entries.
+
+    Example:
+        >>> import numpy as np
+        >>> eigh(np.diag([2.0, 1.0])).values.tolist()
+        [1.0, 2.0]
+    """
+    wd = working_dtype(jnp.result_type(k), _resolve(dtype))
+    if is_traced(k):
+        wd = jax.dtypes.canonicalize_dtype(wd)
+        a = jnp.asarray(k).astype(wd)
+        values, vectors = jnp.linalg.eigh((a + a.T) / 2)
+        return Eigh(values, vectors)
+    check_finite(k, name)
+    a = np.array(k, dtype=wd)
+    values, vectors = scipy.linalg.eigh((a + a.T) / 2, check_finite=False)
+    return Eigh(values, vectors)
+
+
+def largest_eigenvalue(k: Float[Array, "n n"], dtype: Any = DEFAULT_DTYPE) -> float:
+    """Largest eigenvalue of a symmetric matrix (host LAPACK, only that one).
+
+    Example:
+        >>> import numpy as np
+        >>> largest_eigenvalue(np.diag([2.0, 5.0, 1.0]))
+        5.0
+    """
+    check_finite(k, "kernel")
+    a = np.array(k, dtype=dtype)
+    n = len(a)
+    value = scipy.linalg.eigh(
+        (a + a.T) / 2, eigvals_only=True, subset_by_index=(n - 1, n - 1), check_finite=False
+    )
+    return float(value[0])
