@@ -15,12 +15,12 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def make_data(n_train: int = 12, n_test: int = 200, seed: int = 0) -> tuple[np.ndarray, ...]:
+def make_data(n_train: int = 8, n_test: int = 201, seed: int = 0) -> tuple[np.ndarray, ...]:
     """Noisy samples of sin(3x) on [-1, 1] and a dense grid of test inputs."""
     rng = np.random.RandomState(seed)
-    x_train = np.sort(rng.uniform(-1.0, 1.0, n_train))[:, None]
+    x_train = (np.linspace(-1.0, 1.0, n_train) + rng.uniform(-0.05, 0.05, n_train))[:, None]
     y_train = np.sin(3 * x_train) + 0.05 * rng.randn(n_train, 1)
-    x_test = np.linspace(-1.5, 1.5, n_test)[:, None]
+    x_test = np.linspace(-2.5, 2.5, n_test)[:, None]
     return x_train, y_train, x_test
 
 
