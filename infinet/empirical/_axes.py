@@ -1,0 +1,177 @@
+"""Output-axis bookkeeping shared by every empirical-kernel algorithm.
+
+An empirical kernel pairs every output axis of ``f(x1)`` with the same axis of
+``f(x2)``. For an output of shape ``(N, C, H, W)`` the untraced kernel has the
+*interleaved* shape ``(N1, N2, C1, C2, H1, H2, W1, W2)``. Each axis ``a`` is then:
+
+* traced (``a in trace_axes``): the pair is contracted and **averaged**,
+  ``K = (1/d_a) Σ_i k[.., i, i, ..]``, so the axis disappears;
+* diagonal (``a in diagonal_axes``): only ``i1 == i2`` is kept, the axis appears once;
+* otherwise kept as the pair ``(d_a, d_a')`` at its own position.
+
+This module turns those rules into einsum labels so each algorithm writes the
+contraction once. Labels are Python ints, turned into einsum symbols by
+:func:`einsum`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import opt_einsum
+
+Axes = int | Sequence[int]
+
+
+def canonical_axes(axes: Axes, ndim: int, name: str) -> tuple[int, ...]:
+    """Non-negative, sorted, de-duplicated axes; raises on out-of-range values.
+
+    Example:
+        >>> canonical_axes(-1, 3, 'trace_axes')
+        (2,)
+    """
+    if isinstance(axes, int):
+        axes = (axes,)
+    out = []
+    for a in axes:
+        if not -ndim <= int(a) < ndim:
+            raise ValueError(
+                f"{name}={tuple(axes)} refers to axis {a}, but the output has only "
+                f"{ndim} axes. Pass axes in [-{ndim}, {ndim})."
+            )
+        out.append(int(a) % ndim)
+    return tuple(sorted(set(out)))
+
+
+class LabelMaker:
+    """Hands out fresh integer einsum labels."""
+
+    def __init__(self) -> None:
+        self._counter: Iterator[int] = itertools.count()
+
+    def __call__(self, n: int = 1) -> list[int]:
+        return [next(self._counter) for _ in range(n)]
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputPairing:
+    """Einsum labels pairing the axes of one output leaf of ``f(x1)`` and ``f(x2)``.
+
+    Attributes:
+        labels1: labels of the output axes of ``f(x1)``.
+        labels2: labels of the output axes of ``f(x2)``.
+        out: labels of the kernel, in NT's interleaved order.
+        trace_size: product of the traced axes' sizes (the kernel is divided by it).
+    """
+
+    labels1: tuple[int, ...]
+    labels2: tuple[int, ...]
+    out: tuple[int, ...]
+    trace_size: int
+
+
+def pair_output_axes(
+    shape1: Sequence[int],
+    shape2: Sequence[int],
+    trace_axes: Axes,
+    diagonal_axes: Axes,
+    new: LabelMaker,
+) -> OutputPairing:
+    """Builds the :class:`OutputPairing` of one output leaf.
+
+    Example:
+        >>> p = pair_output_axes((3, 4), (2, 4), (-1,), (), LabelMaker())
+        >>> p.labels1, p.labels2, p.out, p.trace_size
+        ((0, 2), (1, 2), (0, 1), 4)
+    """
+    ndim = len(shape1)
+    if len(shape2) != ndim:
+        raise ValueError(
+            f"f(x1) and f(x2) have different ranks ({tuple(shape1)} vs {tuple(shape2)})."
+        )
+    trace = canonical_axes(trace_axes, ndim, "trace_axes")
+    diag = canonical_axes(diagonal_axes, ndim, "diagonal_axes")
+    if set(trace) & set(diag):
+        raise ValueError(
+            f"trace_axes {trace} and diagonal_axes {diag} overlap; an axis can be "
+            "traced or diagonal, not both."
+        )
+    l1, l2, out = [], [], []
+    trace_size = 1
+    for a in range(ndim):
+        if a in trace or a in diag:
+            if shape1[a] != shape2[a]:
+                raise ValueError(
+                    f"Output axis {a} is traced or diagonal, so f(x1) and f(x2) must "
+                    f"have the same size there ({shape1[a]} vs {shape2[a]})."
+                )
+            (lab,) = new()
+            l1.append(lab)
+            l2.append(lab)
+            if a in diag:
+                out.append(lab)
+            else:
+                trace_size *= int(shape1[a])
+        else:
+            a1, a2 = new(2)
+            l1.append(a1)
+            l2.append(a2)
+            out += [a1, a2]
+    return OutputPairing(tuple(l1), tuple(l2), tuple(out), trace_size)
+
+
+def einsum(
+    operands: Sequence[tuple[jax.Array, Sequence[int]]],
+    out: Sequence[int],
+    optimize: Any = "optimal",
+) -> jax.Array:
+    """``jnp.einsum`` over integer labels, with an optimised contraction order.
+
+    Example:
+        >>> a = jnp.ones((2, 3)); b = jnp.ones((3, 4))
+        >>> einsum([(a, (0, 1)), (b, (1, 2))], (0, 2)).shape
+        (2, 4)
+    """
+    symbols = _symbol_table([*operands], out)
+    spec = ",".join("".join(symbols[i] for i in lab) for _, lab in operands)
+    spec += "->" + "".join(symbols[i] for i in out)
+    arrays = [x for x, _ in operands]
+    if len(arrays) <= 2:
+        optimize = False if len(arrays) == 1 else "greedy"
+    return jnp.einsum(spec, *arrays, optimize=optimize)
+
+
+def einsum_cost(shapes: Sequence[tuple[Sequence[int], Sequence[int]]], out: Sequence[int]) -> float:
+    """Multiply-add count of the best contraction order of an einsum (from shapes only).
+
+    Example:
+        >>> einsum_cost([((2, 3), (0, 1)), ((3, 4), (1, 2))], (0, 2))
+        24.0
+    """
+    symbols = _symbol_table(shapes, out)
+    spec = ",".join("".join(symbols[i] for i in lab) for _, lab in shapes)
+    spec += "->" + "".join(symbols[i] for i in out)
+    if len(shapes) == 1:
+        return float(math.prod(shapes[0][0]))
+    _, info = opt_einsum.contract_path(
+        spec, *[tuple(s) for s, _ in shapes], shapes=True, optimize="optimal"
+    )
+    return float(info.opt_cost) / 2
+
+
+def _symbol_table(operands: Sequence[tuple[Any, Sequence[int]]], out: Sequence[int]) -> dict:
+    labels = sorted({i for _, lab in operands for i in lab} | set(out))
+    return {lab: opt_einsum.get_symbol(k) for k, lab in enumerate(labels)}
+
+
+def finish(kernel: jax.Array, pairing: OutputPairing) -> jax.Array:
+    """Divides by the traced size (NT averages over traced axes)."""
+    if pairing.trace_size == 1:
+        return kernel
+    return kernel / jnp.asarray(pairing.trace_size, kernel.dtype)

@@ -1,0 +1,216 @@
+"""Per-primitive structure of ``∂y/∂θ'`` for structured derivatives.
+
+For a primitive ``y = φ(θ', a)`` linear in the parameter-derived operand ``θ'``,
+the weight Jacobian of output ``o`` is a contraction of the cotangent
+``g_o = ∂f_o/∂y`` with data ``a`` (Novak et al. 2022, arXiv 2206.08720, §4):
+
+* ``dot_general``: ``y[B, L, R] = Σ_C a[B, L, C] θ'[B, C, R]``, so
+  ``∂f_o/∂θ'[B, C, R] = Σ_L g_o[B, L, R] a[B, L, C]`` (and the mirror image);
+* ``conv_general_dilated``: the same with ``a`` replaced by its image patches,
+  ``y[n, g, o, s] = Σ_{c, q} P[n, g, c, q, s] θ'[q, c, g, o]``;
+* ``mul``: ``y = a ⊙ θ'`` (a diagonal Jacobian); ``add``/``sub``: the identity;
+  ``div``: ``y = θ' / a``.
+
+A :class:`SideSpec` writes this as einsum labels: the labels of ``y``'s axes,
+of ``θ'``'s axes, and of each data factor. The NTK contribution
+``Σ_θ' ∂f1/∂θ' ∂f2/∂θ'`` is then one einsum over ``[g1, a1..., g2, a2...]`` whose
+order (Jacobian first, or data Gram ``a1·a2`` first) is chosen by cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax import lax
+
+Factor = tuple[Callable[[Sequence[Any]], jax.Array], tuple[int, ...]]
+
+
+@dataclasses.dataclass(frozen=True)
+class SideSpec:
+    """Einsum description of ``∂f/∂θ'`` for one use (rule-local integer labels).
+
+    Attributes:
+        y_split: for each axis of ``y``, the labels it is reshaped into.
+        theta_split: for each axis of ``θ'``, the labels it is reshaped into.
+        sizes: size of every label.
+        factors: ``(fn(invals) -> array, labels)`` for each data operand.
+        scale: constant factor (``-1`` for a subtracted parameter).
+    """
+
+    y_split: tuple[tuple[int, ...], ...]
+    theta_split: tuple[tuple[int, ...], ...]
+    sizes: dict[int, int]
+    factors: tuple[Factor, ...] = ()
+    scale: float = 1.0
+
+    @property
+    def y_labels(self) -> tuple[int, ...]:
+        return tuple(lab for split in self.y_split for lab in split)
+
+    @property
+    def theta_labels(self) -> tuple[int, ...]:
+        return tuple(lab for split in self.theta_split for lab in split)
+
+
+def _singletons(labels: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    return tuple((lab,) for lab in labels)
+
+
+def dot_general(params: dict, avals: Sequence[Any], t: int) -> SideSpec | None:
+    """``y = dot_general(lhs, rhs)`` with ``θ'`` = operand ``t``."""
+    (lc, rc), (lb, rb) = params["dimension_numbers"]
+    shapes = [tuple(a.shape) for a in avals]
+    labels: list[list[int | None]] = [[None] * len(s) for s in shapes]
+    counter = iter(range(10**6))
+    for dims_l, dims_r in ((lb, rb), (lc, rc)):
+        for a, b in zip(dims_l, dims_r):
+            labels[0][a] = labels[1][b] = next(counter)
+    batch = [labels[0][a] for a in lb]
+    free = []
+    for side in (0, 1):
+        for d, lab in enumerate(labels[side]):
+            if lab is None:
+                labels[side][d] = next(counter)
+                free.append(labels[side][d])
+    y = tuple(batch) + tuple(free)
+    sizes = {lab: n for side in (0, 1) for lab, n in zip(labels[side], shapes[side])}
+    other = 1 - t
+    factor = (lambda invals, o=other: invals[o], tuple(labels[other]))
+    return SideSpec(_singletons(y), _singletons(labels[t]), sizes, (factor,))
+
+
+def conv_general_dilated(params: dict, avals: Sequence[Any], t: int) -> SideSpec | None:
+    """``y = conv(lhs, rhs)`` with the kernel ``rhs`` as ``θ'`` (image patches as data)."""
+    if t != 1 or params["batch_group_count"] != 1:
+        return None
+    lhs_spec, rhs_spec, out_spec = params["dimension_numbers"]
+    lhs, rhs = (tuple(a.shape) for a in avals)
+    groups = params["feature_group_count"]
+    n_out, c_in = rhs[rhs_spec[0]], rhs[rhs_spec[1]]
+    filt = tuple(rhs[d] for d in rhs_spec[2:])
+    n_sp = len(filt)
+    n, g, o, c = range(4)
+    f_labs = tuple(range(4, 4 + n_sp))
+    s_labs = tuple(range(4 + n_sp, 4 + 2 * n_sp))
+    out_spatial = _conv_out_spatial(params, lhs, lhs_spec, filt)
+    sizes = {n: lhs[lhs_spec[0]], g: groups, o: n_out // groups, c: c_in}
+    sizes.update(zip(f_labs, filt))
+    sizes.update(zip(s_labs, out_spatial))
+    y_split: list[tuple[int, ...]] = [()] * (n_sp + 2)
+    y_split[out_spec[0]], y_split[out_spec[1]] = (n,), (g, o)
+    for i, d in enumerate(out_spec[2:]):
+        y_split[d] = (s_labs[i],)
+    theta_split: list[tuple[int, ...]] = [()] * (n_sp + 2)
+    theta_split[rhs_spec[0]], theta_split[rhs_spec[1]] = (g, o), (c,)
+    for i, d in enumerate(rhs_spec[2:]):
+        theta_split[d] = (f_labs[i],)
+    p_labels = [lab for split in y_split for lab in split]
+    feat = p_labels.index(g)
+    p_labels[feat : feat + 2] = [g, c, *f_labs]
+    p_shape = tuple(sizes[lab] for lab in p_labels)
+
+    def patches(invals: Sequence[Any]) -> jax.Array:
+        x = lax.conv_general_dilated_patches(
+            invals[0],
+            filt,
+            params["window_strides"],
+            params["padding"],
+            params["lhs_dilation"],
+            params["rhs_dilation"],
+            params["dimension_numbers"],
+            precision=lax.Precision.HIGHEST,
+        )
+        return x.reshape(p_shape)
+
+    return SideSpec(tuple(y_split), tuple(theta_split), sizes, ((patches, tuple(p_labels)),))
+
+
+def _conv_out_spatial(
+    params: dict, lhs: tuple[int, ...], lhs_spec: Sequence[int], filt: tuple[int, ...]
+) -> tuple[int, ...]:
+    out = []
+    for i, d in enumerate(lhs_spec[2:]):
+        size = (lhs[d] - 1) * params["lhs_dilation"][i] + 1
+        lo, hi = params["padding"][i]
+        k = (filt[i] - 1) * params["rhs_dilation"][i] + 1
+        out.append(max(0, (size + lo + hi - k) // params["window_strides"][i] + 1))
+    return tuple(out)
+
+
+def _elementwise_labels(
+    avals: Sequence[Any],
+) -> tuple[tuple[int, ...], list[tuple[int, ...]], dict[int, int]]:
+    """Labels of ``y`` and of each operand of a broadcasting elementwise op.
+
+    Rank-0 operands and size-1 axes broadcast; a size-1 axis gets its own label.
+    """
+    ndim = max(len(a.shape) for a in avals)
+    shape = [max(int(a.shape[d]) for a in avals if len(a.shape) == ndim) for d in range(ndim)]
+    y = tuple(range(ndim))
+    sizes = dict(zip(y, shape))
+    operands = []
+    for a in avals:
+        if len(a.shape) != ndim:
+            operands.append(())
+            continue
+        labels = []
+        for d, n in enumerate(a.shape):
+            if n == shape[d]:
+                labels.append(d)
+            else:
+                labels.append(len(sizes))
+                sizes[len(sizes)] = int(n)
+        operands.append(tuple(labels))
+    return y, operands, sizes
+
+
+def mul(params: dict, avals: Sequence[Any], t: int) -> SideSpec | None:
+    """``y = a ⊙ θ'`` (rank-0 operands and size-1 axes broadcast)."""
+    y, labels, sizes = _elementwise_labels(avals)
+    other = 1 - t
+    factor = (lambda invals, o=other: invals[o], labels[other])
+    return SideSpec(_singletons(y), _singletons(labels[t]), sizes, (factor,))
+
+
+def div(params: dict, avals: Sequence[Any], t: int) -> SideSpec | None:
+    """``y = θ' / a`` (only the numerator may be a parameter)."""
+    if t != 0:
+        return None
+    y, labels, sizes = _elementwise_labels(avals)
+    factor = (lambda invals: 1 / invals[1], labels[1])
+    return SideSpec(_singletons(y), _singletons(labels[0]), sizes, (factor,))
+
+
+def add(params: dict, avals: Sequence[Any], t: int, sign: float = 1.0) -> SideSpec | None:
+    """``y = a + θ'`` (or ``a - θ'`` with ``sign=-1``)."""
+    y, labels, sizes = _elementwise_labels(avals)
+    return SideSpec(_singletons(y), _singletons(labels[t]), sizes, (), sign)
+
+
+def sub(params: dict, avals: Sequence[Any], t: int) -> SideSpec | None:
+    """``y = a - θ'`` or ``θ' - a``."""
+    return add(params, avals, t, -1.0 if t == 1 else 1.0)
+
+
+RULES: dict[str, Callable[[dict, Sequence[Any], int], SideSpec | None]] = {
+    "dot_general": dot_general,
+    "conv_general_dilated": conv_general_dilated,
+    "mul": mul,
+    "div": div,
+    "add": add,
+    "add_any": add,
+    "sub": sub,
+}
+
+
+def check_labels(spec: SideSpec, theta_shape: tuple[int, ...]) -> bool:
+    """Sanity check: the split labels multiply back to ``θ'``'s shape."""
+    return all(
+        int(np.prod([spec.sizes[lab] for lab in split])) == n
+        for split, n in zip(spec.theta_split, theta_shape)
+    )

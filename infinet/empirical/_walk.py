@@ -1,0 +1,243 @@
+"""A jaxpr interpreter that finds where parameters enter the computation.
+
+Structured derivatives (Novak, Sohl-Dickstein & Schoenholz 2022, arXiv
+2206.08720) need, for each parameter, the primitive ``y = φ(θ', a)`` that first
+mixes it with data, where ``θ' = T(θ)`` is the parameter after *structural* ops
+(reshape, transpose, broadcast, dtype casts, negation, scaling by literals).
+
+:func:`walk` evaluates a jaxpr equation by equation (``eqn.primitive.bind``), as
+in JAX's "Writing custom Jaxpr interpreters" guide, tracking a :class:`Tag` on
+every parameter-derived value. At each supported primitive it records a
+:class:`Use` and adds a perturbation ``ε`` to its output, so that one VJP with
+respect to all ``ε`` yields every cotangent ``∂f/∂y`` at once. Parameters that
+reach anything else (``scan``, ``while``, ``checkpoint``, collectives, unknown
+primitives) are reported in ``Context.bad`` so the caller can fall back.
+
+Only ``jax.extend.core`` (documented) and ``jax.make_jaxpr`` are used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.extend import core as jex
+
+from infinet.empirical import _rules
+
+# Higher-order primitives whose body is inlined when a parameter flows in.
+_INLINE = ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call")
+_UNARY_STRUCTURAL = ("convert_element_type", "copy", "copy_p", "neg", "reduce_precision")
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One structural op applied to a parameter-derived value (for replay)."""
+
+    primitive: Any
+    params: Any  # dict, compared by identity
+    position: int  # operand position of the tagged value
+    literals: tuple[tuple[int, Any], ...]  # other operands: (position, literal value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tag:
+    """How a value derives from parameter leaf ``leaf``.
+
+    Attributes:
+        leaf: index of the flat parameter leaf.
+        shared: per axis, ``True`` if it carries parameter coordinates, ``False``
+            if it is a broadcast copy (summed over on each side).
+        scale: product of literal factors applied (``-1`` for ``neg``).
+        chain: the structural steps from the leaf, to replay its transpose.
+    """
+
+    leaf: int
+    shared: tuple[bool, ...]
+    scale: float = 1.0
+    chain: tuple[Step, ...] = ()
+
+
+@dataclasses.dataclass(eq=False)
+class Use:
+    """A supported primitive that mixes a parameter-derived value with data."""
+
+    tag: Tag
+    site: int  # index of the perturbed output
+    spec: _rules.SideSpec
+    theta_shape: tuple[int, ...]
+
+
+@dataclasses.dataclass
+class Context:
+    """State of one walk. ``eps`` is ``None`` while only discovering uses."""
+
+    eps: dict[int, jax.Array] | None = None
+    sites: list[jax.ShapeDtypeStruct] = dataclasses.field(default_factory=list)
+    uses: list[Use] = dataclasses.field(default_factory=list)
+    factors: list[list[jax.Array]] = dataclasses.field(default_factory=list)
+    bad: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+def bind(primitive: Any, params: dict, invals: Sequence[Any]) -> list[Any]:
+    """Evaluates one primitive on values (tracers or arrays); always a list."""
+    bind_params = primitive.get_bind_params(params)
+    if isinstance(bind_params, tuple):  # older JAX: (subfuns, params)
+        subfuns, bind_params = bind_params
+        out = primitive.bind(*subfuns, *invals, **bind_params)
+    else:
+        out = primitive.bind(*invals, **bind_params)
+    return list(out) if primitive.multiple_results else [out]
+
+
+def walk(
+    jaxpr: Any, consts: Sequence[Any], args: Sequence[Any], tags: Sequence[Any], ctx: Context
+) -> tuple[list, list]:
+    """Evaluates ``jaxpr`` on ``args`` whose parameter leaves carry ``tags``.
+
+    Returns:
+        ``(outputs, output_tags)``.
+    """
+    env: dict[Any, tuple[Any, Tag | None]] = {}
+
+    def read(v: Any) -> tuple[Any, Tag | None]:
+        if isinstance(v, jex.Literal):
+            return v.val, None
+        return env[v]
+
+    for v, c in zip(jaxpr.constvars, consts):
+        env[v] = (c, None)
+    for v, a, t in zip(jaxpr.invars, args, tags):
+        env[v] = (a, t)
+    for eqn in jaxpr.eqns:
+        invals, intags = zip(*[read(v) for v in eqn.invars]) if eqn.invars else ((), ())
+        outs, outtags = _eval_eqn(eqn, list(invals), list(intags), ctx)
+        for v, o, t in zip(eqn.outvars, outs, outtags):
+            if not isinstance(v, jex.DropVar):
+                env[v] = (o, t)
+    results = [read(v) for v in jaxpr.outvars]
+    for _, t in results:
+        if t is not None:
+            ctx.bad.setdefault(t.leaf, "a parameter is returned by f without being applied")
+    return [r for r, _ in results], [None for _ in results]
+
+
+def _eval_eqn(eqn: Any, invals: list, intags: list, ctx: Context) -> tuple[list, list]:
+    name = eqn.primitive.name
+    n_out = len(eqn.outvars)
+    if all(t is None for t in intags):
+        return bind(eqn.primitive, eqn.params, invals), [None] * n_out
+    if name in _INLINE:
+        sub = _inner_jaxpr(eqn.params)
+        if sub is not None:
+            jaxpr, consts = sub
+            return walk(jaxpr, consts, invals, intags, ctx)
+    tagged = [i for i, t in enumerate(intags) if t is not None]
+    if len(tagged) == 1 and len(invals) >= 1:
+        new_tag = _structural(eqn, invals, intags[tagged[0]], tagged[0])
+        if new_tag is not None:
+            return bind(eqn.primitive, eqn.params, invals), [new_tag]
+    rule = _rules.RULES.get(name)
+    specs = [rule(eqn.params, [_aval(v) for v in invals], i) if rule else None for i in tagged]
+    outs = bind(eqn.primitive, eqn.params, invals)
+    if any(s is None for s in specs):
+        for i in tagged:
+            ctx.bad.setdefault(intags[i].leaf, f"primitive '{name}'")
+        return outs, [None] * n_out
+    site = len(ctx.sites)
+    ctx.sites.append(jax.ShapeDtypeStruct(np.shape(outs[0]), outs[0].dtype))
+    for i, spec in zip(tagged, specs):
+        ctx.uses.append(Use(intags[i], site, spec, tuple(np.shape(invals[i]))))
+        ctx.factors.append([fn(invals) for fn, _ in spec.factors])
+    if ctx.eps is not None and site in ctx.eps:
+        outs[0] = outs[0] + ctx.eps[site]
+    return outs, [None] * n_out
+
+
+def _aval(x: Any) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(np.shape(x), jax.numpy.result_type(x))
+
+
+def _inner_jaxpr(params: dict) -> tuple[Any, Sequence[Any]] | None:
+    for key in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
+        sub = params.get(key)
+        if isinstance(sub, jex.ClosedJaxpr):
+            return sub.jaxpr, sub.consts
+        if isinstance(sub, jex.Jaxpr):
+            return sub, ()
+    return None
+
+
+def _structural(eqn: Any, invals: list, tag: Tag, pos: int) -> Tag | None:
+    """The tag after a structural op, or ``None`` if ``eqn`` is not structural."""
+    name = eqn.primitive.name
+    p = eqn.params
+    in_shape = tuple(np.shape(invals[pos]))
+    step = Step(eqn.primitive, p, pos, _literals(eqn, pos))
+    if name in _UNARY_STRUCTURAL and len(invals) == 1:
+        scale = -tag.scale if name == "neg" else tag.scale
+        return Tag(tag.leaf, tag.shared, scale, (*tag.chain, step))
+    if name in ("mul", "div") and len(step.literals) == 1 and (name == "mul" or pos == 0):
+        value = np.asarray(step.literals[0][1])
+        if value.ndim == 0:
+            factor = float(value) if name == "mul" else 1.0 / float(value)
+            return Tag(tag.leaf, tag.shared, tag.scale * factor, (*tag.chain, step))
+        return None
+    shared = _shared_after(name, p, in_shape, tag.shared)
+    if shared is None:
+        return None
+    return Tag(tag.leaf, shared, tag.scale, (*tag.chain, step))
+
+
+def _literals(eqn: Any, pos: int) -> tuple[tuple[int, Any], ...]:
+    return tuple(
+        (i, v.val) for i, v in enumerate(eqn.invars) if i != pos and isinstance(v, jex.Literal)
+    )
+
+
+def _shared_after(
+    name: str, p: dict, in_shape: tuple[int, ...], shared: tuple[bool, ...]
+) -> tuple[bool, ...] | None:
+    if name == "transpose":
+        return tuple(shared[i] for i in p["permutation"])
+    if name == "squeeze":
+        return tuple(s for i, s in enumerate(shared) if i not in p["dimensions"])
+    if name == "broadcast_in_dim":
+        out = [False] * len(p["shape"])
+        for i, d in enumerate(p["broadcast_dimensions"]):
+            out[d] = shared[i] and in_shape[i] == p["shape"][d]
+        return tuple(out)
+    if name == "reshape" and p.get("dimensions") is None:
+        return _reshape_shared(in_shape, tuple(p["new_sizes"]), shared)
+    return None
+
+
+def _reshape_shared(
+    in_shape: tuple[int, ...], out_shape: tuple[int, ...], shared: tuple[bool, ...]
+) -> tuple[bool, ...] | None:
+    """Reshapes keep the labelling if broadcast axes are untouched (or absent)."""
+    if all(s or n == 1 for s, n in zip(shared, in_shape)):
+        return (True,) * len(out_shape)
+    if [n for n in in_shape if n != 1] != [n for n in out_shape if n != 1]:
+        return None
+    flags = iter(s for s, n in zip(shared, in_shape) if n != 1)
+    return tuple(True if n == 1 else next(flags) for n in out_shape)
+
+
+def replay(tag: Tag) -> Callable[[jax.Array], jax.Array]:
+    """The structural map ``θ_leaf ↦ θ'`` of ``tag`` (linear), as a function."""
+
+    def fn(leaf: jax.Array) -> jax.Array:
+        x = leaf
+        for step in tag.chain:
+            operands: list[Any] = [None] * (1 + len(step.literals))
+            operands[step.position] = x
+            for i, v in step.literals:
+                operands[i] = v
+            (x,) = bind(step.primitive, step.params, operands)
+        return x
+
+    return fn

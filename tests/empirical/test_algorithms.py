@@ -1,0 +1,98 @@
+"""All three NTK algorithms (and AUTO) against a direct ``jax.jacobian`` contraction."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from infinet import NtkImplementation, empirical_ntk_fn
+from tests.empirical import models
+from tests.tolerances import assert_close
+
+IMPLS = [
+    NtkImplementation.JACOBIAN_CONTRACTION,
+    NtkImplementation.NTK_VECTOR_PRODUCTS,
+    NtkImplementation.STRUCTURED_DERIVATIVES,
+]
+
+
+def _check(f, params, x1, x2, impl, dtype=np.float64, **kw):
+    expected = models.reference_ntk(f, params, x1, x1 if x2 is None else x2, **kw)
+    got = jax.jit(empirical_ntk_fn(f, implementation=impl, **kw))(x1, x2, params)
+    jax.tree.map(lambda a, b: assert_close(a, b, dtype), got, expected)
+    return got
+
+
+def _data(key, *shapes, dtype=jnp.float64):
+    keys = jax.random.split(jax.random.key(key), len(shapes))
+    return [jax.random.normal(k, s, dtype) for k, s in zip(keys, shapes)]
+
+
+AXES = [
+    dict(trace_axes=(), diagonal_axes=()),
+    dict(trace_axes=(-1,), diagonal_axes=()),
+    dict(trace_axes=(), diagonal_axes=(0,)),
+    dict(trace_axes=(0,), diagonal_axes=(1,)),
+]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("axes", AXES)
+def test_mlp_axes(impl, axes):
+    params = models.mlp_init(jax.random.key(0))
+    x1, x2 = _data(1, (3, 4), (3, 4))
+    _check(models.mlp, params, x1, x2, impl, **axes)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("vmap_axes", [None, 0])
+def test_cnn(impl, vmap_axes):
+    params = models.cnn_init(jax.random.key(0))
+    x1, x2 = _data(2, (2, 8, 8, 3), (3, 8, 8, 3))
+    expected = models.reference_ntk(models.cnn, params, x1, x2, trace_axes=())
+    fn = empirical_ntk_fn(models.cnn, trace_axes=(), vmap_axes=vmap_axes, implementation=impl)
+    assert_close(jax.jit(fn)(x1, x2, params), expected)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_attention_block(impl):
+    params = models.attention_init(jax.random.key(0))
+    (x1,) = _data(3, (3, 3, 4))
+    _check(models.attention_block, params, x1, None, impl, trace_axes=())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_pytree_outputs_and_inputs(impl):
+    params = models.mlp_init(jax.random.key(4))
+
+    def f(p, x):
+        y = models.mlp(p, x["a"] + 2 * x["b"][0])
+        return {"first": y[:, 0], "pair": (y, jnp.sin(y))}
+
+    x1 = {"a": _data(5, (3, 4))[0], "b": _data(6, (3, 4))}
+    x2 = {"a": _data(7, (2, 4))[0], "b": _data(8, (2, 4))}
+    _check(f, params, x1, x2, impl, trace_axes=())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_float32_matches_float64(impl):
+    params = models.cnn_init(jax.random.key(0))
+    (x,) = _data(9, (2, 8, 8, 3))
+    fn = empirical_ntk_fn(models.cnn, trace_axes=(), vmap_axes=0, implementation=impl)
+    k64 = fn(x, None, params)
+    k32 = fn(x.astype(np.float32), None, jax.tree.map(lambda a: a.astype(np.float32), params))
+    assert k32.dtype == np.float32
+    assert_close(k32, k64, np.float32, "f32_vs_f64")
+
+
+def test_auto_matches_and_picks_a_concrete_algorithm():
+    from infinet.empirical import auto
+    from infinet.empirical._common import NtkOptions, make_sides
+
+    params = models.mlp_init(jax.random.key(0))
+    (x,) = _data(1, (3, 4))
+    choice = auto.choose(models.mlp, params, make_sides(x, None, {}), NtkOptions())
+    assert choice in IMPLS
+    _check(models.mlp, params, x, None, NtkImplementation.AUTO)
