@@ -186,6 +186,18 @@ def canonicalize(x: Array, batch_axis: int, channel_axis: int) -> Array:
     return jnp.moveaxis(x, (batch_axis % x.ndim, channel_axis % x.ndim), (0, -1))
 
 
+def _apply_input_mask(
+    x: Array, mask: Array | None, batch_axis: int, channel_axis: int
+) -> tuple[Array, Array | None]:
+    """Canonical ``x`` with masked entries zeroed, and its per-position mask."""
+    x = jnp.asarray(x)
+    if mask is None:
+        return canonicalize(x, batch_axis, channel_axis), None
+    mask = canonicalize(jnp.broadcast_to(mask, x.shape), batch_axis, channel_axis)
+    x = canonicalize(x, batch_axis, channel_axis)
+    return jnp.where(mask, jnp.zeros((), x.dtype), x), jnp.all(mask, axis=-1)
+
+
 def input_kernel(
     x1: Array,
     x2: Array | None,
@@ -197,9 +209,17 @@ def input_kernel(
     mask1: Array | None = None,
     mask2: Array | None = None,
 ) -> Kernel:
-    """The kernel of the raw inputs: Σ = x·x'/C per pair of positions, Θ = 0."""
-    x1 = canonicalize(x1, batch_axis, channel_axis)
-    x2c = None if x2 is None else canonicalize(x2, batch_axis, channel_axis)
+    """The kernel of the raw inputs: Σ = x·x'/C per pair of positions, Θ = 0.
+
+    ``mask1``/``mask2`` are boolean arrays shaped like ``x1``/``x2`` (``True`` =
+    masked out, e.g. ``x == mask_constant``). Masked entries count as zeros, and
+    the kernel stores per-position masks ``(N, *spatial)``: a position is masked
+    when all its channels are.
+    """
+    x1, mask1 = _apply_input_mask(x1, mask1, batch_axis, channel_axis)
+    x2c = None
+    if x2 is not None:
+        x2c, mask2 = _apply_input_mask(x2, mask2, batch_axis, channel_axis)
     other = x1 if x2c is None else x2c
     nngp = _pair_gram(x1, other, diagonal_spatial)
     cov2 = None

@@ -15,29 +15,40 @@ nonlinearities              :mod:`infinet.stax.activations` (one family per file
 """
 
 from infinet.stax.activations import ABRelu, Abs, Erf, LeakyRelu, Relu, Sigmoid_like
+from infinet.stax.attention import GlobalSelfAttention
 from infinet.stax.base import KernelFn, Layer
 from infinet.stax.branching import FanInConcat, FanInProd, FanInSum, FanOut
 from infinet.stax.combinators import parallel, repeat, serial
 from infinet.stax.dense import Dense
+from infinet.stax.graph import Aggregate
+from infinet.stax.normalization import Dropout, LayerNorm
 from infinet.stax.pooling import Flatten
-from infinet.stax.reshape import Identity
+from infinet.stax.reshape import DotGeneral, Identity, ImageResize, Index, Slice
 
 __all__ = [
     "ABRelu",
+    "Aggregate",
     "Abs",
     "Dense",
+    "DotGeneral",
+    "Dropout",
     "Erf",
     "FanInConcat",
     "FanInProd",
     "FanInSum",
     "FanOut",
+    "GlobalSelfAttention",
     "Flatten",
     "Identity",
+    "ImageResize",
+    "Index",
     "KernelFn",
     "Layer",
+    "LayerNorm",
     "LeakyRelu",
     "Relu",
     "Sigmoid_like",
+    "Slice",
     "parallel",
     "repeat",
     "serial",

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from infinet import layout
+from infinet import layout, masking
 from infinet.kernel import Kernel, select, validate_get
 from infinet.layout import LayoutSupport, Spatial
 
@@ -58,7 +58,13 @@ class KernelFn:
         self.name = name
         self._jitted = jax.jit(
             self._evaluate,
-            static_argnames=("get", "diagonal_batch", "diagonal_spatial", "static_kwargs"),
+            static_argnames=(
+                "get",
+                "diagonal_batch",
+                "diagonal_spatial",
+                "mask_constant",
+                "static_kwargs",
+            ),
         )
 
     def __repr__(self) -> str:
@@ -72,6 +78,7 @@ class KernelFn:
         *,
         diagonal_batch: bool | None = None,
         diagonal_spatial: bool | None = None,
+        mask_constant: float | None = None,
         **kwargs: Any,
     ) -> Any:
         """Computes the kernel.
@@ -85,6 +92,8 @@ class KernelFn:
             diagonal_batch: storage of ``cov1``/``cov2``; ``None`` = cheapest exact.
             diagonal_spatial: keep only per-position covariances; ``None`` =
                 cheapest exact for this architecture.
+            mask_constant: input entries equal to it are masked out (padding of
+                variable-length inputs); see :mod:`infinet.masking`.
             **kwargs: layer-specific options (e.g. ``pattern`` for graphs).
         """
         if isinstance(get, list):
@@ -93,7 +102,10 @@ class KernelFn:
             validate_get(get)
         if not _is_kernel_tree(x1):
             _check_inputs(x1, x2)
-            x1, x2 = self._host_input_kernel(x1, x2, diagonal_batch, diagonal_spatial, kwargs)
+            if mask_constant is None:
+                x1, x2 = self._host_input_kernel(x1, x2, diagonal_batch, diagonal_spatial, kwargs)
+            else:
+                mask_constant = _check_mask_constant(mask_constant)
         static = {k: v for k, v in kwargs.items() if _is_static(v)}
         dynamic = {k: v for k, v in kwargs.items() if k not in static}
         return self._jitted(
@@ -103,6 +115,7 @@ class KernelFn:
             get=get,
             diagonal_batch=diagonal_batch,
             diagonal_spatial=diagonal_spatial,
+            mask_constant=mask_constant,
             static_kwargs=tuple(sorted(static.items())),
         )
 
@@ -136,6 +149,7 @@ class KernelFn:
         get: Any,
         diagonal_batch: bool | None,
         diagonal_spatial: bool | None,
+        mask_constant: float | None,
         static_kwargs: tuple[tuple[str, Hashable], ...],
     ) -> Any:
         kwargs = {**dict(static_kwargs), **dynamic}
@@ -144,7 +158,7 @@ class KernelFn:
             k = x1
         else:
             db, ds = layout.resolve(self.support, diagonal_batch, diagonal_spatial)
-            k = _input_kernels(x1, x2, db, ds, self.support)
+            k = _input_kernels(x1, x2, db, ds, self.support, mask_constant)
         return select(self.kernel_map(k, **kwargs), get)
 
 
@@ -163,8 +177,16 @@ def make_layer(
     name: str,
     support: LayoutSupport | None = None,
 ) -> Layer:
-    """Builds a :class:`Layer` from its three parts."""
-    return Layer(init_fn, apply_fn, KernelFn(kernel_map, support or LayoutSupport(), name))
+    """Builds a :class:`Layer` from its three parts.
+
+    The kernel function zeroes the covariances of masked positions after
+    ``kernel_map`` (:func:`infinet.masking.remask`; a no-op without masks).
+    """
+
+    def masked_kernel_map(k: Any, **kwargs: Any) -> Any:
+        return masking.remask(kernel_map(k, **kwargs))
+
+    return Layer(init_fn, apply_fn, KernelFn(masked_kernel_map, support or LayoutSupport(), name))
 
 
 def check_layout(k: Any, support: LayoutSupport, name: str) -> None:
@@ -204,11 +226,15 @@ def _is_static(v: Any) -> bool:
     return True
 
 
-def _input_kernels(x1: Any, x2: Any, db: bool, ds: bool, support: LayoutSupport) -> Any:
+def _input_kernels(
+    x1: Any, x2: Any, db: bool, ds: bool, support: LayoutSupport, mask_constant: Any = None
+) -> Any:
     """Input kernels for (possibly nested lists of) inputs."""
     if isinstance(x1, (list, tuple)):
         x2s = [None] * len(x1) if x2 is None else x2
-        return type(x1)(_input_kernels(a, b, db, ds, support) for a, b in zip(x1, x2s))
+        return type(x1)(
+            _input_kernels(a, b, db, ds, support, mask_constant) for a, b in zip(x1, x2s)
+        )
     return layout.input_kernel(
         x1,
         x2,
@@ -216,7 +242,20 @@ def _input_kernels(x1: Any, x2: Any, db: bool, ds: bool, support: LayoutSupport)
         diagonal_spatial=ds,
         batch_axis=0 if support.batch_axis is None else support.batch_axis,
         channel_axis=-1 if support.channel_axis is None else support.channel_axis,
+        mask1=masking.input_mask(x1, mask_constant),
+        mask2=None if x2 is None else masking.input_mask(x2, mask_constant),
     )
+
+
+def _check_mask_constant(mask_constant: Any) -> float:
+    """A hashable scalar ``mask_constant``, or a clear error."""
+    value = np.asarray(mask_constant)
+    if value.ndim != 0 or not np.issubdtype(value.dtype, np.number):
+        raise ValueError(
+            f"mask_constant must be a real scalar (the value that marks padded "
+            f"entries), got {mask_constant!r}."
+        )
+    return float(value)
 
 
 def _check_inputs(x1: Any, x2: Any) -> None:

@@ -1,0 +1,110 @@
+"""Compare infinet's normalisation/attention/graph/reshape/masking kernels with NT 0.6.5's.
+
+Usage::
+
+    export INFINET_NT_PYTHON=/path/to/ntenv/bin/python
+    python -m benchmarks.nt_compare.compare_layers [--update]
+
+Writes the cases of :mod:`benchmarks.nt_compare.layers_cases` to a file, runs
+``nt_layers_oracle_script.py`` under NT's interpreter (NT as a black box: inputs
+in, kernels out), recomputes every case with infinet (float64) and prints the
+largest relative difference per case. ``--update`` also refreshes
+``tests/data/nt_layers_oracle.json``, the fixture the tests compare against.
+Without ``INFINET_NT_PYTHON`` it compares against the stored fixture instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+FIXTURE = HERE.parents[1] / "tests" / "data" / "nt_layers_oracle.json"
+
+
+def infinet_case(case: dict) -> dict:
+    """Computes one case's kernels with infinet."""
+    from infinet import stax
+
+    scope = {"stax": stax, "np": np}
+    exec(case.get("prelude", ""), scope)
+    net = eval(case["network"], scope)
+    setup = {
+        "np": np,
+        "rs": np.random.RandomState(case["seed"]),
+        "shape1": case["shape1"],
+        "shape2": case["shape2"],
+    }
+    exec(case["setup"], setup)
+    out = {}
+    for tag, a, b, kw in (
+        ("", setup["x1"], setup["x2"], setup["kw"]),
+        ("_sym", setup["x1"], None, setup["kw_sym"]),
+    ):
+        k = net.kernel_fn(a, b, **kw)
+        out["nngp" + tag], out["ntk" + tag] = np.asarray(k.nngp), np.asarray(k.ntk)
+    return out
+
+
+def differences(nt: dict) -> dict[str, float]:
+    """Largest relative difference per case over its four arrays (NaN: NT failed)."""
+    worst = {}
+    for name, case in nt.items():
+        if "error" in case:
+            worst[name] = float("nan")
+            continue
+        ours = infinet_case(case)
+        rel = 0.0
+        for key, val in ours.items():
+            ref = np.asarray(case[key])
+            if ref.shape != val.shape:
+                raise AssertionError(f"{name}/{key}: shape {val.shape} vs NT {ref.shape}")
+            rel = max(rel, float(np.max(np.abs(val - ref)) / max(np.max(np.abs(ref)), 1e-300)))
+        worst[name] = rel
+    return worst
+
+
+def run_nt(nt_python: str) -> dict:
+    """Runs every case under NT's interpreter; returns its results."""
+    from benchmarks.nt_compare.layers_cases import CASES
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cases, out = Path(tmp) / "cases.json", Path(tmp) / "nt.json"
+        cases.write_text(json.dumps(CASES))
+        script = HERE / "nt_layers_oracle_script.py"
+        subprocess.run([nt_python, str(script), str(cases), str(out)], check=True)
+        if "--update" in sys.argv:
+            shutil.copy(out, FIXTURE)
+        return json.loads(out.read_text())
+
+
+def main() -> int:
+    jax.config.update("jax_enable_x64", True)
+    nt_python = os.environ.get("INFINET_NT_PYTHON")
+    if nt_python:
+        nt = run_nt(nt_python)
+    elif FIXTURE.exists():
+        print("INFINET_NT_PYTHON is not set; comparing with the stored NT fixture.")
+        nt = json.loads(FIXTURE.read_text())
+    else:
+        print("INFINET_NT_PYTHON is not set and there is no fixture; skipping.")
+        return 0
+    worst = differences(nt)
+    for name, rel in worst.items():
+        note = f"  (NT: {nt[name]['error']})" if "error" in nt[name] else ""
+        print(f"{name:28s} max rel diff {rel:.2e}{note}")
+    finite = [v for v in worst.values() if np.isfinite(v)]
+    print(f"worst relative difference over {len(finite)} cases: {max(finite):.2e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
