@@ -200,16 +200,22 @@ class OutputAxes:
         return xp.transpose(k, (*range(nl), *order))
 
 
-def regularize(k: Any, diag_reg: Any, absolute: bool) -> Any:
+def regularize(k: Any, diag_reg: Any, absolute: bool, inplace: bool = False) -> Any:
     """``K + diag_reg · s · I`` with ``s = mean(diag K)`` (``s = 1`` if ``absolute``).
 
     Args:
         k: square matrix.
         diag_reg: regularisation strength (≥ 0).
         absolute: use ``diag_reg`` as the absolute diagonal shift.
+        inplace: modify a NumPy ``k`` in place (only for arrays the caller owns).
     """
     xp = np if isinstance(k, np.ndarray) else jnp
     if not linalg.is_traced(diag_reg) and np.any(np.asarray(diag_reg) < 0):
         raise ValueError(f"diag_reg must be >= 0, got {diag_reg}.")
     scale = 1.0 if absolute else xp.trace(k) / k.shape[0]
-    return k + diag_reg * scale * xp.eye(k.shape[0], dtype=k.dtype)
+    n = k.shape[0]
+    if xp is np:
+        out = k if inplace else np.array(k, copy=True)
+        out.flat[:: n + 1] += diag_reg * scale
+        return out
+    return k + diag_reg * scale * jnp.eye(n, dtype=k.dtype)

@@ -57,8 +57,11 @@ class Dynamics:
         linalg.check_finite(k_dd, "k_train_train")
         self.axes = axes
         self.like = (learning_rate, diag_reg)
-        flat = axes.flatten_k(linalg.to_working(k_dd, *self.like), "k_train_train")
-        self.k = base.regularize(flat, diag_reg, absolute)
+        work = linalg.to_working(k_dd, *self.like)
+        owned = isinstance(work, np.ndarray) and not np.may_share_memory(work, np.asarray(k_dd))
+        flat = axes.flatten_k(work, "k_train_train")
+        owned = owned and np.may_share_memory(flat, work)  # a view of our own copy
+        self.k = base.regularize(flat, diag_reg, absolute, inplace=owned)
         self.y = axes.flatten_y(linalg.to_working(y_train, *self.like))
         self.rate = learning_rate / np.size(y_train)
         self._eig: linalg.Eigh | None = None

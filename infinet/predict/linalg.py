@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 from jaxtyping import Array, Float
 
 DEFAULT_DTYPE: Any = np.float64
@@ -137,7 +138,9 @@ def check_finite(x: Any, name: str) -> None:
     if x is None or is_traced(x):
         return
     a = np.asarray(x)
-    if not np.all(np.isfinite(a)):
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(a, dtype=np.float64)  # fast path: finite sum => all finite
+    if not np.isfinite(total) and not np.all(np.isfinite(a)):
         bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
         raise ValueError(
             f"{name} has {bad} non-finite (inf/NaN) entries. Check the inputs and the "
@@ -205,15 +208,12 @@ def cholesky(k: Float[Array, "n n"], dtype: Any = "current", name: str = "kernel
     if is_traced(k):
         return _cholesky_traced(jnp.asarray(k), wd)
     check_finite(k, name)
-    a = np.array(k, dtype=wd)
+    a = np.asarray(k, dtype=wd)
     scale = float(np.mean(np.abs(np.diag(a)))) or 1.0
     for eps in [0.0, *jitter_schedule(wd)]:
         jitter = eps * scale
-        try:
-            lf = scipy.linalg.cholesky(
-                a + jitter * np.eye(len(a), dtype=wd), lower=True, check_finite=False
-            )
-        except np.linalg.LinAlgError:
+        lf = _potrf(a, jitter)
+        if lf is None:
             continue
         if eps > 0:
             warnings.warn(
@@ -232,29 +232,53 @@ def cholesky(k: Float[Array, "n n"], dtype: Any = "current", name: str = "kernel
     )
 
 
+def _potrf(a: np.ndarray, jitter: float) -> np.ndarray | None:
+    """LAPACK ``potrf`` of ``a + jitter·I`` on one copy; ``None`` if not PD.
+
+    The copy is C-ordered, so its transpose is a Fortran-ordered view LAPACK can
+    factorise in place; ``a`` is symmetric, so either triangle serves. Only the
+    lower triangle of the result is meaningful (``cho_solve`` reads only it).
+    """
+    work = np.array(a, copy=True, order="C")
+    work.flat[:: len(a) + 1] += jitter
+    (potrf,) = scipy.linalg.lapack.get_lapack_funcs(("potrf",), (work,))
+    factor, info = potrf(work.T, lower=True, clean=False, overwrite_a=True)
+    if info != 0 or not np.isfinite(factor[-1, -1]):
+        return None
+    return factor
+
+
 def _cholesky_traced(k: Any, wd: Any) -> Cholesky:
-    """Traced Cholesky with in-graph jitter escalation (no warnings possible)."""
+    """Traced Cholesky with in-graph jitter escalation (no warnings possible).
+
+    The plain factorisation is tried first; only if it fails does a
+    ``lax.while_loop`` (on non-differentiated values) find the first jitter that
+    works, and the factorisation is redone with it so gradients still flow.
+    """
     wd = jax.dtypes.canonicalize_dtype(wd)  # the dtype JAX can actually use
     a = k.astype(wd)
     n = a.shape[0]
-    scale = jnp.mean(jnp.abs(jnp.diagonal(a)))
+    scale = jax.lax.stop_gradient(jnp.mean(jnp.abs(jnp.diagonal(a))))
     scale = jnp.where(scale > 0, scale, 1.0)
-    eye = jnp.eye(n, dtype=wd)
     schedule = jnp.asarray([0.0, *jitter_schedule(wd)], wd)
 
-    def factor(i: Any) -> Any:
-        return jnp.linalg.cholesky(a + schedule[i] * scale * eye)
+    def factor(x: Any, jitter: Any) -> Any:
+        return jnp.linalg.cholesky(x + jitter * jnp.eye(n, dtype=wd))
 
-    def cond(state: Any) -> Any:
-        i, lf = state
-        return jnp.logical_and(i < len(schedule) - 1, ~jnp.all(jnp.isfinite(lf)))
+    def escalate(_: Any) -> tuple[Any, Any]:
+        fixed = jax.lax.stop_gradient(a)
 
-    def body(state: Any) -> Any:
-        i, _ = state
-        return i + 1, factor(i + 1)
+        def cond(i: Any) -> Any:
+            bad = ~jnp.all(jnp.isfinite(factor(fixed, schedule[i] * scale)))
+            return jnp.logical_and(i < len(schedule) - 1, bad)
 
-    i, lf = jax.lax.while_loop(cond, body, (0, factor(0)))
-    return Cholesky(lf, schedule[i] * scale)
+        i = jax.lax.while_loop(cond, lambda i: i + 1, 1)
+        return factor(a, schedule[i] * scale), schedule[i] * scale
+
+    plain = factor(a, 0.0)
+    ok = jnp.all(jnp.isfinite(plain))
+    lf, jitter = jax.lax.cond(ok, lambda _: (plain, jnp.zeros((), wd)), escalate, None)
+    return Cholesky(lf, jitter)
 
 
 @dataclasses.dataclass(frozen=True)

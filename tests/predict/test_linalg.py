@@ -1,0 +1,79 @@
+"""Numerics users can trust: jitter escalation, clear errors, no silent NaN."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from infinet import predict
+from infinet.predict import linalg
+
+
+def _low_rank(n=8, rank=2, seed=0):
+    f = np.random.RandomState(seed).randn(n, rank)
+    return f @ f.T
+
+
+def test_jitter_escalation_warns_and_solves():
+    k = _low_rank()
+    y = np.random.RandomState(1).randn(8, 1)
+    with pytest.warns(predict.NumericalWarning, match="added jitter"):
+        mean = predict.gp_inference(k, y)("nngp", k[:3])
+    assert np.all(np.isfinite(mean))
+
+
+def test_hopeless_kernel_raises_clear_error():
+    k = -np.eye(4)  # negative definite: no jitter up to 1e-2 x diag can help
+    with pytest.raises(predict.FactorizationError, match="not positive definite"):
+        predict.gp_inference(k, np.ones((4, 1)))("nngp", k)
+    with pytest.raises(ValueError, match="diag_reg"):  # FactorizationError is a ValueError
+        predict.gradient_descent_mse(k, np.ones((4, 1)))(None, 0.0, 0.0, k)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_kernels_raise(bad):
+    k = np.eye(3)
+    k[0, 1] = bad
+    y = np.ones((3, 1))
+    with pytest.raises(ValueError, match="non-finite"):
+        predict.gp_inference(k, y)("nngp", np.eye(3))
+    with pytest.raises(ValueError, match="non-finite"):
+        predict.gradient_descent_mse(k, y)(1.0)
+    with pytest.raises(ValueError, match="non-finite"):
+        predict.gp_inference(np.eye(3), y)("nngp", k)
+    with pytest.raises(ValueError, match="non-finite"):
+        predict.max_learning_rate(k)
+
+
+def test_traced_escalation_finite_under_jit():
+    k = jnp.asarray(_low_rank())
+    chol = jax.jit(lambda a: linalg.cholesky(a).factor)(k)
+    assert np.all(np.isfinite(np.tril(np.asarray(chol))))
+
+
+def test_user_kernel_not_modified():
+    k = _low_rank(rank=8) + np.eye(8)
+    before = k.copy()
+    predict.gradient_descent_mse(k, np.ones((8, 1)), diag_reg=0.5)(None, 0.0, 0.0, k)
+    predict.gp_inference(k, np.ones((8, 1)), diag_reg=0.5)("nngp", k)
+    np.testing.assert_array_equal(k, before)
+
+
+def test_factorization_dtype_context():
+    k = np.eye(2, dtype=np.float32)
+    assert linalg.cholesky(k).factor.dtype == np.float64
+    with predict.factorization_dtype(None):
+        assert linalg.cholesky(k).factor.dtype == np.float32
+    assert linalg.cholesky(k).factor.dtype == np.float64
+
+
+def test_bad_arguments():
+    y = np.ones((3, 1))
+    with pytest.raises(ValueError, match="trace_axes"):
+        predict.gradient_descent_mse(np.eye(3), y, trace_axes=(0,))
+    with pytest.raises(ValueError, match="rank"):
+        predict.gradient_descent_mse(np.eye(3), y, trace_axes=())
+    with pytest.raises(ValueError, match="diag_reg"):
+        predict.gp_inference(np.eye(3), y, diag_reg=-1.0)("nngp", np.eye(3))
+    with pytest.raises(ValueError, match="get="):
+        predict.gp_inference(np.eye(3), y)("bogus", np.eye(3))
