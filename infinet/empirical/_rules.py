@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
@@ -91,43 +92,59 @@ def conv_general_dilated(params: dict, avals: Sequence[Any], t: int) -> SideSpec
     lhs_spec, rhs_spec, out_spec = params["dimension_numbers"]
     lhs, rhs = (tuple(a.shape) for a in avals)
     groups = params["feature_group_count"]
-    n_out, c_in = rhs[rhs_spec[0]], rhs[rhs_spec[1]]
     filt = tuple(rhs[d] for d in rhs_spec[2:])
     n_sp = len(filt)
     n, g, o, c = range(4)
     f_labs = tuple(range(4, 4 + n_sp))
     s_labs = tuple(range(4 + n_sp, 4 + 2 * n_sp))
     out_spatial = _conv_out_spatial(params, lhs, lhs_spec, filt)
-    sizes = {n: lhs[lhs_spec[0]], g: groups, o: n_out // groups, c: c_in}
+    sizes = {n: lhs[lhs_spec[0]], g: groups, o: rhs[rhs_spec[0]] // groups}
+    sizes[c] = rhs[rhs_spec[1]]
     sizes.update(zip(f_labs, filt))
     sizes.update(zip(s_labs, out_spatial))
     y_split: list[tuple[int, ...]] = [()] * (n_sp + 2)
     y_split[out_spec[0]], y_split[out_spec[1]] = (n,), (g, o)
-    for i, d in enumerate(out_spec[2:]):
-        y_split[d] = (s_labs[i],)
     theta_split: list[tuple[int, ...]] = [()] * (n_sp + 2)
     theta_split[rhs_spec[0]], theta_split[rhs_spec[1]] = (g, o), (c,)
-    for i, d in enumerate(rhs_spec[2:]):
-        theta_split[d] = (f_labs[i],)
-    p_labels = [lab for split in y_split for lab in split]
-    feat = p_labels.index(g)
-    p_labels[feat : feat + 2] = [g, c, *f_labs]
+    lhs_labels: list[tuple[int, ...]] = [()] * (n_sp + 2)
+    lhs_labels[lhs_spec[0]], lhs_labels[lhs_spec[1]] = (n,), (*f_labs, g, c)
+    for i in range(n_sp):
+        y_split[out_spec[2 + i]] = (s_labs[i],)
+        theta_split[rhs_spec[2 + i]] = (f_labs[i],)
+        lhs_labels[lhs_spec[2 + i]] = (s_labs[i],)
+    p_labels = tuple(lab for split in lhs_labels for lab in split)
     p_shape = tuple(sizes[lab] for lab in p_labels)
 
-    def patches(invals: Sequence[Any]) -> jax.Array:
-        x = lax.conv_general_dilated_patches(
-            invals[0],
-            filt,
-            params["window_strides"],
-            params["padding"],
-            params["lhs_dilation"],
-            params["rhs_dilation"],
-            params["dimension_numbers"],
-            precision=lax.Precision.HIGHEST,
-        )
-        return x.reshape(p_shape)
+    def factor(invals: Sequence[Any]) -> jax.Array:
+        return patches(invals[0], params, filt, out_spatial).reshape(p_shape)
 
-    return SideSpec(tuple(y_split), tuple(theta_split), sizes, ((patches, tuple(p_labels)),))
+    return SideSpec(tuple(y_split), tuple(theta_split), sizes, ((factor, p_labels),))
+
+
+def patches(
+    lhs: jax.Array, params: dict, filt: tuple[int, ...], out_spatial: tuple[int, ...]
+) -> jax.Array:
+    """Image patches by padding and strided slicing (no arithmetic, so exact).
+
+    Returns the ``lhs`` layout with ``prod(filt)`` filter offsets (row-major)
+    inserted just before the feature axis: ``P[.., q, c, ..] = lhs_pad[.., s·stride
+    + q·dilation, c, ..]``.
+    """
+    lhs_spec = params["dimension_numbers"][0]
+    config = [(0, 0, 0)] * lhs.ndim
+    for i, d in enumerate(lhs_spec[2:]):
+        lo, hi = params["padding"][i]
+        config[d] = (lo, hi, params["lhs_dilation"][i] - 1)
+    padded = lax.pad(lhs, jnp.zeros((), lhs.dtype), config)
+    slices = []
+    for offset in np.ndindex(*filt):
+        start, limit, strides = [0] * lhs.ndim, list(padded.shape), [1] * lhs.ndim
+        for i, d in enumerate(lhs_spec[2:]):
+            start[d] = offset[i] * params["rhs_dilation"][i]
+            strides[d] = params["window_strides"][i]
+            limit[d] = start[d] + (out_spatial[i] - 1) * strides[d] + 1
+        slices.append(lax.slice(padded, start, limit, strides))
+    return jnp.stack(slices, axis=lhs_spec[1])
 
 
 def _conv_out_spatial(

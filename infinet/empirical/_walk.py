@@ -112,9 +112,10 @@ def walk(
         env[v] = (c, None)
     for v, a, t in zip(jaxpr.invars, args, tags):
         env[v] = (a, t)
+    local = _Local(_use_counts(jaxpr), {})
     for eqn in jaxpr.eqns:
         invals, intags = zip(*[read(v) for v in eqn.invars]) if eqn.invars else ((), ())
-        outs, outtags = _eval_eqn(eqn, list(invals), list(intags), ctx)
+        outs, outtags = _eval_eqn(eqn, list(invals), list(intags), ctx, local)
         for v, o, t in zip(eqn.outvars, outs, outtags):
             if not isinstance(v, jex.DropVar):
                 env[v] = (o, t)
@@ -125,7 +126,42 @@ def walk(
     return [r for r, _ in results], [None for _ in results]
 
 
-def _eval_eqn(eqn: Any, invals: list, intags: list, ctx: Context) -> tuple[list, list]:
+@dataclasses.dataclass
+class _Local:
+    """Per-jaxpr bookkeeping: how often each variable is read, and which
+    variables are perturbed use-site outputs."""
+
+    counts: dict[Any, int]
+    var_site: dict[Any, int]
+
+
+def _use_counts(jaxpr: Any) -> dict[Any, int]:
+    counts: dict[Any, int] = {}
+    for v in [v for e in jaxpr.eqns for v in e.invars] + list(jaxpr.outvars):
+        if not isinstance(v, jex.Literal):
+            counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def _shared_site(eqn: Any, tagged: list[int], local: _Local) -> int | None:
+    """A bias-like ``y + θ'`` whose ``y`` is a use site read only here has the same
+    cotangent as ``y``: reuse that site instead of perturbing again."""
+    name = eqn.primitive.name
+    if len(tagged) != 1 or name not in ("add", "add_any", "sub") or len(eqn.invars) != 2:
+        return None
+    if name == "sub" and tagged[0] != 1:
+        return None
+    v = eqn.invars[1 - tagged[0]]
+    if isinstance(v, jex.Literal) or local.counts.get(v) != 1 or v not in local.var_site:
+        return None
+    if tuple(v.aval.shape) != tuple(eqn.outvars[0].aval.shape):
+        return None
+    return local.var_site[v]
+
+
+def _eval_eqn(
+    eqn: Any, invals: list, intags: list, ctx: Context, local: _Local
+) -> tuple[list, list]:
     name = eqn.primitive.name
     n_out = len(eqn.outvars)
     if all(t is None for t in intags):
@@ -147,13 +183,16 @@ def _eval_eqn(eqn: Any, invals: list, intags: list, ctx: Context) -> tuple[list,
         for i in tagged:
             ctx.bad.setdefault(intags[i].leaf, f"primitive '{name}'")
         return outs, [None] * n_out
-    site = len(ctx.sites)
-    ctx.sites.append(jax.ShapeDtypeStruct(np.shape(outs[0]), outs[0].dtype))
+    site = _shared_site(eqn, tagged, local)
+    if site is None:
+        site = len(ctx.sites)
+        ctx.sites.append(jax.ShapeDtypeStruct(np.shape(outs[0]), outs[0].dtype))
+        if ctx.eps is not None and site in ctx.eps:
+            outs[0] = outs[0] + ctx.eps[site]
+    local.var_site[eqn.outvars[0]] = site
     for i, spec in zip(tagged, specs):
         ctx.uses.append(Use(intags[i], site, spec, tuple(np.shape(invals[i]))))
         ctx.factors.append([fn(invals) for fn, _ in spec.factors])
-    if ctx.eps is not None and site in ctx.eps:
-        outs[0] = outs[0] + ctx.eps[site]
     return outs, [None] * n_out
 
 

@@ -4,9 +4,12 @@ For parameters θ and outputs ``f(x)``, the empirical NTK is (Jacot et al. 2018)
 
     Θ(x1, x2) = Σ_θ ∂f(x1)/∂θ · ∂f(x2)/∂θᵀ.
 
-This algorithm computes each Jacobian leaf ``∂f/∂θ_j`` with ``jax.jacrev`` (or
-``jax.jacfwd`` when parameters are fewer than outputs) and contracts it leaf by
-leaf with one einsum that also applies ``trace_axes``/``diagonal_axes``. Its
+This algorithm materialises each Jacobian leaf ``∂f/∂θ_j`` and contracts it
+leaf by leaf with one einsum that also applies ``trace_axes``/``diagonal_axes``.
+With ``_j_rules=True`` (the default, as in Neural Tangents) the Jacobians are
+assembled from per-primitive rules (:func:`infinet.empirical.structured.jacobians`);
+with ``_j_rules=False`` they come from ``jax.jacrev`` (or ``jax.jacfwd`` when
+parameters are fewer than outputs, or as ``_fwd`` says). Its
 memory is the full Jacobian, ``|f(x)| × |θ|`` numbers; Novak et al. 2022
 (arXiv 2206.08720, §3.1) give its cost as ``N·O·[FP] + N²·O²·P``.
 """
@@ -75,11 +78,15 @@ def ntk(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
         >>> ntk(f, jnp.ones((3, 4)), sides, NtkOptions(trace_axes=())).shape
         (2, 2, 4, 4)
     """
-    j1, outs1, out_tree = jacobians(f, params, sides.x1, sides.kw1, opts)
+    if opts.j_rules:  # NT's `_j_rules`: Jacobians from per-primitive rules
+        from infinet.empirical.structured import jacobians as jac_fn
+    else:
+        jac_fn = jacobians
+    j1, outs1, out_tree = jac_fn(f, params, sides.x1, sides.kw1, opts)
     if sides.same:
         j2, outs2 = j1, outs1
     else:
-        j2, outs2, _ = jacobians(f, params, sides.x2, sides.kw2, opts)
+        j2, outs2, _ = jac_fn(f, params, sides.x2, sides.kw2, opts)
     kernels = [
         contract_jacobians(a, b, o1.shape, o2.shape, opts)
         for a, b, o1, o2 in zip(j1, j2, outs1, outs2)

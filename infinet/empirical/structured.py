@@ -348,13 +348,7 @@ def _fallback(
     )
     flat_p, p_tree = jax.tree.flatten(params)
     idx = sorted(bad)
-
-    def f_bad(p_bad: list, x: Any, **kw: Any) -> Any:
-        full = list(flat_p)
-        for j, v in zip(idx, p_bad):
-            full[j] = v
-        return f(jax.tree.unflatten(p_tree, full), x, **kw)
-
+    f_bad = _restricted(f, flat_p, p_tree, idx)
     sub = [flat_p[j] for j in idx]
     j1, outs1, _ = jacobian.jacobians(f_bad, sub, sides.x1, sides.kw1, opts)
     j2, outs2 = (
@@ -376,3 +370,51 @@ def _unnormalised_jc(a: list, b: list, shape1: Any, shape2: Any, opts: NtkOption
         term = einsum([(ja, (*pairing.labels1, *p)), (jb, (*pairing.labels2, *p))], pairing.out)
         total = term if total is None else total + term
     return total
+
+
+def jacobians(
+    f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions
+) -> tuple[list[list[jax.Array]], list, Any]:
+    """Full Jacobians ``∂f(x)_i/∂θ_j`` assembled from the per-primitive rules.
+
+    Each use contributes ``Tᵀ(Σ_y g·a)`` (its weight Jacobian, mapped back
+    through the structural ops ``T``), so no weight gradient goes through a
+    batched convolution transpose. Leaves the rules cannot see are differentiated
+    with ``jax.jacrev``. Same layout as :func:`infinet.empirical.jacobian.jacobians`.
+    """
+    side = side_data(f, params, x, kw, opts)
+    flat_p, p_tree = jax.tree.flatten(params)
+    by_leaf: dict[int, list[int]] = {}
+    for k, use in enumerate(side.uses):
+        by_leaf.setdefault(use.tag.leaf, []).append(k)
+    bad = sorted(side.bad)
+    if bad:
+        sub = [flat_p[j] for j in bad]
+        j_bad, _, _ = jacobian.jacobians(_restricted(f, flat_p, p_tree, bad), sub, x, kw, opts)
+    out = []
+    for i, o in enumerate(side.outs):
+        labels = tuple(range(len(o.shape)))
+        new = LabelMaker()
+        new(len(labels))
+        row = []
+        for j, leaf in enumerate(flat_p):
+            if j in side.bad:
+                row.append(j_bad[i][bad.index(j)])
+            elif j in by_leaf:
+                row.append(_leaf_jacobian(side, i, by_leaf[j], labels, new, leaf))
+            else:
+                row.append(jnp.zeros((*o.shape, *jnp.shape(leaf)), o.dtype))
+        out.append(row)
+    return out, side.outs, side.out_tree
+
+
+def _restricted(f: ApplyFn, flat_p: list, p_tree: Any, idx: list[int]) -> ApplyFn:
+    """``f`` as a function of the parameter leaves ``idx`` only (others fixed)."""
+
+    def f_sub(p_sub: list, x: Any, **kw: Any) -> Any:
+        full = list(flat_p)
+        for j, v in zip(idx, p_sub):
+            full[j] = v
+        return f(jax.tree.unflatten(p_tree, full), x, **kw)
+
+    return f_sub
