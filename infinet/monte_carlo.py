@@ -1,0 +1,168 @@
+"""Monte Carlo estimates of the NNGP and NTK: empirical kernels averaged over inits.
+
+For a network with random initialisation θ ~ p(θ), the infinite-width kernels
+are limits of the expectations (Lee et al. 2018; Jacot et al. 2018)
+
+    Σ(x1, x2) ≈ E_θ[f_θ(x1) ⊗ f_θ(x2)],    Θ(x1, x2) ≈ E_θ[∂f_θ(x1)/∂θ ⊗ ∂f_θ(x2)/∂θ],
+
+estimated here by averaging the empirical kernels of ``n_samples`` networks
+(:mod:`infinet.empirical`, with any of its NTK algorithms). Inputs can be
+processed in blocks of ``batch_size`` examples (any ``N``; the last block may be
+smaller) so large kernels fit in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from infinet.empirical.api import (
+    DEFAULT_NTK_IMPLEMENTATION,
+    NtkImplementation,
+    canonical_get,
+    empirical_kernel_fn,
+    namedtuple_for,
+)
+
+__all__ = ["monte_carlo_kernel_fn"]
+
+
+def monte_carlo_kernel_fn(
+    init_fn: Callable[..., Any],
+    apply_fn: Callable[..., Any],
+    key: jax.Array,
+    n_samples: int | Iterable[int],
+    batch_size: int = 0,
+    device_count: int = -1,
+    store_on_device: bool = True,
+    trace_axes: int | tuple[int, ...] = (-1,),
+    diagonal_axes: int | tuple[int, ...] = (),
+    vmap_axes: Any = None,
+    implementation: NtkImplementation | int = DEFAULT_NTK_IMPLEMENTATION,
+    _j_rules: bool = True,
+    _s_rules: bool = True,
+    _fwd: bool | None = None,
+) -> Callable[..., Any]:
+    """Returns ``kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs)``, a MC estimate.
+
+    ``kernel_fn`` averages :func:`~infinet.empirical.empirical_kernel_fn` over
+    ``n_samples`` parameter draws ``init_fn(key_i, x1.shape)``. Sample ``i`` uses
+    the same keys as Neural Tangents (``key, s = split(key)``; init key
+    ``split(s)[0]``), so the same ``init_fn`` gives the same estimate.
+
+    Args:
+        init_fn: ``init_fn(key, input_shape) -> (output_shape, params)``.
+        apply_fn: ``apply_fn(params, x, **kwargs)``.
+        key: PRNG key.
+        n_samples: number of networks; a list of counts makes ``kernel_fn`` a
+            generator of the running average after each count.
+        batch_size: if positive, compute the kernel in blocks of this many
+            examples of ``x1`` and ``x2`` (any ``N``; inputs batched along axis 0).
+        device_count: accepted for compatibility; blocks run on the default device.
+        store_on_device: ``False`` moves every block to host memory (NumPy).
+        trace_axes, diagonal_axes, vmap_axes, implementation, _j_rules, _s_rules,
+            _fwd: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+
+    Returns:
+        ``kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs)``: ``get=None`` gives
+        ``EmpiricalKernel(nngp, ntk)``, a string one array, a tuple a namedtuple.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from infinet import stax
+        >>> init_fn, apply_fn, _ = stax.serial(stax.Dense(64), stax.Relu(), stax.Dense(1))
+        >>> kernel_fn = monte_carlo_kernel_fn(init_fn, apply_fn, jax.random.key(0), 8)
+        >>> kernel_fn(jnp.ones((3, 2)), None, 'ntk').shape
+        (3, 3)
+    """
+    counts = _counts(n_samples)
+    one = empirical_kernel_fn(
+        apply_fn, trace_axes, diagonal_axes, vmap_axes, implementation, _j_rules, _s_rules, _fwd
+    )
+
+    def sample(x1: Any, x2: Any, init_key: jax.Array, get: tuple[str, ...], kw: dict) -> Any:
+        _, params = init_fn(init_key, jax.tree.map(jnp.shape, x1))
+        return one(x1, x2, get, params, **kw)
+
+    sample_jit = jax.jit(sample, static_argnames="get")
+
+    def running(x1: Any, x2: Any, get: Any, kw: dict) -> Generator[Any, None, None]:
+        names = canonical_get(get)
+        total, k, done = None, key, 0
+        for target in counts:
+            while done < target:
+                k, s = jax.random.split(k)
+                init_key = jax.random.split(s)[0]
+                value = _blocked(sample_jit, x1, x2, init_key, names, kw, batch_size)
+                if not store_on_device:
+                    value = jax.tree.map(np.asarray, value)
+                total = value if total is None else jax.tree.map(_add, total, value)
+                done += 1
+            yield _package(jax.tree.map(lambda t, n=done: t / n, total), names, get)
+
+    def kernel_fn(x1: Any, x2: Any = None, get: Any = None, **apply_fn_kwargs: Any) -> Any:
+        gen = running(x1, x2, get, apply_fn_kwargs)
+        if isinstance(n_samples, int):
+            return next(gen)
+        return gen
+
+    return kernel_fn
+
+
+def _counts(n_samples: int | Iterable[int]) -> list[int]:
+    counts = [n_samples] if isinstance(n_samples, (int, np.integer)) else list(n_samples)
+    if not counts or any(int(n) < 1 for n in counts) or counts != sorted(counts):
+        raise ValueError(
+            f"n_samples={n_samples!r}: pass a positive int, or a non-decreasing list of "
+            "positive ints (running averages are yielded at each)."
+        )
+    return [int(n) for n in counts]
+
+
+def _add(a: Any, b: Any) -> Any:
+    return a + b
+
+
+def _package(values: Any, names: tuple[str, ...], get: Any) -> Any:
+    if isinstance(get, str):
+        return values[0]
+    type_name = "EmpiricalKernel" if get is None else "MonteCarloKernel"
+    return namedtuple_for(names, type_name)(*values)
+
+
+def _blocked(
+    fn: Callable[..., Any],
+    x1: Any,
+    x2: Any,
+    init_key: jax.Array,
+    names: tuple[str, ...],
+    kw: dict,
+    batch_size: int,
+) -> tuple:
+    """``fn`` on the whole inputs, or assembled from ``batch_size`` blocks (axis 0)."""
+    n1 = _n(x1)
+    n2 = n1 if x2 is None else _n(x2)
+    if batch_size <= 0 or (n1 <= batch_size and n2 <= batch_size):
+        return tuple(fn(x1, x2, init_key, names, kw))
+    rows = []
+    for i in range(0, n1, batch_size):
+        b1 = _rows(x1, i, batch_size)
+        cols = []
+        for j in range(0, n2, batch_size):
+            same = x2 is None and i == j
+            b2 = None if same else _rows(x1 if x2 is None else x2, j, batch_size)
+            cols.append(tuple(fn(b1, b2, init_key, names, kw)))
+        rows.append(jax.tree.map(lambda *c: jnp.concatenate(c, 1), *cols))
+    return jax.tree.map(lambda *r: jnp.concatenate(r, 0), *rows)
+
+
+def _n(x: Any) -> int:
+    return int(jax.tree.leaves(x)[0].shape[0])
+
+
+def _rows(x: Any, start: int, size: int) -> Any:
+    return jax.tree.map(lambda a: a[start : start + size], x)
