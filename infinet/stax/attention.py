@@ -134,6 +134,7 @@ def _with_pos_emb(t: jax.Array, r: jax.Array | None, o: _Options, channels: int)
     """Covariance of x + P (SUM) or [x, P] (CONCAT) from that of x."""
     if r is None:
         return t
+    r = r.reshape((1,) * (t.ndim - 2) + r.shape)
     if o.pos_emb_type == "SUM":
         return t + r
     c_p = channels if o.n_chan_pos_emb is None else o.n_chan_pos_emb

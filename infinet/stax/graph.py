@@ -94,12 +94,11 @@ def sparse_to_dense(edges: jax.Array, sizes: tuple[int, ...]) -> jax.Array:
                [0., 1.]], dtype=float32)
     """
     n, e, d = edges.shape[:3]
-    strides = jnp.array([math.prod(sizes[k + 1 :]) for k in range(d)])
+    strides = jnp.array([math.prod(sizes[k + 1 :]) for k in range(d)]).reshape(1, 1, d)
     src = jnp.sum(edges[..., 0] * strides, axis=-1)
     tgt = jnp.sum(edges[..., 1] * strides, axis=-1)
-    valid = jnp.all(edges >= 0, axis=(-1, -2)) & jnp.all(
-        edges < jnp.array(sizes)[:, None], axis=(-1, -2)
-    )
+    upper = jnp.array(sizes).reshape(1, 1, d, 1)
+    valid = jnp.all((edges >= 0) & (edges < upper), axis=(-1, -2))
     size = math.prod(sizes)
     flat = jnp.where(valid, src * size + tgt, size * size)  # out of range -> dropped
     dense = jax.vmap(lambda f: jnp.zeros(size * size).at[f].add(1.0, mode="drop"))(flat)
@@ -112,10 +111,10 @@ def _check_pattern(p: jax.Array, n: int, sizes: tuple[int, ...], sparse: bool) -
     if sparse:
         if d == 1 and p.ndim == 3:
             p = p[:, :, None, :]
-        ok = p.ndim == 4 and p.shape[0] == n and p.shape[2:] == (d, 2)
+        ok = p.ndim == 4 and p.shape[0] in (1, n) and p.shape[2:] == (d, 2)
         expected = f"(N={n}, n_edges, {d}, 2)" + (" or (N, n_edges, 2)" if d == 1 else "")
     else:
-        ok = p.shape == (n,) + sizes + sizes
+        ok = p.ndim == 1 + 2 * d and p.shape[0] in (1, n) and p.shape[1:] == sizes + sizes
         expected = str((n,) + sizes + sizes)
     if not ok:
         raise ValueError(
@@ -124,7 +123,7 @@ def _check_pattern(p: jax.Array, n: int, sizes: tuple[int, ...], sparse: bool) -
         )
     if sparse and not jnp.issubdtype(p.dtype, jnp.integer):
         raise ValueError(f"Sparse Aggregate patterns must be integer edges, got {p.dtype}.")
-    return p
+    return jnp.broadcast_to(p, (n,) + p.shape[1:])
 
 
 def _aggregate_fn(n_spatial: int, axes: list[int], dense: jax.Array) -> Callable:

@@ -164,7 +164,9 @@ def _self_indicator(k: Kernel, n_batch: int, same_batch: bool) -> jax.Array | fl
         ind = jnp.expand_dims(ind, tuple(range(ind.ndim, ind.ndim + part.ndim))) & part
     if n_batch == 2:
         eye = jnp.eye(k.shape1[0], dtype=bool)
-        ind = jnp.expand_dims(eye, tuple(range(2, 2 + ind.ndim))) & ind
+        ind = jnp.expand_dims(eye, tuple(range(2, 2 + ind.ndim))) & ind[None, None]
+    else:
+        ind = ind[None]
     return ind.astype(k.nngp.dtype)
 
 
