@@ -85,9 +85,11 @@ def train_ensemble(cfg: Config, data: dict[str, np.ndarray], lr: float, times: n
     """Outputs ``(T, members, n, 1)`` of the ensemble on train and test points at ``times``."""
     init_fn, apply_fn, _ = five_line(cfg.width)
     keys = jax.random.split(jax.random.key(cfg.seed + 1), cfg.members)
-    params = jax.vmap(lambda k: init_fn(k, (-1, 1))[1])(keys)
-    x_train, y_train = jnp.asarray(data["x_train"]), jnp.asarray(data["y_train"])
-    x_test = jnp.asarray(data["x_test"])
+    f32 = jnp.float32  # finite networks train in float32, also when x64 is on
+    init = jax.jit(jax.vmap(lambda k: init_fn(k, (-1, 1))[1]))
+    params = jax.tree.map(lambda a: a.astype(f32), init(keys))
+    x_train, y_train = jnp.asarray(data["x_train"], f32), jnp.asarray(data["y_train"], f32)
+    x_test = jnp.asarray(data["x_test"], f32)
 
     def loss(p: Any) -> Any:
         return 0.5 * jnp.mean((apply_fn(p, x_train) - y_train) ** 2)

@@ -19,6 +19,7 @@ These are integrated with an adaptive Dormand–Prince solver
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,7 +48,10 @@ def _time_grid(t: Any) -> tuple[Any, Any, tuple[int, ...]]:
     if not np.all(np.isfinite(ts)) or np.any(ts < 0):
         raise ValueError(f"Times t must be finite and >= 0; got {t}.")
     grid = np.unique(np.concatenate([[0.0], ts]))
-    return grid, np.searchsorted(grid, ts), np.shape(t)
+    index = np.searchsorted(grid, ts)
+    size = 1 << int(np.ceil(np.log2(max(len(grid), 4))))  # fewer distinct compilations
+    grid = np.concatenate([grid, np.full(size - len(grid), grid[-1])])
+    return grid, index, np.shape(t)
 
 
 def _initial_state(
@@ -122,21 +126,6 @@ def gradient_descent(
     dtype = jnp.result_type(k_train_train, y_train)
     y = jnp.asarray(y_train, dtype)
     kdd = axes.flatten_k(jnp.asarray(k_train_train, dtype), "k_train_train")
-    grad = jax.grad(loss)
-
-    def rhs(s: dict[str, Any], _t: Any, kdd: Any, ktd: Any, lr: Any, m: Any) -> dict[str, Any]:
-        g = axes.flatten_y(grad(s["fx"], y))
-        push = {"fx": axes.unflatten_y(kdd @ g, s["fx"].shape[0])}
-        if "fxs" in s:
-            push["fxs"] = axes.unflatten_y(ktd @ g, s["fxs"].shape[0])
-        if m is None:
-            return {k: -lr * v for k, v in push.items()}
-        root = jnp.sqrt(lr)
-        out = {"fx": root * s["q"], "q": -(1 - m) * s["q"] - root * push["fx"]}
-        if "fxs" in s:
-            out["fxs"] = root * s["qs"]
-            out["qs"] = -(1 - m) * s["qs"] - root * push["fxs"]
-        return out
 
     def predict_fn(
         t: Any = None,
@@ -153,11 +142,47 @@ def gradient_descent(
             ktd = axes.flatten_k(jnp.asarray(k_test_train, dtype), "k_test_train")
         lr = jnp.asarray(learning_rate, dtype)
         m = None if momentum is None else jnp.asarray(momentum, dtype)
-        sol = odeint(rhs, s0, jnp.asarray(grid, dtype), kdd, ktd, lr, m)
+        if linalg.is_traced(grid) or np.max(grid) > 0:
+            sol = _solve(s0, jnp.asarray(grid, dtype), y, kdd, ktd, lr, m, loss=loss, axes=axes)
+        else:  # all times are 0
+            sol = jax.tree.map(lambda a: a[None], s0)
         sol = jax.tree.map(lambda a: a[index].reshape((*t_shape, *a.shape[1:])), sol)
         return _result(sol, fx_train_or_state_0)
 
     return predict_fn
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "axes"))
+def _solve(
+    s0: dict[str, Any],
+    grid: Any,
+    y: Any,
+    kdd: Any,
+    ktd: Any,
+    lr: Any,
+    m: Any,
+    *,
+    loss: Any,
+    axes: Any,
+) -> Any:
+    """Integrates the function-space ODE; compiled once per loss, layout and shapes."""
+    grad = jax.grad(loss)
+
+    def rhs(s: dict[str, Any], _t: Any, y: Any, kdd: Any, ktd: Any, lr: Any, m: Any) -> Any:
+        g = axes.flatten_y(grad(s["fx"], y))
+        push = {"fx": axes.unflatten_y(kdd @ g, s["fx"].shape[0])}
+        if "fxs" in s:
+            push["fxs"] = axes.unflatten_y(ktd @ g, s["fxs"].shape[0])
+        if m is None:
+            return {k: -lr * v for k, v in push.items()}
+        root = jnp.sqrt(lr)
+        out = {"fx": root * s["q"], "q": -(1 - m) * s["q"] - root * push["fx"]}
+        if "fxs" in s:
+            out["fxs"] = root * s["qs"]
+            out["qs"] = -(1 - m) * s["qs"] - root * push["fxs"]
+        return out
+
+    return odeint(rhs, s0, grid, y, kdd, ktd, lr, m)
 
 
 def _result(sol: dict[str, Any], state0: Any) -> Any:
