@@ -148,7 +148,8 @@ def Monomial(degree: int) -> Layer:
     """φ(x) = x^degree.
 
     E[u^n v^n] = Σ_k k! a_{n,k}² q^k (v1 v2)^{(n-k)/2}, a special case of
-    :func:`Polynomial` (e.g. n = 2: v1 v2 + 2q²).
+    :func:`Polynomial` (e.g. n = 2: v1 v2 + 2q²). Neural Tangents accepts
+    degrees 0–5 only; here any non-negative degree works.
 
     Args:
         degree: non-negative integer n.
