@@ -26,6 +26,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -139,3 +141,110 @@ def unmasked_count(mask: Array | None, n_positions: int) -> Array | int:
     if mask is None:
         return n_positions
     return jnp.sum(~mask.reshape(mask.shape[0], -1), axis=-1)
+
+
+# -- masks in the forward pass ------------------------------------------------------------
+
+# Layers that only route their inputs to other layers: masked inputs pass through
+# them unchanged, so that each inner layer sees (and updates) its own mask.
+ROUTING_LAYERS = frozenset({"serial", "parallel", "repeat", "FanOut"})
+
+# mask_fn(input masks, input values, output) -> output mask (lists for fan-ins).
+MaskFn = Callable[[Any, Any, Any], Any]
+
+
+def _to_masked(x: Any, mask_constant: float) -> Any:
+    """Marks entries equal to ``mask_constant`` as masked and zeroes them."""
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_masked(t, mask_constant) for t in x)
+    if isinstance(x, MaskedArray):
+        return x
+    mask = jnp.asarray(x) == mask_constant
+    return MaskedArray(jnp.where(mask, jnp.zeros((), jnp.result_type(x)), x), mask)
+
+
+def _is_masked(x: Any) -> bool:
+    if isinstance(x, (list, tuple)):
+        return any(_is_masked(t) for t in x)
+    return isinstance(x, MaskedArray)
+
+
+def _split(x: Any) -> tuple[Any, Any]:
+    """(values, masks) of an input; an unmasked array has mask ``None``."""
+    if isinstance(x, (list, tuple)):
+        pairs = [_split(t) for t in x]
+        return type(x)(p[0] for p in pairs), type(x)(p[1] for p in pairs)
+    if isinstance(x, MaskedArray):
+        return x.masked_value, x.mask
+    return x, None
+
+
+def _full(mask: Any, shape: tuple[int, ...]) -> Array:
+    return jnp.zeros(shape, bool) if mask is None else jnp.broadcast_to(mask, shape)
+
+
+def default_mask_fn(name: str, channel_axis: int) -> MaskFn:
+    """Output masks of a layer that did not declare how it moves positions.
+
+    * same shape: the mask is kept;
+    * only the channel axis changed (Dense, Conv 'SAME', attention): a position
+      stays masked when all its channels were;
+    * same number of entries (Flatten): the mask is reshaped like the values;
+    * a list of inputs (fan-in): masked where masked in every input, or the
+      masks are concatenated like the values.
+
+    Anything else raises: the layer cannot be used with masks in ``apply_fn``.
+    """
+
+    def mask_fn(masks: Any, values: Any, out: Any) -> Any:
+        if isinstance(values, (list, tuple)):
+            full = [_full(m, v.shape) for m, v in zip(masks, values)]
+            if all(v.shape == out.shape for v in values):
+                return functools.reduce(jnp.logical_and, full)
+            axis = next(a for a in range(out.ndim) if out.shape[a] != values[0].shape[a])
+            return jnp.concatenate(full, axis=axis)
+        if masks is None:
+            return None
+        if out.shape == values.shape:
+            return masks
+        c = channel_axis % values.ndim
+        same_positions = out.ndim == values.ndim and all(
+            a == b for i, (a, b) in enumerate(zip(out.shape, values.shape)) if i != c
+        )
+        if same_positions:
+            return jnp.all(_full(masks, values.shape), axis=c, keepdims=True)
+        if out.size == values.size:
+            return _full(masks, values.shape).reshape(out.shape)
+        raise ValueError(
+            f"{name} changes the shape {values.shape} -> {out.shape} in a way whose "
+            "masks are not defined; apply_fn with masks (mask_constant) is not "
+            "supported through it. Pad the inputs with zeros instead."
+        )
+
+    return mask_fn
+
+
+def masked_apply(apply_fn: Any, name: str, mask_fn: MaskFn | None, channel_axis: int) -> Any:
+    """``apply_fn`` that also accepts ``mask_constant=`` and :class:`MaskedArray` inputs.
+
+    With masks in play the layer's ``apply_fn`` is called on the values with the
+    input mask as ``mask=``, its output is zeroed at the masked positions (the
+    forward-pass counterpart of :func:`remask`) and returned as a
+    :class:`MaskedArray`. Without masks it is called unchanged.
+    """
+    out_mask_fn = mask_fn or default_mask_fn(name, channel_axis)
+
+    def apply(params: Any, x: Any, *, mask_constant: float | None = None, **kwargs: Any) -> Any:
+        if mask_constant is not None:
+            x = _to_masked(x, mask_constant)
+        if not _is_masked(x) or name in ROUTING_LAYERS:
+            return apply_fn(params, x, **kwargs)
+        values, masks = _split(x)
+        out = apply_fn(params, values, mask=masks, **kwargs)
+        out_mask = out_mask_fn(masks, values, out)
+        if out_mask is None:
+            return out
+        zero = jnp.zeros((), out.dtype)
+        return MaskedArray(jnp.where(jnp.broadcast_to(out_mask, out.shape), zero, out), out_mask)
+
+    return apply

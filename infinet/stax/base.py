@@ -176,17 +176,26 @@ def make_layer(
     kernel_map: KernelMap,
     name: str,
     support: LayoutSupport | None = None,
+    mask_fn: masking.MaskFn | None = None,
 ) -> Layer:
     """Builds a :class:`Layer` from its three parts.
 
-    The kernel function zeroes the covariances of masked positions after
-    ``kernel_map`` (:func:`infinet.masking.remask`; a no-op without masks).
+    Masks (:mod:`infinet.masking`): the kernel function zeroes the covariances
+    of masked positions after ``kernel_map`` (:func:`~infinet.masking.remask`),
+    and ``apply_fn`` accepts ``mask_constant=`` and masked inputs
+    (:func:`~infinet.masking.masked_apply`), passing the input mask to the
+    layer's own ``apply_fn`` as ``mask=``. ``mask_fn(mask, x, y)`` gives the
+    output mask of a layer that moves positions; the default covers layers that
+    keep positions or only change channels. Both are no-ops without masks.
     """
+    support = support or LayoutSupport()
 
     def masked_kernel_map(k: Any, **kwargs: Any) -> Any:
         return masking.remask(kernel_map(k, **kwargs))
 
-    return Layer(init_fn, apply_fn, KernelFn(masked_kernel_map, support or LayoutSupport(), name))
+    channel_axis = -1 if support.channel_axis is None else support.channel_axis
+    apply = masking.masked_apply(apply_fn, name, mask_fn, channel_axis)
+    return Layer(init_fn, apply, KernelFn(masked_kernel_map, support, name))
 
 
 def check_layout(k: Any, support: LayoutSupport, name: str) -> None:

@@ -85,6 +85,27 @@ def _map_linear(k: Kernel, fn: Any) -> Kernel:
     return out.replace(mask1=map_mask(k.mask1, fn, 1), mask2=map_mask(k.mask2, fn, 2))
 
 
+def _apply_mask_fn(user_fn: Any, axes_in: tuple[int, int], axes_out: Any) -> Any:
+    """Output mask (user layout, channel axis of size 1) of a linear spatial map.
+
+    An output position is masked when no unmasked input position reaches it
+    (see :func:`infinet.stax.spatial_maps.map_mask`).
+    """
+
+    def mask_fn(mask: Any, x: jax.Array, y: jax.Array) -> Any:
+        if mask is None:
+            return None
+        b, c = (a % x.ndim for a in axes_in)
+        positions = jnp.all(jnp.broadcast_to(mask, x.shape), axis=c, keepdims=True)
+        positions = jnp.moveaxis(positions, (b, c), (0, -1))[..., 0]
+        fn = _canonical_fn(user_fn, x.ndim, axes_in, axes_out(x.ndim))
+        out = map_mask(positions, fn, 1)[..., None]  # (N, *S_out, 1)
+        bo, co = axes_out(x.ndim)(y.ndim)
+        return jnp.moveaxis(out, (0, out.ndim - 1), (bo, co))
+
+    return mask_fn
+
+
 # -- DotGeneral ---------------------------------------------------------------------------
 
 
@@ -183,7 +204,8 @@ def DotGeneral(
         return _map_linear(k, fn)
 
     support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, "DotGeneral", support)
+    mask_fn = _apply_mask_fn(dot, (batch_axis, channel_axis), out_axes)
+    return make_layer(init_fn, apply_fn, kernel_map, "DotGeneral", support, mask_fn)
 
 
 def _scalar_product(c: Any) -> Layer:
@@ -266,7 +288,12 @@ def ImageResize(
         return _map_linear(k, fn)
 
     support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, "ImageResize", support)
+
+    def axes_out(ndim: int) -> Any:
+        return lambda nd: (batch_axis % nd, channel_axis % nd)
+
+    mask_fn = _apply_mask_fn(resize, (batch_axis, channel_axis), axes_out)
+    return make_layer(init_fn, apply_fn, kernel_map, "ImageResize", support, mask_fn)
 
 
 # -- Index and Slice -----------------------------------------------------------------------
@@ -399,5 +426,8 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
             shape2=shape(k.shape2),
         )
 
+    def mask_fn(mask: Any, x: jax.Array, y: jax.Array) -> Any:
+        return None if mask is None else jnp.broadcast_to(mask, x.shape)[idx]
+
     support = LayoutSupport(batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, "Index", support)
+    return make_layer(init_fn, apply_fn, kernel_map, "Index", support, mask_fn)
