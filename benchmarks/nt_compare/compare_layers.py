@@ -31,27 +31,10 @@ FIXTURE = HERE.parents[1] / "tests" / "data" / "nt_layers_oracle.json"
 
 
 def infinet_case(case: dict) -> dict:
-    """Computes one case's kernels with infinet."""
-    from infinet import stax
+    """Computes one case's kernels with infinet (float64)."""
+    from tests.stax.layers_oracle import compute_case
 
-    scope = {"stax": stax, "np": np}
-    exec(case.get("prelude", ""), scope)
-    net = eval(case["network"], scope)
-    setup = {
-        "np": np,
-        "rs": np.random.RandomState(case["seed"]),
-        "shape1": case["shape1"],
-        "shape2": case["shape2"],
-    }
-    exec(case["setup"], setup)
-    out = {}
-    for tag, a, b, kw in (
-        ("", setup["x1"], setup["x2"], setup["kw"]),
-        ("_sym", setup["x1"], None, setup["kw_sym"]),
-    ):
-        k = net.kernel_fn(a, b, **kw)
-        out["nngp" + tag], out["ntk" + tag] = np.asarray(k.nngp), np.asarray(k.ntk)
-    return out
+    return compute_case(case)
 
 
 def differences(nt: dict) -> dict[str, float]:
