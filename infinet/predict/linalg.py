@@ -317,8 +317,8 @@ def eigh(k: Float[Array, "n n"], dtype: Any = "current", name: str = "kernel") -
     wd = working_dtype(jnp.result_type(k), _resolve(dtype))
     if is_traced(k):
         wd = jax.dtypes.canonicalize_dtype(wd)
-        a = jnp.asarray(k).astype(wd)
-        values, vectors = jnp.linalg.eigh((a + a.T) / 2)
+        aj = jnp.asarray(k).astype(wd)
+        values, vectors = jnp.linalg.eigh((aj + aj.T) / 2)
         return Eigh(values, vectors)
     check_finite(k, name)
     a = np.array(k, dtype=wd)

@@ -41,9 +41,9 @@ def _time_grid(t: Any) -> tuple[Any, Any, tuple[int, ...]]:
             "gradient_descent_mse(...)(t=None) for infinite time."
         )
     if linalg.is_traced(t):
-        ts = jnp.ravel(jnp.asarray(t))
-        grid = jnp.concatenate([jnp.zeros((1,), ts.dtype), ts])
-        return grid, jnp.arange(1, len(grid)), jnp.shape(t)
+        tj = jnp.ravel(jnp.asarray(t))
+        gj = jnp.concatenate([jnp.zeros((1,), tj.dtype), tj])
+        return gj, jnp.arange(1, len(gj)), jnp.shape(t)
     ts = np.ravel(np.asarray(t, dtype=float))
     if not np.all(np.isfinite(ts)) or np.any(ts < 0):
         raise ValueError(f"Times t must be finite and >= 0; got {t}.")
@@ -107,7 +107,8 @@ def gradient_descent(
     Returns:
         ``predict_fn(t=None, fx_train_or_state_0=0., fx_test_0=None,
         k_test_train=None)``. ``t`` is a scalar or array of times ≥ 0 (time axes
-        lead the outputs; ``None`` raises, since a general loss need not converge).
+        lead the outputs; ``None`` raises, since a general loss need not converge;
+        under ``jax.jit`` the times must be increasing).
         Returns an :class:`ODEState` if ``fx_train_or_state_0`` is one, else
         ``fx_train_t`` or ``(fx_train_t, fx_test_t)``.
 
@@ -142,7 +143,13 @@ def gradient_descent(
             ktd = axes.flatten_k(jnp.asarray(k_test_train, dtype), "k_test_train")
         lr = jnp.asarray(learning_rate, dtype)
         m = None if momentum is None else jnp.asarray(momentum, dtype)
-        if linalg.is_traced(grid) or np.max(grid) > 0:
+        if linalg.is_traced(grid):  # a requested t = 0 would be a zero-length first step
+            sol = _solve(s0, jnp.asarray(grid, dtype), y, kdd, ktd, lr, m, loss=loss, axes=axes)
+            at0 = jnp.asarray(grid) == 0
+            sol = jax.tree.map(
+                lambda a, a0: jnp.where(at0.reshape((-1,) + (1,) * a0.ndim), a0, a), sol, s0
+            )
+        elif np.max(grid) > 0:
             sol = _solve(s0, jnp.asarray(grid, dtype), y, kdd, ktd, lr, m, loss=loss, axes=axes)
         else:  # all times are 0
             sol = jax.tree.map(lambda a: a[None], s0)

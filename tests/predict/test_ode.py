@@ -1,5 +1,6 @@
 """gradient_descent (any loss, momentum) against closed forms and explicit simulations."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -117,3 +118,11 @@ def test_bad_times_raise(problem):
         predict_fn(-1.0, f0)
     with pytest.raises(ValueError, match="momentum"):
         predict.gradient_descent(mse, kdd, y, momentum=1.5)
+
+
+def test_under_jit(problem):
+    kdd, _, y, f0, _ = problem
+    predict_fn = predict.gradient_descent(mse, kdd, y, LR)
+    traced = jax.jit(lambda t: predict_fn(t, f0))(jnp.array([0.0, 1.0]))
+    np.testing.assert_allclose(traced[0], f0)
+    np.testing.assert_allclose(traced[1], predict_fn(1.0, f0), rtol=1e-6, atol=1e-7)
