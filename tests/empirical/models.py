@@ -10,14 +10,15 @@ from jax import lax
 
 def reference_ntk(f, params, x1, x2, trace_axes=(-1,), diagonal_axes=()):
     """Θ from ``jax.jacobian`` of the whole batch, paired with NumPy (independent code)."""
-    j1 = jax.jacobian(f)(params, x1)
-    j2 = jax.jacobian(f)(params, x2)
+    jac = jax.jit(jax.jacobian(f))
+    j1 = jac(params, x1)
+    j2 = jac(params, x2)
     return _tree_ref(f, params, x1, x2, j1, j2, trace_axes, diagonal_axes)
 
 
 def _tree_ref(f, params, x1, x2, j1, j2, trace_axes, diagonal_axes):
-    out1, out_tree = jax.tree.flatten(f(params, x1))
-    out2 = jax.tree.leaves(f(params, x2))
+    out1, out_tree = jax.tree.flatten(jax.eval_shape(f, params, x1))
+    out2 = jax.tree.leaves(jax.eval_shape(f, params, x2))
     n_p = len(jax.tree.leaves(params))
     l1 = jax.tree.leaves(j1)
     l2 = jax.tree.leaves(j2)
