@@ -15,7 +15,7 @@ downstream, exactly as zero-valued padding would at the input.
 Example:
     >>> import jax.numpy as jnp
     >>> from infinet import stax
-    >>> x = jnp.array([[[1.0, 2.0], [0.5, 1.0], [-1.0, -1.0]]])  # last position padded
+    >>> x = jnp.array([[[1.0, 2.0], [0.5, 1.0], [-1.0, -1.0]]], jnp.float32)  # padded end
     >>> k = stax.Dense(4)[2](x, None, mask_constant=-1.0)
     >>> k.mask1
     Array([[False, False,  True]], dtype=bool)

@@ -55,6 +55,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -110,7 +111,8 @@ def positional_covariance(
     """r(i, j): identity, or decay(Σ_d |i_d - j_d|^p) over flattened positions.
 
     Example:
-        >>> positional_covariance((3,), lambda d: 0.5 ** d, 2, float)
+        >>> import jax.numpy as jnp
+        >>> positional_covariance((3,), lambda d: 0.5 ** d, 2, jnp.float32)
         Array([[1.    , 0.5   , 0.0625],
                [0.5   , 1.    , 0.5   ],
                [0.0625, 0.5   , 1.    ]], dtype=float32)
@@ -123,14 +125,34 @@ def positional_covariance(
     return jnp.asarray(decay_fn(jnp.asarray(dist, dtype)), dtype)
 
 
-class _Options:
-    """The layer's hyperparameters, in one place for the kernel functions."""
+@dataclasses.dataclass(frozen=True)
+class AttentionOptions:
+    """The hyperparameters of :func:`GlobalSelfAttention` (see its Args)."""
 
-    def __init__(self, **kw: Any):
-        self.__dict__.update(kw)
+    n_chan_out: int
+    n_chan_key: int
+    n_chan_val: int
+    n_heads: int
+    linear_scaling: bool
+    W_key_std: float
+    W_value_std: float
+    W_query_std: float
+    W_out_std: float
+    b_std: float | None
+    attention_mechanism: str
+    pos_emb_type: str
+    pos_emb_p_norm: float
+    pos_emb_decay_fn: Callable[[Any], Any] | None
+    n_chan_pos_emb: int | None
+    W_pos_emb_std: float
+    val_pos_emb: bool
+    batch_axis: int
+    channel_axis: int
 
 
-def _with_pos_emb(t: jax.Array, r: jax.Array | None, o: _Options, channels: int) -> jax.Array:
+def _with_pos_emb(
+    t: jax.Array, r: jax.Array | None, o: AttentionOptions, channels: int
+) -> jax.Array:
     """Covariance of x + P (SUM) or [x, P] (CONCAT) from that of x."""
     if r is None:
         return t
@@ -149,7 +171,7 @@ def _self_cov(k: Kernel, cov: jax.Array, d: int) -> jax.Array:
 
 
 def _linear_kernel(
-    S: jax.Array, T: jax.Array | None, A1: jax.Array, A2: jax.Array, o: _Options, same: bool
+    S: jax.Array, T: jax.Array | None, A1: jax.Array, A2: jax.Array, o: AttentionOptions, same: bool
 ) -> tuple[jax.Array, jax.Array | None]:
     """Σ' = ω² A Σ_v A'ᵀ + β², Θ' = ω² A (Θ_v + 2Σ_v) A'ᵀ + β² (flattened)."""
     eq = "aik,akl,ajl->aij" if same else "aik,abkl,bjl->abij"
@@ -161,7 +183,7 @@ def _linear_kernel(
 
 
 def _sqrt_kernel(
-    Sk: jax.Array, Sv: jax.Array, Tk: Any, Tv: Any, keep: jax.Array, o: _Options
+    Sk: jax.Array, Sv: jax.Array, Tk: Any, Tv: Any, keep: Any, o: AttentionOptions
 ) -> tuple[jax.Array, jax.Array | None]:
     """The IDENTITY, 1/√d_k kernel (module docstring); ``keep`` masks keys."""
     c = (o.W_out_std * o.W_value_std * o.W_query_std * o.W_key_std) ** 2
@@ -178,7 +200,7 @@ def _sqrt_kernel(
     return nngp, ntk
 
 
-def attention_kernel(k: Kernel, o: _Options) -> Kernel:
+def attention_kernel(k: Kernel, o: AttentionOptions) -> Kernel:
     """The infinite-width attention map on every stored tensor."""
     if not o.linear_scaling and o.attention_mechanism != "IDENTITY":
         raise ValueError(
@@ -259,7 +281,7 @@ def _key_keep(m1: Any, m2: Any, n_batch: int) -> jax.Array | float:
     return ~m1[:, None, :, None] & ~m2[None, :, None, :]
 
 
-def _check_pos_emb_channels(o: _Options, channels: int) -> None:
+def _check_pos_emb_channels(o: AttentionOptions, channels: int) -> None:
     if o.pos_emb_type == "SUM" and o.n_chan_pos_emb not in (None, channels):
         raise ValueError(
             f"pos_emb_type='SUM' adds embeddings to the {channels} input channels, so "
@@ -271,7 +293,7 @@ def _check_pos_emb_channels(o: _Options, channels: int) -> None:
 # -- the layer ---------------------------------------------------------------------------
 
 
-def _check_options(o: _Options) -> None:
+def _check_options(o: AttentionOptions) -> None:
     if o.attention_mechanism not in MECHANISMS:
         raise ValueError(
             f"attention_mechanism must be one of {MECHANISMS}, got {o.attention_mechanism!r}."
@@ -283,11 +305,11 @@ def _check_options(o: _Options) -> None:
             raise ValueError(f"{name} must be a positive integer, got {getattr(o, name)}.")
 
 
-def _canonical(x: jax.Array, o: _Options) -> jax.Array:
+def _canonical(x: jax.Array, o: AttentionOptions) -> jax.Array:
     return jnp.moveaxis(x, (o.batch_axis % x.ndim, o.channel_axis % x.ndim), (0, -1))
 
 
-def _init(key: jax.Array, input_shape: Any, o: _Options) -> tuple[Any, tuple[Any, ...]]:
+def _init(key: jax.Array, input_shape: Any, o: AttentionOptions) -> tuple[Any, tuple[Any, ...]]:
     ndim = len(input_shape)
     b, c = o.batch_axis % ndim, o.channel_axis % ndim
     channels = input_shape[c]
@@ -312,7 +334,7 @@ def _init(key: jax.Array, input_shape: Any, o: _Options) -> tuple[Any, tuple[Any
     return out_shape, (w_q, w_k, w_v, w_o, bias, pe)
 
 
-def _apply(params: Any, x: jax.Array, o: _Options, mask: Any) -> jax.Array:
+def _apply(params: Any, x: jax.Array, o: AttentionOptions, mask: Any) -> jax.Array:
     w_q, w_k, w_v, w_o, bias, pe = params
     xc = _canonical(x, o)
     n, spatial, channels = xc.shape[0], xc.shape[1:-1], xc.shape[-1]
@@ -344,7 +366,7 @@ def _apply(params: Any, x: jax.Array, o: _Options, mask: Any) -> jax.Array:
     return y
 
 
-def _key_mask(mask: jax.Array, shape: tuple[int, ...], o: _Options) -> jax.Array:
+def _key_mask(mask: jax.Array, shape: tuple[int, ...], o: AttentionOptions) -> jax.Array:
     """A position is a masked key when all its channels are masked: (N, L)."""
     m = _canonical(jnp.broadcast_to(mask, shape), o)
     return jnp.all(m, axis=-1).reshape(m.shape[0], -1)
@@ -398,7 +420,7 @@ def GlobalSelfAttention(
         A :class:`~infinet.stax.Layer`. ``params = (W_Q or None, W_K, W_V, W_O,
         b or None, P or None)``.
     """
-    o = _Options(
+    o = AttentionOptions(
         n_chan_out=n_chan_out,
         n_chan_key=n_chan_key,
         n_chan_val=n_chan_val,

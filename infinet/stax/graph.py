@@ -32,7 +32,7 @@ Example:
     >>> import jax.numpy as jnp
     >>> from infinet import stax
     >>> _, apply_fn, kernel_fn = stax.Aggregate()
-    >>> x = jnp.arange(6.0).reshape(1, 3, 2)            # one graph, 3 nodes
+    >>> x = jnp.arange(6.0, dtype=jnp.float32).reshape(1, 3, 2)  # one graph, 3 nodes
     >>> edges = jnp.array([[[0, 1], [2, 1], [-1, -1]]])  # 0->1, 2->1, padding
     >>> apply_fn((), x, pattern=jnp.zeros((1, 3, 3)).at[0, 0, 1].set(1.0))[0, 1]
     Array([0., 1.], dtype=float32)
@@ -89,9 +89,8 @@ def sparse_to_dense(edges: jax.Array, sizes: tuple[int, ...]) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> sparse_to_dense(jnp.array([[[[0, 1]], [[1, 1]]]]), (2,))[0]
-        Array([[0., 1.],
-               [0., 1.]], dtype=float32)
+        >>> sparse_to_dense(jnp.array([[[[0, 1]], [[1, 1]]]]), (2,))[0].tolist()
+        [[0.0, 1.0], [0.0, 1.0]]
     """
     n, e, d = edges.shape[:3]
     strides = jnp.array([math.prod(sizes[k + 1 :]) for k in range(d)]).reshape(1, 1, d)

@@ -31,9 +31,10 @@ Example:
     >>> import jax.numpy as jnp
     >>> from infinet import stax
     >>> _, _, kernel_fn = stax.serial(stax.Dense(4), stax.LayerNorm())
-    >>> kernel_fn(jnp.array([[1.0, 2.0], [3.0, -1.0]]), None, 'nngp')
-    Array([[1. , 0.2],
-           [0.2, 1. ]], dtype=float32)
+    >>> x = jnp.array([[1.0, 2.0], [3.0, -1.0]], dtype=jnp.float32)
+    >>> kernel_fn(x, None, 'nngp')  # the correlation 0.5 / sqrt(2.5 * 5)
+    Array([[1.        , 0.14142136],
+           [0.14142136, 1.        ]], dtype=float32)
 """
 
 from __future__ import annotations

@@ -99,7 +99,9 @@ def _apply_mask_fn(user_fn: Any, axes_in: tuple[int, int], axes_out: Any) -> Any
         positions = jnp.all(jnp.broadcast_to(mask, x.shape), axis=c, keepdims=True)
         positions = jnp.moveaxis(positions, (b, c), (0, -1))[..., 0]
         fn = _canonical_fn(user_fn, x.ndim, axes_in, axes_out(x.ndim))
-        out = map_mask(positions, fn, 1)[..., None]  # (N, *S_out, 1)
+        reached = map_mask(positions, fn, 1)
+        assert reached is not None
+        out = reached[..., None]  # (N, *S_out, 1)
         bo, co = axes_out(x.ndim)(y.ndim)
         return jnp.moveaxis(out, (0, out.ndim - 1), (bo, co))
 
