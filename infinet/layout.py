@@ -52,6 +52,9 @@ class Spatial(enum.Enum):
       axes (``Flatten``): diagonal in, exact non-spatial out.
     * ``MIX``: needs cross-position covariances (pooling, attention): a diagonal
       input is not allowed.
+    * ``LOCAL``: reads only per-position covariances and outputs covariances
+      that are zero across positions (``ConvLocal``): diagonal in, exact
+      diagonal out, so a network ending here defaults to ``diagonal_spatial``.
 
     These compose as maps on the input state; the network's rule is what the
     whole chain does to a diagonal input.
@@ -60,17 +63,17 @@ class Spatial(enum.Enum):
     PRESERVE = "preserve"
     REDUCE = "reduce"
     MIX = "mix"
+    LOCAL = "local"
 
     def then(self, other: Spatial) -> Spatial:
         """The rule of this layer followed by ``other``."""
-        return other if self is Spatial.PRESERVE else self
+        return other if self in (Spatial.PRESERVE, Spatial.LOCAL) else self
 
     def alongside(self, other: Spatial) -> Spatial:
         """The rule of two parallel branches."""
-        if Spatial.MIX in (self, other):
-            return Spatial.MIX
-        if Spatial.PRESERVE in (self, other):
-            return Spatial.PRESERVE
+        for rule in (Spatial.MIX, Spatial.PRESERVE, Spatial.LOCAL):
+            if rule in (self, other):
+                return rule
         return Spatial.REDUCE
 
 
@@ -117,7 +120,8 @@ def resolve(
     """Chooses the layout: the cheapest exact one, or the user's if allowed.
 
     By default ``diagonal_spatial`` is used exactly when the network reduces it to
-    a full (non-spatial) output, e.g. a conv net ending in ``Flatten``; a network
+    a full (non-spatial) output, e.g. a conv net ending in ``Flatten``, or ends in
+    a layer whose output is zero across positions (``ConvLocal``); a network
     whose output is still spatial returns full spatial covariances unless the user
     asks for the diagonal.
 
@@ -138,7 +142,8 @@ def resolve(
             "infinet choose the cheapest exact layout."
         )
     db = support.diagonal_batch if diagonal_batch is None else bool(diagonal_batch)
-    ds = support.spatial is Spatial.REDUCE if diagonal_spatial is None else bool(diagonal_spatial)
+    cheapest = support.spatial in (Spatial.REDUCE, Spatial.LOCAL)
+    ds = cheapest if diagonal_spatial is None else bool(diagonal_spatial)
     return db, ds
 
 
@@ -271,6 +276,7 @@ def host_gram_kernel(
     dtype = np.dtype(jnp.result_type(x1) if same else jnp.result_type(x1, x2))
     if not np.issubdtype(dtype, np.floating):
         dtype = np.dtype(jnp.result_type(float))
+
     def host(x: Array) -> np.ndarray:
         return np.moveaxis(np.asarray(x, dtype=dtype), (batch_axis % 2, channel_axis % 2), (0, 1))
 
@@ -385,6 +391,13 @@ def map_elementwise(k: Kernel, nngp_fn: CovarianceMap, dnngp_fn: CovarianceMap |
             "a stax.Dense or stax.Conv layer before it, or use stax.Elementwise "
             "inside a network that provides Gaussian inputs."
         )
+    # With x2 = x1, Σ(x, x) is exactly the batch diagonal of Σ(x, x'): read it
+    # from there, so that ρ = 1 holds to the last bit on the diagonal (rounding
+    # differences between two separately computed copies would give θ ≈ 1e-8 and
+    # NTK errors of ~1e-9 at the non-smooth point of e.g. ReLU's map).
+    symmetric = k.x1_is_x2 and k.diagonal_batch and k.cov2 is None
+    if symmetric:
+        k = k.replace(cov1=batch_diagonal(k.nngp))
     v1, v2 = pair_variances(k)
     nngp = nngp_fn(k.nngp, v1, v2)
     ntk = k.ntk
@@ -392,6 +405,8 @@ def map_elementwise(k: Kernel, nngp_fn: CovarianceMap, dnngp_fn: CovarianceMap |
         if dnngp_fn is None:
             raise ValueError("This nonlinearity has no NTK map (dnngp_fn is missing).")
         ntk = ntk * dnngp_fn(k.nngp, v1, v2)
+    if symmetric:
+        return k.replace(nngp=nngp, ntk=ntk, cov1=batch_diagonal(nngp), is_gaussian=False)
     s1, s2 = _self_pair_variances(k.cov1, k)
     cov1 = nngp_fn(k.cov1, s1, s2)
     cov2 = None
@@ -399,6 +414,11 @@ def map_elementwise(k: Kernel, nngp_fn: CovarianceMap, dnngp_fn: CovarianceMap |
         t1, t2 = _self_pair_variances(k.cov2, k)
         cov2 = nngp_fn(k.cov2, t1, t2)
     return k.replace(nngp=nngp, ntk=ntk, cov1=cov1, cov2=cov2, is_gaussian=False)
+
+
+def batch_diagonal(t: Tensor) -> Tensor:
+    """Entries ``t[n, n, ...]`` of a ``(N, N, ...)`` tensor, shape ``(N, ...)``."""
+    return jnp.moveaxis(jnp.diagonal(t, axis1=0, axis2=1), -1, 0)
 
 
 def map_tensors(k: Kernel, fn: Callable[[Tensor, int], Tensor]) -> Kernel:
