@@ -125,6 +125,7 @@ class Dynamics:
 
 def _broadcast_initial(f0: Any, n: int, axes: OutputAxes, name: str) -> Any:
     shape = (n, *axes.out_shape)
+    f0 = 0.0 if f0 is None else f0
     f0 = jnp.asarray(f0) if linalg.is_traced(f0) else np.asarray(f0)
     try:
         return (np if isinstance(f0, np.ndarray) else jnp).broadcast_to(f0, shape)
