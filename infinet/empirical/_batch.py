@@ -104,7 +104,7 @@ def flat_out_axes(out_axes: Any, out_shapes: Any) -> list[int]:
 
 def per_example(
     body: Callable[[Any, dict], Any], x: Any, kwargs: dict, vm: VmapAxes
-) -> Callable[[list[int]], Any]:
+) -> Callable[[list[int | None] | None], Any]:
     """Evaluates ``body(x_n, kwargs_n)`` on every example ``n`` with ``jax.vmap``.
 
     ``body`` sees a singleton batch axis and returns a list of arrays; array ``i``

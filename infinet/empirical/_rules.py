@@ -20,6 +20,7 @@ order (Jacobian first, or data Gram ``a1·a2`` first) is chosen by cost.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,6 +59,10 @@ class SideSpec:
         return tuple(lab for split in self.theta_split for lab in split)
 
 
+def _operand(i: int, invals: Sequence[Any]) -> Any:
+    return invals[i]
+
+
 def _singletons(labels: Sequence[int]) -> tuple[tuple[int, ...], ...]:
     return tuple((lab,) for lab in labels)
 
@@ -66,7 +71,7 @@ def dot_general(params: dict, avals: Sequence[Any], t: int) -> SideSpec | None:
     """``y = dot_general(lhs, rhs)`` with ``θ'`` = operand ``t``."""
     (lc, rc), (lb, rb) = params["dimension_numbers"]
     shapes = [tuple(a.shape) for a in avals]
-    labels: list[list[int | None]] = [[None] * len(s) for s in shapes]
+    labels: list[list[int]] = [[-1] * len(s) for s in shapes]
     counter = iter(range(10**6))
     for dims_l, dims_r in ((lb, rb), (lc, rc)):
         for a, b in zip(dims_l, dims_r):
@@ -75,13 +80,13 @@ def dot_general(params: dict, avals: Sequence[Any], t: int) -> SideSpec | None:
     free = []
     for side in (0, 1):
         for d, lab in enumerate(labels[side]):
-            if lab is None:
+            if lab < 0:
                 labels[side][d] = next(counter)
                 free.append(labels[side][d])
     y = tuple(batch) + tuple(free)
     sizes = {lab: n for side in (0, 1) for lab, n in zip(labels[side], shapes[side])}
     other = 1 - t
-    factor = (lambda invals, o=other: invals[o], tuple(labels[other]))
+    factor: Factor = (functools.partial(_operand, other), tuple(labels[other]))
     return SideSpec(_singletons(y), _singletons(labels[t]), sizes, (factor,))
 
 
@@ -170,7 +175,7 @@ def _elementwise_labels(
     shape = [max(int(a.shape[d]) for a in avals if len(a.shape) == ndim) for d in range(ndim)]
     y = tuple(range(ndim))
     sizes = dict(zip(y, shape))
-    operands = []
+    operands: list[tuple[int, ...]] = []
     for a in avals:
         if len(a.shape) != ndim:
             operands.append(())
@@ -190,7 +195,7 @@ def mul(params: dict, avals: Sequence[Any], t: int) -> SideSpec | None:
     """``y = a ⊙ θ'`` (rank-0 operands and size-1 axes broadcast)."""
     y, labels, sizes = _elementwise_labels(avals)
     other = 1 - t
-    factor = (lambda invals, o=other: invals[o], labels[other])
+    factor = (functools.partial(_operand, other), labels[other])
     return SideSpec(_singletons(y), _singletons(labels[t]), sizes, (factor,))
 
 

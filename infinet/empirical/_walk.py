@@ -191,6 +191,7 @@ def _eval_eqn(
             outs[0] = outs[0] + ctx.eps[site]
     local.var_site[eqn.outvars[0]] = site
     for i, spec in zip(tagged, specs):
+        assert spec is not None
         ctx.uses.append(Use(intags[i], site, spec, tuple(np.shape(invals[i]))))
         ctx.factors.append([fn(invals) for fn, _ in spec.factors])
     return outs, [None] * n_out

@@ -40,7 +40,7 @@ def choose(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
     from infinet.empirical.api import NtkImplementation as Impl
 
     abstract = _abstract((params, sides.x1, sides.x2, sides.kw1, sides.kw2))
-    key = (f, jax.tree.structure(abstract), _shapes(abstract), opts, sides.same)
+    key: Any = (f, jax.tree.structure(abstract), _shapes(abstract), opts, sides.same)
     try:
         hash(key)
     except TypeError:
@@ -105,7 +105,7 @@ def _compiled_cost(fn: Any, abstract: Any) -> tuple[float, float]:
         analysis = analysis[0] if analysis else {}
     flops = float((analysis or {}).get("flops", 0.0))
     try:
-        mem = float(compiled.memory_analysis().temp_size_in_bytes)
+        mem = float(compiled.memory_analysis().temp_size_in_bytes)  # type: ignore[union-attr]
     except Exception:  # backends without memory analysis
         mem = 0.0
     return flops, mem

@@ -56,7 +56,7 @@ def jacobians(
     def body(xn: Any, kwn: dict) -> list:
         return [leaf for row in jac(g)(flat_p, xn, kwn) for leaf in row]
 
-    squeeze = [a for a in axes for _ in flat_p]
+    squeeze: list[int | None] = [a for a in axes for _ in flat_p]
     flat = per_example(body, x, kw, opts.vmap)(squeeze)
     n = len(flat_p)
     return [flat[i * n : (i + 1) * n] for i in range(len(outs))], outs, out_tree

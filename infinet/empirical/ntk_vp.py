@@ -116,16 +116,18 @@ def _columns(
         cols = lax.map(lambda i: column(whole, i), jnp.arange(size(shape2)), batch_size=chunk)
         return _to_end(cols.reshape(*shape2, *cols.shape[1:]), len(shape2))
 
-    axis = flat_out_axes(opts.vmap.out_axes, jax.tree.unflatten(out_tree, outs2))[k]
-    n2 = batch_size(sides.x2, opts.vmap.in_axes)
+    vm = opts.vmap
+    assert vm is not None
+    axis = flat_out_axes(vm.out_axes, jax.tree.unflatten(out_tree, outs2))[k]
+    n2 = batch_size(sides.x2, vm.in_axes)
     slice_shape = list(shape2)
     slice_shape[axis] = 1
     per = size(slice_shape)
 
     def one(i: jax.Array) -> tuple[Any, dict, jax.Array]:
         m, o = i // per, i % per
-        x2m = _take(sides.x2, opts.vmap.in_axes, m)
-        kw2m = {key: _take(v, opts.vmap.kwargs_axes.get(key), m) for key, v in sides.kw2.items()}
+        x2m = _take(sides.x2, vm.in_axes, m)
+        kw2m = {key: _take(v, vm.kwargs_axes.get(key), m) for key, v in sides.kw2.items()}
         cot = jnp.zeros(per, outs2[k].dtype).at[o].set(1).reshape(slice_shape)
         return x2m, kw2m, cot
 

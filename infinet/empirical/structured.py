@@ -91,7 +91,7 @@ def side_data(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> Si
         axes = flat_out_axes(opts.vmap.out_axes, jax.tree.unflatten(out_tree, outs))
         run = per_example(body, x, kw, opts.vmap)
         jax.eval_shape(lambda: run(None))  # discovers the layout into `meta`
-        squeeze = [a for a in axes for _ in meta["sites"]]
+        squeeze: list[int | None] = [a for a in axes for _ in meta["sites"]]
         squeeze += [None] * sum(len(r) for r in meta["factor_shapes"])
         flat = run(squeeze)
     n_sites = len(meta["sites"])
@@ -112,7 +112,9 @@ def _cotangents(
         return jax.tree.leaves(f(jax.tree.unflatten(p_tree, p), xx, **k))
 
     closed = jax.make_jaxpr(flat_f)(*args)
-    tags = [_walk.Tag(i, (True,) * jnp.ndim(p)) for i, p in enumerate(flat_p)]
+    tags: list[_walk.Tag | None] = [
+        _walk.Tag(i, (True,) * jnp.ndim(p)) for i, p in enumerate(flat_p)
+    ]
     tags += [None] * (len(args) - len(flat_p))
     probe = _walk.Context()
     jax.eval_shape(lambda *a: _walk.walk(closed.jaxpr, closed.consts, a, tags, probe)[0], *args)
@@ -369,6 +371,7 @@ def _unnormalised_jc(a: list, b: list, shape1: Any, shape2: Any, opts: NtkOption
         p = new(ja.ndim - len(shape1))
         term = einsum([(ja, (*pairing.labels1, *p)), (jb, (*pairing.labels2, *p))], pairing.out)
         total = term if total is None else total + term
+    assert total is not None
     return total
 
 
