@@ -136,9 +136,8 @@ def empirical_nngp_fn(
     Example:
         >>> import jax.numpy as jnp
         >>> f = lambda p, x: x @ p
-        >>> empirical_nngp_fn(f)(jnp.ones((2, 3)), None, jnp.ones((3, 4)))
-        Array([[9., 9.],
-               [9., 9.]], dtype=float32)
+        >>> empirical_nngp_fn(f)(jnp.ones((2, 3)), None, jnp.ones((3, 4))).tolist()
+        [[9.0, 9.0], [9.0, 9.0]]
     """
 
     def nngp_fn(x1: Any, x2: Any, params: Any, **apply_fn_kwargs: Any) -> Any:
