@@ -8,8 +8,12 @@ layer                       module
 serial, parallel, repeat    :mod:`infinet.stax.combinators`
 FanOut, FanIn*              :mod:`infinet.stax.branching`
 Dense                       :mod:`infinet.stax.dense`
+LayerNorm, Dropout          :mod:`infinet.stax.normalization`
+Aggregate                   :mod:`infinet.stax.graph`
+GlobalSelfAttention         :mod:`infinet.stax.attention`
 Flatten                     :mod:`infinet.stax.pooling`
-Identity                    :mod:`infinet.stax.reshape`
+Identity, DotGeneral,       :mod:`infinet.stax.reshape`
+ImageResize, Index, Slice
 nonlinearities              :mod:`infinet.stax.activations` (one family per file)
 ==========================  ============================================
 """
