@@ -182,7 +182,9 @@ class _Job:
             for i in range(len(self.rows))
         ]
         if not self.analytic:
-            return jax.tree.map(lambda *leaves: _grid(xp, leaves, len(self.cols)), *sum(grid, []))
+            return jax.tree.map(
+                lambda *leaves: _grid(xp, list(leaves), len(self.cols)), *sum(grid, [])
+            )
         first = grid[0][0]
         nngp = _grid(xp, [t.nngp for row in grid for t in row], len(self.cols))
         ntk = (
