@@ -22,9 +22,8 @@ Example:
     >>> from infinet import stax
     >>> init_fn, apply_fn, kernel_fn = stax.Dense(3, W_std=2.0, b_std=0.5)
     >>> x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
-    >>> kernel_fn(x, None, 'nngp')  # 4 * x x^T / 2 + 0.25
-    Array([[2.25, 0.25],
-           [0.25, 2.25]], dtype=float32)
+    >>> kernel_fn(x, None, 'nngp').tolist()  # 4 * x x^T / 2 + 0.25
+    [[2.25, 0.25], [0.25, 2.25]]
 """
 
 from __future__ import annotations
