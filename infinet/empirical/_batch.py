@@ -87,12 +87,20 @@ def _expand(axis: Any, leaf: Any) -> Any:
     return leaf if axis is None else jnp.expand_dims(leaf, axis)
 
 
+@dataclasses.dataclass(frozen=True)
+class _AxisOf:
+    """Batch axis of one output leaf (a marker that is not a pytree container)."""
+
+    axis: Any
+    ndim: int
+
+
 def flat_out_axes(out_axes: Any, out_shapes: Any) -> list[int]:
     """Non-negative batch axis of every output leaf (flattened order)."""
-    axes = _prefix_map(lambda ax, s: (ax, len(s.shape)), out_axes, out_shapes)
-    flat = jax.tree.leaves(axes, is_leaf=lambda t: isinstance(t, tuple) and len(t) == 2)
+    axes = _prefix_map(lambda ax, s: _AxisOf(ax, len(s.shape)), out_axes, out_shapes)
+    flat = jax.tree.leaves(axes, is_leaf=lambda t: isinstance(t, _AxisOf))
     out = []
-    for ax, ndim in flat:
+    for ax, ndim in ((a.axis, a.ndim) for a in flat):
         if ax is None:
             raise ValueError(
                 "vmap_axes out_axes=None is not supported: every output must have a "

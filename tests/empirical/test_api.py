@@ -175,3 +175,14 @@ def test_unused_parameters_give_zero():
     for impl in (1, 2, 3):
         k = empirical_ntk_fn(f, implementation=impl)(X1, X2, p)
         assert_close(k, (X1 @ X2.T))
+
+
+@pytest.mark.parametrize("impl", [1, 2, 3])
+def test_vmap_with_tuple_outputs(impl):
+    def f(p, x):
+        y = _f(p, x)
+        return {"a": y[:, 0], "b": (y, jnp.sin(y))}
+
+    expected = models.reference_ntk(f, P, X1, X2, trace_axes=())
+    got = empirical_ntk_fn(f, trace_axes=(), vmap_axes=0, implementation=impl)(X1, X2, P)
+    jax.tree.map(assert_close, got, expected)
