@@ -76,7 +76,7 @@ class Sides:
 def make_sides(x1: Any, x2: Any, kwargs: dict) -> Sides:
     """Splits keyword arguments and resolves ``x2=None``."""
     kw1, kw2 = split_kwargs(kwargs, x2)
-    same = x2 is None and not kwargs_differ(kw1, kw2)
+    same = (x2 is None or x2 is x1) and not kwargs_differ(kw1, kw2)
     return Sides(x1, x1 if x2 is None else x2, kw1, kw2, same)
 
 
