@@ -66,7 +66,7 @@ def _import_cost(stmt: str) -> tuple[float, float]:
             text=True,
             check=True,
         ).stdout.split()
-        best = min(best, (float(out[0]), float(out[1]) / 1024))
+        best = (min(best[0], float(out[0])), min(best[1], float(out[1]) / 1024))
     return best
 
 
