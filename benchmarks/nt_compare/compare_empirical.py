@@ -80,11 +80,14 @@ out = {}
 for name, trace, diag, vmap, x2 in cases():
     x1, x2v = X[name]
     key = f'{name}|{trace}|{diag}|{vmap}|{x2}'
-    kf = nt.empirical_kernel_fn(F[name], trace_axes=trace, diagonal_axes=diag, vmap_axes=vmap,
-                                implementation=nt.NtkImplementation.JACOBIAN_CONTRACTION)
-    k = kf(x1, x2v if x2 else None, ('nngp', 'ntk'), P[name])
-    for kind in ('nngp', 'ntk'):
-        for i, leaf in enumerate(jax.tree_util.tree_leaves(getattr(k, kind))):
+    # NT's kernel_fn fails on pytree outputs with a tuple `get`: call the two separately
+    fns = {'nngp': nt.empirical_nngp_fn(F[name], trace_axes=trace, diagonal_axes=diag),
+           'ntk': nt.empirical_ntk_fn(F[name], trace_axes=trace, diagonal_axes=diag,
+                                      vmap_axes=vmap,
+                                      implementation=nt.NtkImplementation.JACOBIAN_CONTRACTION)}
+    for kind, fn in fns.items():
+        k = fn(x1, x2v if x2 else None, P[name])
+        for i, leaf in enumerate(jax.tree_util.tree_leaves(k)):
             out[f'{key}|{kind}|{i}'] = np.asarray(leaf)
 x1, x2v = X['mlp']
 ct = jnp.ones((3, 3))
