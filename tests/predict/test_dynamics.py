@@ -71,6 +71,7 @@ def test_time_array_shapes_and_train_only(problem):
     assert predict_fn(np.ones((2, 3))).shape == (2, 3, 6, 2)
     with pytest.raises(ValueError, match="k_test_train"):
         predict_fn(1.0, 0.0, np.zeros((4, 2)))
+    assert_close(predict_fn(2.0, None), predict_fn(2.0, 0.0))
 
 
 def _ensemble_reference(kdd, ktd, ktt, y, t, mode):
