@@ -50,9 +50,12 @@ def numpy_gram_floor() -> float:
     return median_time(lambda: x @ x.T, repeats=7, warmup=2)
 
 
+# Peak resident memory from /proc (VmHWM, kB): unlike ru_maxrss it is not inherited
+# from the parent across fork+exec, so a runner with JAX loaded does not inflate it.
 _IMPORT_SNIPPET = (
-    "import time, resource; t = time.perf_counter(); {stmt}; "
-    "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    "import time; t = time.perf_counter(); {stmt}; dt = time.perf_counter() - t; "
+    "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]; "
+    "print(dt, hwm)"
 )
 
 
