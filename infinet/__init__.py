@@ -16,7 +16,16 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("stax", "predict", "empirical", "layout", "kernel", "monte_carlo", "batching")
+_SUBMODULES = (
+    "stax",
+    "predict",
+    "empirical",
+    "layout",
+    "kernel",
+    "monte_carlo",
+    "batching",
+    "models",
+)
 
 # public name -> module that defines it
 _LAZY_ATTRS = {

@@ -156,6 +156,8 @@ def _pair_gram(x1: Array, x2: Array, diagonal_spatial: bool, precision: object =
     channels = x1.shape[-1]
     if n_spatial == 0:
         return jnp.matmul(x1, x2.T) / channels
+    if channels <= _FEW_CHANNELS:
+        return _channel_sum(x1, x2, diagonal_spatial, pair=True)
     letters = string.ascii_letters[: 2 * n_spatial]
     s1, s2 = letters[:n_spatial], letters[n_spatial:]
     if diagonal_spatial:
@@ -164,6 +166,32 @@ def _pair_gram(x1: Array, x2: Array, diagonal_spatial: bool, precision: object =
         out = "".join(a + b for a, b in zip(s1, s2))
         eq = f"A{s1}Z,B{s2}Z->AB{out}"
     return jnp.einsum(eq, x1, x2) / channels
+
+
+# Below this many channels the spatial Gram is summed channel by channel: XLA's
+# CPU batched matmul with thousands of tiny batches is slow, and its output layout
+# (batch axes major) makes every later spatial layer transpose the tensor.
+_FEW_CHANNELS = 32
+
+
+def _channel_sum(x1: Array, x2: Array, diagonal_spatial: bool, pair: bool) -> Array:
+    """Σ_c x1[..., c] x2[..., c] / C as one elementwise sum, in the storage layout."""
+    n = x1.ndim - 2
+
+    def shaped(x: Array, first: bool) -> Array:
+        if pair:
+            x = x[:, None] if first else x[None, :]
+        if diagonal_spatial:
+            return x
+        lead = x.shape[: x.ndim - n - 1]
+        pairs = tuple(d for s in x.shape[-n - 1 : -1] for d in ((s, 1) if first else (1, s)))
+        return x.reshape(lead + pairs + x.shape[-1:])
+
+    a, b = shaped(x1, True), shaped(x2, False)
+    total = a[..., 0] * b[..., 0]
+    for c in range(1, x1.shape[-1]):
+        total = total + a[..., c] * b[..., c]
+    return total / x1.shape[-1]
 
 
 def _self_gram(x: Array, diagonal_spatial: bool) -> Array:
@@ -176,6 +204,8 @@ def _self_gram(x: Array, diagonal_spatial: bool) -> Array:
     s1, s2 = letters[:n_spatial], letters[n_spatial:]
     if diagonal_spatial:
         return jnp.sum(x * x, axis=-1) / channels
+    if channels <= _FEW_CHANNELS:
+        return _channel_sum(x, x, diagonal_spatial, pair=False)
     out = "".join(a + b for a, b in zip(s1, s2))
     return jnp.einsum(f"A{s1}Z,A{s2}Z->A{out}", x, x) / channels
 
@@ -187,6 +217,14 @@ def canonicalize(x: Array, batch_axis: int, channel_axis: int) -> Array:
             f"Inputs must have a batch and a channel axis (at least 2 dims); got "
             f"shape {x.shape}. Reshape a single example with x[None] or a "
             f"vector of scalars with x[:, None]."
+        )
+    in_range = all(-x.ndim <= a < x.ndim for a in (batch_axis, channel_axis))
+    if not in_range or batch_axis % x.ndim == channel_axis % x.ndim:
+        raise ValueError(
+            f"Inputs of shape {x.shape} do not fit the network's first layer, which "
+            f"reads the batch from axis {batch_axis} and channels from axis "
+            f"{channel_axis}: the input has the wrong number of dimensions (e.g. a "
+            "2-D convolution needs (N, H, W, C) inputs) or the axes are misconfigured."
         )
     return jnp.moveaxis(x, (batch_axis % x.ndim, channel_axis % x.ndim), (0, -1))
 

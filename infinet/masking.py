@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array
 
 from infinet.kernel import Kernel
@@ -143,6 +144,120 @@ def unmasked_count(mask: Array | None, n_positions: int) -> Array | int:
     return jnp.sum(~mask.reshape(mask.shape[0], -1), axis=-1)
 
 
+# -- masks through sliding windows (convolutions, pooling) ---------------------------------
+
+
+class WindowLike(Protocol):
+    """One spatial dimension of a sliding window (see :class:`infinet.stax.patches.Window`)."""
+
+    @property
+    def size_in(self) -> int: ...
+    @property
+    def window(self) -> int: ...
+    @property
+    def stride(self) -> int: ...
+    @property
+    def lo(self) -> int: ...
+    @property
+    def dilation(self) -> int: ...
+    @property
+    def circular(self) -> bool: ...
+    @property
+    def size_out(self) -> int: ...
+
+
+def centre_matrix(w: WindowLike) -> np.ndarray:
+    """``M[o, i] = 1`` for the input i at the centre of window o: ``i = o·st − lo + ⌊(f−1)/2⌋``.
+
+    The output-mask rule of ``Conv``, ``ConvLocal``, ``AvgPool`` and ``SumPool``
+    (as in Neural Tangents 0.6.5): an output position is masked exactly when the
+    input position at the centre of its window is masked (periodically wrapped for
+    ``CIRCULAR``; for 'VALID' and 'SAME' windows the centre always lies inside the
+    input).
+
+    Example:
+        >>> from infinet.stax.patches import conv_window
+        >>> centre_matrix(conv_window(5, 3, 2, 'VALID')).astype(int)
+        array([[0, 1, 0, 0, 0],
+               [0, 0, 0, 1, 0]])
+    """
+    m = np.zeros((w.size_out, w.size_in), np.int32)
+    for o in range(w.size_out):
+        i = o * w.stride - w.lo + (w.window - 1) // 2
+        i = i % w.size_in if w.circular else i
+        if w.dilation == 1 and 0 <= i < w.size_in:
+            m[o, i] = 1
+    return m
+
+
+def reads_matrix(w: WindowLike) -> np.ndarray:
+    """``M[o, i] = 1`` when window o reads input i (through the dilation, no wrap-around).
+
+    The output-mask rule of ``ConvTranspose`` (as in Neural Tangents 0.6.5): an
+    output position is masked when *any* input position its window reads is
+    masked. ``CIRCULAR`` windows are treated like ``SAME`` (no wrap-around).
+
+    Example:
+        >>> from infinet.stax.patches import transpose_window
+        >>> reads_matrix(transpose_window(2, 3, 2, 'SAME')).astype(int)
+        array([[1, 0],
+               [1, 0],
+               [1, 1],
+               [0, 1]])
+    """
+    m = np.zeros((w.size_out, w.size_in), np.int32)
+    for o in range(w.size_out):
+        for k in range(w.window):
+            p = o * w.stride + k - w.lo
+            if p >= 0 and p % w.dilation == 0 and p // w.dilation < w.size_in:
+                m[o, p // w.dilation] = 1
+    return m
+
+
+def window_mask(mask: Array | None, mats: Sequence[np.ndarray]) -> Array | None:
+    """Per-position mask after a sliding-window layer, ``(N, *S_in) -> (N, *S_out)``.
+
+    masked'(o) = [ Σ_i M(o, i) masked(i) > 0 ],  M = M_1 ⊗ M_2 ⊗ ... ,
+
+    one 0/1 matrix ``M_d`` (``S_out × S_in``) per spatial dimension, e.g.
+    :func:`centre_matrix` or :func:`reads_matrix`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet.stax.patches import conv_window
+        >>> m = jnp.array([[False, False, True, True, True]])
+        >>> window_mask(m, [centre_matrix(conv_window(5, 3, 1, 'VALID'))])
+        Array([[False,  True,  True]], dtype=bool)
+    """
+    if mask is None:
+        return None
+    sizes = tuple(m.shape[1] for m in mats)
+    if tuple(mask.shape[1:]) != sizes:
+        raise ValueError(
+            f"A mask of spatial shape {tuple(mask.shape[1:])} reached a sliding-window "
+            f"layer whose inputs have spatial shape {sizes}. Pass mask_constant= with "
+            "the inputs instead of a Kernel built for other inputs."
+        )
+    t = mask.astype(jnp.int32)
+    for d, m in enumerate(mats):
+        t = jnp.moveaxis(jnp.tensordot(jnp.asarray(m), t, axes=[[1], [d + 1]]), 0, d + 1)
+    return t > 0
+
+
+def position_mask(mask: Any, shape: tuple[int, ...], batch_axis: int, channel_axis: int) -> Array:
+    """``(N, *spatial)`` mask of activations of ``shape``: positions whose channels all are."""
+    ndim = len(shape)
+    b, c = batch_axis % ndim, channel_axis % ndim
+    m = jnp.all(jnp.broadcast_to(mask, shape), axis=c, keepdims=True)
+    return jnp.moveaxis(m, (b, c), (0, ndim - 1))[..., 0]
+
+
+def activation_mask(positions: Array, batch_axis: int, channel_axis: int) -> Array:
+    """``(N, *spatial)`` mask in an activation layout, with a channel axis of size 1."""
+    m = positions[..., None]
+    return jnp.moveaxis(m, (0, m.ndim - 1), (batch_axis % m.ndim, channel_axis % m.ndim))
+
+
 # -- masks in the forward pass ------------------------------------------------------------
 
 # Layers that only route their inputs to other layers: masked inputs pass through
@@ -177,6 +292,15 @@ def _split(x: Any) -> tuple[Any, Any]:
     if isinstance(x, MaskedArray):
         return x.masked_value, x.mask
     return x, None
+
+
+def _zero_masked(values: Any, masks: Any) -> Any:
+    """Masked entries read as zeros, whatever a :class:`MaskedArray` holds there."""
+    if isinstance(values, (list, tuple)):
+        return type(values)(_zero_masked(v, m) for v, m in zip(values, masks))
+    if masks is None:
+        return values
+    return jnp.where(masks, jnp.zeros((), values.dtype), values)
 
 
 def _full(mask: Any, shape: tuple[int, ...]) -> Array:
@@ -240,7 +364,7 @@ def masked_apply(apply_fn: Any, name: str, mask_fn: MaskFn | None, channel_axis:
         if not _is_masked(x) or name in ROUTING_LAYERS:
             return apply_fn(params, x, **kwargs)
         values, masks = _split(x)
-        out = apply_fn(params, values, mask=masks, **kwargs)
+        out = apply_fn(params, _zero_masked(values, masks), mask=masks, **kwargs)
         out_mask = out_mask_fn(masks, values, out)
         if out_mask is None:
             return out

@@ -11,7 +11,10 @@ Dense                       :mod:`infinet.stax.dense`
 LayerNorm, Dropout          :mod:`infinet.stax.normalization`
 Aggregate                   :mod:`infinet.stax.graph`
 GlobalSelfAttention         :mod:`infinet.stax.attention`
-Flatten                     :mod:`infinet.stax.pooling`
+Conv, ConvTranspose,        :mod:`infinet.stax.conv`
+ConvLocal
+Avg/SumPool, Global*Pool,   :mod:`infinet.stax.pooling`
+Flatten
 Identity, DotGeneral,       :mod:`infinet.stax.reshape`
 ImageResize, Index, Slice
 nonlinearities              :mod:`infinet.stax.activations` (one family per file)
@@ -45,16 +48,21 @@ from infinet.stax.attention import GlobalSelfAttention
 from infinet.stax.base import KernelFn, Layer
 from infinet.stax.branching import FanInConcat, FanInProd, FanInSum, FanOut
 from infinet.stax.combinators import parallel, repeat, serial
+from infinet.stax.conv import Conv, ConvLocal, ConvTranspose
 from infinet.stax.dense import Dense
 from infinet.stax.graph import Aggregate
 from infinet.stax.normalization import Dropout, LayerNorm
-from infinet.stax.pooling import Flatten
+from infinet.stax.pooling import AvgPool, Flatten, GlobalAvgPool, GlobalSumPool, SumPool
 from infinet.stax.reshape import DotGeneral, Identity, ImageResize, Index, Slice
 
 __all__ = [
     "ABRelu",
     "Aggregate",
     "Abs",
+    "AvgPool",
+    "Conv",
+    "ConvLocal",
+    "ConvTranspose",
     "Cos",
     "Dense",
     "DotGeneral",
@@ -68,11 +76,13 @@ __all__ = [
     "FanInProd",
     "FanInSum",
     "FanOut",
+    "Flatten",
     "Gabor",
     "Gaussian",
     "Gelu",
+    "GlobalAvgPool",
     "GlobalSelfAttention",
-    "Flatten",
+    "GlobalSumPool",
     "Hermite",
     "Identity",
     "ImageResize",
@@ -90,6 +100,7 @@ __all__ = [
     "Sign",
     "Sin",
     "Slice",
+    "SumPool",
     "parallel",
     "repeat",
     "serial",

@@ -35,6 +35,7 @@ import numpy as np
 from infinet import layout, masking
 from infinet.kernel import Kernel, select, validate_get
 from infinet.layout import LayoutSupport, Spatial
+from infinet.stax import pairwise
 
 Shape = tuple[int, ...]
 Params = Any
@@ -108,16 +109,40 @@ class KernelFn:
                 mask_constant = _check_mask_constant(mask_constant)
         static = {k: v for k, v in kwargs.items() if _is_static(v)}
         dynamic = {k: v for k, v in kwargs.items() if k not in static}
-        return self._jitted(
-            x1,
-            x2,
-            dynamic,
-            get=get,
-            diagonal_batch=diagonal_batch,
-            diagonal_spatial=diagonal_spatial,
-            mask_constant=mask_constant,
-            static_kwargs=tuple(sorted(static.items())),
-        )
+
+        def call(a: Any, b: Any, g: Any) -> Any:
+            return self._jitted(
+                a,
+                b,
+                dynamic,
+                get=g,
+                diagonal_batch=diagonal_batch,
+                diagonal_spatial=diagonal_spatial,
+                mask_constant=mask_constant,
+                static_kwargs=tuple(sorted(static.items())),
+            )
+
+        if not kwargs and mask_constant is None and not _is_kernel_tree(x1):
+            # Large spatial kernels are computed in memory-bounded tiles, each
+            # unordered pair of a symmetric kernel once (infinet.stax.pairwise).
+            def trace(a: Any, b: Any, g: Any) -> Any:
+                return self._evaluate(
+                    a,
+                    b,
+                    {},
+                    get=g,
+                    diagonal_batch=diagonal_batch,
+                    diagonal_spatial=diagonal_spatial,
+                    mask_constant=None,
+                    static_kwargs=(),
+                )
+
+            tiled = pairwise.maybe_evaluate(
+                self, x1, x2, get, diagonal_batch, diagonal_spatial, trace
+            )
+            if tiled is not None:
+                return tiled
+        return call(x1, x2, get)
 
     def _host_input_kernel(
         self, x1: Any, x2: Any, diagonal_batch: Any, diagonal_spatial: Any, kwargs: Any

@@ -1,5 +1,25 @@
 """Pooling and flattening layers.
 
+Pooling has fixed (not random) window weights, so every pair of taps of two
+windows correlates: along each spatial dimension
+
+    Σ'(o, o') = Σ_{k, k'} a_k a_k' Σ(o·st + k − lo, o'·st + k' − lo) = (A Σ Aᵀ)(o, o')
+
+with A the pooling matrix (:func:`infinet.stax.patches.window_matrix`; Novak et
+al. 2019, "Bayesian deep CNNs with many channels are GPs", section on pooling).
+Θ maps the same way. Pooling reads cross-position covariances, so networks with
+``AvgPool``/``SumPool``/``GlobalAvgPool``/``GlobalSumPool`` need the full
+spatial layout (:attr:`infinet.layout.Spatial.MIX`).
+
+Masks (``mask_constant``, :mod:`infinet.masking`), as in Neural Tangents 0.6.5:
+masked positions count as zeros in A Σ Aᵀ (``AvgPool`` still divides by the
+window size, or by its taps inside the input with ``normalize_edges``), and an
+output position is masked when the input at the centre of its window,
+``o·st − lo + ⌊(f − 1)/2⌋``, is (:func:`infinet.masking.centre_matrix`).
+``GlobalAvgPool`` averages over the n(x) unmasked positions of each example:
+
+    Σ'(x, x') = Σ_{s, s'} Σ(x, x')(s, s') / (n(x) n(x')),   y(x) = Σ_s x(s) / n(x).
+
 ``Flatten`` turns ``(N, S1, ..., Sd, C)`` activations into ``(N, S1···Sd·C)``. A
 following dense layer in the NTK parameterization normalises by the flattened
 width, so the kernel of the flattened units is the average of the per-position
@@ -24,13 +44,17 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from infinet import masking
 from infinet.kernel import Kernel
-from infinet.layout import LayoutSupport, Spatial, spatial_diagonal
+from infinet.layout import LayoutSupport, Spatial, map_tensors, spatial_diagonal
+from infinet.stax import patches
 from infinet.stax.base import Layer, make_layer
 
 
@@ -82,3 +106,226 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
 
     support = LayoutSupport(spatial=Spatial.REDUCE, batch_axis=batch_axis)
     return make_layer(init_fn, apply_fn, kernel_map, "Flatten", support)
+
+
+def _spatial_axes(ndim: int, batch_axis: int, channel_axis: int) -> list[int]:
+    return [i for i in range(ndim) if i not in (batch_axis % ndim, channel_axis % ndim)]
+
+
+def _pool_layer(
+    name: str,
+    window_shape: Sequence[int],
+    strides: Sequence[int] | None,
+    padding: str,
+    normalize: bool,
+    normalize_edges: bool,
+    batch_axis: int,
+    channel_axis: int,
+) -> Layer:
+    window_shape = tuple(int(w) for w in window_shape)
+    strides = (1,) * len(window_shape) if strides is None else tuple(int(s) for s in strides)
+    padding = patches.check_padding(padding)
+    if len(strides) != len(window_shape):
+        raise ValueError(
+            f"{name}: strides {strides} and window_shape {window_shape} differ in length."
+        )
+
+    def windows(sizes: Sequence[int]) -> list[patches.Window]:
+        if len(sizes) != len(window_shape):
+            raise ValueError(
+                f"{name} with window_shape {window_shape} needs inputs with "
+                f"{len(window_shape)} spatial dimensions, got {len(sizes)}."
+            )
+        shapes = zip(sizes, window_shape, strides)
+        return [patches.conv_window(n, w, s, padding) for n, w, s in shapes]
+
+    def matrices(sizes: Sequence[int]) -> list[np.ndarray]:
+        return [patches.window_matrix(w, normalize, normalize_edges) for w in windows(sizes)]
+
+    def pool_mask(mask: jax.Array | None) -> jax.Array | None:
+        """Centre rule (module docstring), ``(N, *S_in) -> (N, *S_out)``."""
+        if mask is None:
+            return None
+        centres = [masking.centre_matrix(w) for w in windows(mask.shape[1:])]
+        return masking.window_mask(mask, centres)
+
+    def mask_fn(mask: Any, x: jax.Array, y: jax.Array) -> Any:
+        if mask is None:
+            return None
+        out = pool_mask(masking.position_mask(mask, x.shape, batch_axis, channel_axis))
+        assert out is not None
+        return masking.activation_mask(out, batch_axis, channel_axis)
+
+    def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
+        axes = _spatial_axes(len(input_shape), batch_axis, channel_axis)
+        mats = matrices([input_shape[a] for a in axes])
+        out = list(input_shape)
+        for a, m in zip(axes, mats):
+            out[a] = m.shape[0]
+        return tuple(out), ()
+
+    def apply_fn(params: Any, x: jax.Array, **kwargs: Any) -> jax.Array:
+        axes = _spatial_axes(x.ndim, batch_axis, channel_axis)
+        for a, m in zip(axes, matrices([x.shape[a] for a in axes])):
+            x = jnp.moveaxis(jnp.tensordot(jnp.asarray(m, x.dtype), x, axes=[[1], [a]]), 0, a)
+        return x
+
+    def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
+        mats = matrices(k.shape1[1:-1])
+        out = map_tensors(k, lambda t, b: patches.pool(t, b, mats))
+        sizes = tuple(m.shape[0] for m in mats)
+        return out.replace(
+            shape1=(k.shape1[0], *sizes, k.shape1[-1]),
+            shape2=(k.shape2[0], *sizes, k.shape2[-1]),
+            is_gaussian=k.is_gaussian,
+            mask1=pool_mask(k.mask1),
+            mask2=pool_mask(k.mask2),
+        )
+
+    support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
+    return make_layer(init_fn, apply_fn, kernel_map, name, support, mask_fn)
+
+
+def AvgPool(
+    window_shape: Sequence[int],
+    strides: Sequence[int] | None = None,
+    padding: str = "VALID",
+    normalize_edges: bool = False,
+    batch_axis: int = 0,
+    channel_axis: int = -1,
+) -> Layer:
+    """Average pooling over windows of the spatial axes.
+
+    Args:
+        window_shape: window size per spatial dimension.
+        strides: stride per spatial dimension; ``None`` means all 1.
+        padding: ``'VALID'``, ``'SAME'`` or ``'CIRCULAR'`` (periodic).
+        normalize_edges: divide by the number of taps inside the input rather than
+            by the window size (matters only at ``'SAME'`` edges; ``True`` matches
+            ``jax.example_libraries.stax.AvgPool``).
+        batch_axis: batch axis of the inputs.
+        channel_axis: channel axis of the inputs.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, apply_fn, kernel_fn = stax.AvgPool((2,), padding='SAME')
+        >>> apply_fn((), jnp.array([[[1.0], [3.0], [5.0]]]))[0, :, 0]
+        Array([2. , 4. , 2.5], dtype=float32)
+    """
+    return _pool_layer(
+        "AvgPool", window_shape, strides, padding, True, normalize_edges, batch_axis, channel_axis
+    )
+
+
+def SumPool(
+    window_shape: Sequence[int],
+    strides: Sequence[int] | None = None,
+    padding: str = "VALID",
+    batch_axis: int = 0,
+    channel_axis: int = -1,
+) -> Layer:
+    """Sum pooling over windows of the spatial axes (arguments as :func:`AvgPool`).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, apply_fn, _ = stax.SumPool((2,))
+        >>> apply_fn((), jnp.array([[[1.0], [3.0], [5.0]]]))[0, :, 0]
+        Array([4., 8.], dtype=float32)
+    """
+    return _pool_layer(
+        "SumPool", window_shape, strides, padding, False, False, batch_axis, channel_axis
+    )
+
+
+def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -> Layer:
+    def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
+        ndim = len(input_shape)
+        keep = sorted((batch_axis % ndim, channel_axis % ndim))
+        return tuple(input_shape[a] for a in keep), ()
+
+    def apply_fn(params: Any, x: jax.Array, *, mask: Any = None, **kwargs: Any) -> jax.Array:
+        axes = tuple(_spatial_axes(x.ndim, batch_axis, channel_axis))
+        if mask is None or not average:
+            return jnp.mean(x, axis=axes) if average else jnp.sum(x, axis=axes)
+        masked = jnp.all(jnp.broadcast_to(mask, x.shape), axis=channel_axis, keepdims=True)
+        n = jnp.sum(~masked, axis=axes)  # unmasked positions, (N, 1) in the output layout
+        x = jnp.where(masked, jnp.zeros((), x.dtype), x)
+        return jnp.sum(x, axis=axes) / jnp.maximum(n, 1).astype(x.dtype)
+
+    def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
+        if k.spatial_ndim == 0:
+            out = k
+        else:
+            out = map_tensors(k, lambda t, b: jnp.sum(t, axis=tuple(range(b, t.ndim))))
+            out = _divide_by_counts(out, k) if average else out
+        return out.replace(
+            shape1=(k.shape1[0], k.shape1[-1]),
+            shape2=(k.shape2[0], k.shape2[-1]),
+            is_gaussian=k.is_gaussian,
+        )
+
+    def mask_fn(mask: Any, x: jax.Array, y: jax.Array) -> Any:
+        if mask is None:
+            return None
+        positions = masking.position_mask(mask, x.shape, batch_axis, channel_axis)
+        out = jnp.all(positions.reshape(positions.shape[0], -1), axis=-1)[:, None]
+        return out if batch_axis % x.ndim < channel_axis % x.ndim else out.T
+
+    support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
+    return make_layer(init_fn, apply_fn, kernel_map, name, support, mask_fn)
+
+
+def _divide_by_counts(summed: Kernel, k: Kernel) -> Kernel:
+    """Σ_{s,s'} Σ(x, x')(s, s') / (n(x) n(x')), n = unmasked positions (all without masks).
+
+    A fully masked example (n = 0) gets a zero kernel: its sum is zero.
+    """
+    size = math.prod(k.shape1[1:-1])
+    dtype = summed.nngp.dtype
+
+    def count(mask: jax.Array | None) -> jax.Array:
+        return jnp.maximum(jnp.asarray(masking.unmasked_count(mask, size)), 1).astype(dtype)
+
+    n1 = count(k.mask1)
+    n2 = n1 if k.x1_is_x2 else count(k.mask2)
+
+    def divide(t: jax.Array | None, a: jax.Array, b: jax.Array, batch_ndim: int) -> Any:
+        if t is None:
+            return None
+        if batch_ndim == 2:  # counts (N1,) and (N2,), or scalars without masks
+            return t / (jnp.reshape(a, (-1, 1)) * jnp.reshape(b, (1, -1)))
+        return t / (a * b)
+
+    cov_batch = 1 if k.diagonal_batch else 2
+    return summed.replace(
+        nngp=divide(summed.nngp, n1, n2, 2),
+        ntk=divide(summed.ntk, n1, n2, 2),
+        cov1=divide(summed.cov1, n1, n1, cov_batch),
+        cov2=divide(summed.cov2, n2, n2, cov_batch),
+    )
+
+
+def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
+    """Averages over (and removes) all spatial axes: Σ' = mean_{s, s'} Σ(s, s').
+
+    With masks the mean runs over unmasked positions only (module docstring):
+    Σ'(x, x') = Σ_{s, s'} Σ(x, x')(s, s') / (n(x) n(x')).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, apply_fn, kernel_fn = stax.GlobalAvgPool()
+        >>> x = jnp.arange(12.0).reshape(2, 3, 2)
+        >>> apply_fn((), x).shape
+        (2, 2)
+        >>> bool(jnp.allclose(kernel_fn(x, None, 'nngp'), x.mean(1) @ x.mean(1).T / 2))
+        True
+    """
+    return _global_pool("GlobalAvgPool", True, batch_axis, channel_axis)
+
+
+def GlobalSumPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
+    """Sums over (and removes) all spatial axes: Σ' = Σ_{s, s'} Σ(s, s')."""
+    return _global_pool("GlobalSumPool", False, batch_axis, channel_axis)

@@ -1,0 +1,322 @@
+"""Tiled evaluation of kernels whose per-pair tensors are large.
+
+A convolutional kernel stores, for every pair of examples, a covariance over
+pairs of positions: 32x32 images give 32⁴ = 1M numbers (4 MB in float32) per
+pair, so a 64 x 64 block of pairs would need 16 GB, and a network's
+intermediate kernels several times that. With ``diagonal_batch`` every entry
+Σ(x, x') depends on x, x' and their own variances only, so the kernel can be
+computed tile by tile:
+
+* memory: the network runs on tiles of ``t1 x t2`` pairs, inside one
+  ``lax.map``, so peak memory is that of one tile (plus the result) and grows
+  with the tile, not with N1 N2; the tile's buffers are reused from one tile to
+  the next instead of being allocated (and page-faulted) afresh;
+* symmetry: for ``kernel_fn(x, None)`` the examples are split into blocks; the
+  blocks below the diagonal are the mirror images (batch axes and position
+  pairs swapped) of those above it, and each diagonal block is split again, down
+  to blocks of :data:`MIN_BLOCK` examples computed as symmetric kernels. Each
+  unordered pair of examples is computed once.
+
+Every tile is the network's own kernel function on a sub-batch, so the entries
+are those of a single call (mirrored entries to round-off).
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from infinet import stax
+    >>> from infinet.stax import pairwise
+    >>> _, _, kernel_fn = stax.serial(stax.Conv(1, (3,), padding='SAME'), stax.Relu(),
+    ...                               stax.GlobalAvgPool())
+    >>> x = jnp.arange(40.0).reshape(8, 5, 1) / 40
+    >>> [g.rows.shape for g in pairwise.plan_symmetric(8, tile=4, leaf=2)]
+    [(1, 4), (2, 2), (4, 2)]
+    >>> trace = lambda a, b, get: kernel_fn.kernel_map(
+    ...     stax.Identity().kernel_fn(a, b, diagonal_spatial=False), ).nngp
+    >>> tiled = pairwise.evaluate(trace, x, None, 'nngp', 0, False, tile=4, min_block=2)
+    >>> bool(jnp.allclose(tiled, kernel_fn(x, None, 'nngp')))
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from infinet.kernel import KERNEL_FIELDS, Kernel, _namedtuple_for
+
+# Working memory allowed for the pair tensors of one tile (all intermediates).
+PAIR_BUDGET_BYTES = 1 << 30
+# Bytes of working memory per stored kernel entry of a tile (nngp, ntk, padded
+# copies, temporaries), measured on convolutional ReLU networks.
+BYTES_PER_ENTRY = 48
+# Diagonal blocks of at most this many examples are computed as symmetric kernels.
+MIN_BLOCK = 8
+# Below this many stored entries in total a single call is used.
+SMALL_ENTRIES = 1 << 20
+
+Trace = Callable[[Any, Any, Any], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class TileGroup:
+    """Tiles of one shape, computed by one ``lax.map``.
+
+    Attributes:
+        rows: ``(T, t1)`` example indices of each tile's rows.
+        cols: ``(T, t2)`` example indices of each tile's columns.
+        valid_rows: ``(T, t1)`` which rows are real (the rest pad the tile).
+        valid_cols: ``(T, t2)`` which columns are real.
+        symmetric: the tiles are diagonal blocks, computed as ``kernel(x[rows], None)``.
+        mirror: also write each tile's mirror image (blocks above the diagonal).
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    valid_rows: np.ndarray
+    valid_cols: np.ndarray
+    symmetric: bool
+    mirror: bool
+
+
+def _blocks(lo: int, hi: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + size, hi)) for s in range(lo, hi, size)]
+
+
+def _group(pairs: list[tuple[tuple[int, int], tuple[int, int]]], t1: int, t2: int, sym: bool,
+           mirror: bool) -> TileGroup:  # fmt: skip
+    rows = np.zeros((len(pairs), t1), np.int32)
+    cols = np.zeros((len(pairs), t2), np.int32)
+    vr = np.zeros((len(pairs), t1), bool)
+    vc = np.zeros((len(pairs), t2), bool)
+    for k, ((a, b), (c, d)) in enumerate(pairs):
+        rows[k, : b - a], vr[k, : b - a] = np.arange(a, b), True
+        cols[k, : d - c], vc[k, : d - c] = np.arange(c, d), True
+        rows[k, b - a :], cols[k, d - c :] = a, c  # padding repeats a real example
+    return TileGroup(rows, cols, vr, vc, sym, mirror)
+
+
+def plan_rectangular(n1: int, n2: int, tile: int) -> list[TileGroup]:
+    """Tiles of at most ``tile²`` pairs covering an ``n1 x n2`` kernel."""
+    t2 = min(n2, tile)
+    t1 = min(n1, max(1, tile * tile // t2))
+    t1, t2 = -(-n1 // -(-n1 // t1)), -(-n2 // -(-n2 // t2))  # balanced
+    pairs = [(r, c) for r in _blocks(0, n1, t1) for c in _blocks(0, n2, t2)]
+    return [_group(pairs, t1, t2, False, False)]
+
+
+def plan_symmetric(n: int, tile: int, leaf: int = MIN_BLOCK) -> list[TileGroup]:
+    """Tiles covering each unordered pair of ``n`` examples once.
+
+    Blocks of side ``s = min(tile, ⌈n/2⌉)`` above the diagonal are rectangular
+    tiles (mirrored below it); diagonal blocks are split again, level by level,
+    until they hold at most ``leaf`` examples (or fit one tile), and those are
+    computed as symmetric kernels.
+    """
+    groups: list[TileGroup] = []
+    level = [(0, n)]
+    while level:
+        leaves = [b for b in level if b[1] - b[0] <= max(1, min(leaf, tile))]
+        split = [b for b in level if b not in leaves]
+        by_size: dict[int, list] = {}
+        for lo, hi in leaves:
+            by_size.setdefault(hi - lo, []).append(((lo, hi), (lo, hi)))
+        for size, pairs in sorted(by_size.items(), reverse=True):
+            groups.append(_group(pairs, size, size, True, False))
+        if not split:
+            break
+        s = min(tile, max(-(-(hi - lo) // 2) for lo, hi in split))
+        pairs, nxt = [], []
+        for lo, hi in split:
+            blocks = _blocks(lo, hi, s)
+            pairs += [
+                (blocks[i], blocks[j])
+                for i in range(len(blocks))
+                for j in range(i + 1, len(blocks))
+            ]
+            nxt += blocks
+        if pairs:
+            groups.append(_group(pairs, s, s, False, True))
+        level = nxt
+    return groups
+
+
+def _swap(t: jax.Array, diagonal: bool) -> jax.Array:
+    """Σ(x', x) from stacked tiles Σ(x, x') ``(T, t1, t2, ...)``."""
+    n_sp = t.ndim - 3 if diagonal else (t.ndim - 3) // 2
+    perm = [0, 2, 1]
+    for d in range(n_sp):
+        perm += [3 + d] if diagonal else [4 + 2 * d, 3 + 2 * d]
+    return jnp.transpose(t, perm)
+
+
+def _fields(get: Any) -> tuple[str, ...]:
+    if get is None:
+        return KERNEL_FIELDS
+    return (get,) if isinstance(get, str) else tuple(get)
+
+
+def _as_dict(out: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    if isinstance(out, Kernel):
+        return {f: getattr(out, f) for f in fields}
+    if len(fields) == 1 and not isinstance(out, tuple):
+        return {fields[0]: out}
+    return dict(zip(fields, out))
+
+
+def _run_group(trace: Trace, g: TileGroup, x1: Any, x2: Any, axis: int, get: Any) -> Any:
+    def tile(idx: tuple[jax.Array, jax.Array]) -> Any:
+        a = jnp.take(x1, idx[0], axis=axis)
+        b = None if g.symmetric else jnp.take(x2, idx[1], axis=axis)
+        return trace(a, b, get)
+
+    return jax.lax.map(tile, (jnp.asarray(g.rows), jnp.asarray(g.cols)))
+
+
+def _scatter(buf: Any, idx: tuple[np.ndarray, ...], vals: jax.Array) -> Any:
+    return buf.at[idx].set(vals, mode="drop")
+
+
+def evaluate(
+    trace: Trace,
+    x1: Any,
+    x2: Any,
+    get: Any,
+    batch_axis: int,
+    diagonal_spatial: bool,
+    tile: int,
+    min_block: int = MIN_BLOCK,
+) -> Any:
+    """The kernel of ``(x1, x2)`` assembled from tiles of at most ``tile²`` pairs.
+
+    Args:
+        trace: ``trace(a, b, get)``, the network's kernel function on inputs
+            ``a``, ``b`` (``b=None`` for a symmetric block), traceable.
+        x1: first inputs.
+        x2: second inputs, or ``None`` for the symmetric kernel of ``x1``.
+        get: as for ``kernel_fn``.
+        batch_axis: batch axis of the inputs.
+        diagonal_spatial: the storage layout ``trace`` uses.
+        tile: largest tile side (in examples).
+        min_block: diagonal blocks of at most this many examples are computed as
+            symmetric kernels.
+
+    Returns:
+        What ``trace(x1, x2, get)`` returns.
+    """
+    axis = batch_axis % np.ndim(x1)
+    n1 = np.shape(x1)[axis]
+    n2 = n1 if x2 is None else np.shape(x2)[axis]
+    if x2 is None:
+        groups = plan_symmetric(n1, tile, min_block)
+    else:
+        groups = plan_rectangular(n1, n2, tile)
+    fields = _fields(get)
+    request = None if get is None else fields
+    results = [_run_group(trace, g, x1, x1 if x2 is None else x2, axis, request) for g in groups]
+    proto = next((r for r, g in zip(results, groups) if g.symmetric == (x2 is None)), results[0])
+    out: dict[str, Any] = {}
+    for f in fields:
+        out[f] = _assemble(f, groups, [_as_dict(r, fields)[f] for r in results], n1, n2,
+                           x2 is None, diagonal_spatial)  # fmt: skip
+    if get is None:
+        k = proto
+        return k.replace(
+            **out,
+            shape1=(n1, *k.shape1[1:]),
+            shape2=(n2, *k.shape2[1:]),
+        )
+    if isinstance(get, str):
+        return out[get]
+    return _namedtuple_for(fields)(*(out[f] for f in fields))
+
+
+def _assemble(field: str, groups: list[TileGroup], tiles: list[Any], n1: int, n2: int,
+              symmetric: bool, diagonal: bool) -> Any:  # fmt: skip
+    """Writes stacked tiles into the ``(N1, N2, ...)`` (or ``(N, ...)``) result."""
+    if any(t is None for t in tiles):
+        return None
+    if field == "cov2" and symmetric:
+        return None
+    if field in ("cov1", "cov2"):
+        n = n1 if field == "cov1" else n2
+        ref = tiles[0]
+        buf = jnp.zeros((n, *ref.shape[2:]), ref.dtype)
+        for g, t in zip(groups, tiles):
+            if symmetric and not g.symmetric:
+                continue  # variances of a symmetric kernel come from its diagonal blocks
+            idx = g.rows if field == "cov1" else g.cols
+            valid = g.valid_rows if field == "cov1" else g.valid_cols
+            buf = _scatter(buf, (np.where(valid, idx, n),), t)
+        return buf
+    ref = tiles[0]
+    buf = jnp.zeros((n1, n2, *ref.shape[3:]), ref.dtype)
+    for g, t in zip(groups, tiles):
+        r = np.where(g.valid_rows, g.rows, n1)[:, :, None]
+        c = np.where(g.valid_cols, g.cols, n2)[:, None, :]
+        buf = _scatter(buf, (r, c), t)
+        if g.mirror:
+            buf = _scatter(buf, (np.swapaxes(c, 1, 2), np.swapaxes(r, 1, 2)), _swap(t, diagonal))
+    return buf
+
+
+def entries_per_pair(shape: tuple[int, ...], batch_axis: int, channel_axis: int, ds: bool) -> int:
+    """Stored numbers per pair of examples: |S| (diagonal) or |S|² (full)."""
+    ndim = len(shape)
+    spatial = [d for i, d in enumerate(shape) if i not in (batch_axis % ndim, channel_axis % ndim)]
+    size = math.prod(spatial)
+    return size if ds else size * size
+
+
+def max_tile_pairs(per_pair: int, itemsize: int) -> int:
+    """Largest number of pairs in one tile within :data:`PAIR_BUDGET_BYTES`."""
+    return max(1, PAIR_BUDGET_BYTES // (per_pair * itemsize * BYTES_PER_ENTRY))
+
+
+def should_split(n1: int, n2: int, per_pair: int, symmetric: bool, itemsize: int) -> bool:
+    """Whether tiling pays: the call is big, or symmetric and worth halving."""
+    if n1 * n2 * per_pair <= SMALL_ENTRIES:
+        return False
+    return n1 * n2 > max_tile_pairs(per_pair, itemsize) or (symmetric and n1 >= 2 * MIN_BLOCK)
+
+
+def maybe_evaluate(
+    owner: Any, x1: Any, x2: Any, get: Any, diagonal_batch: Any, diagonal_spatial: Any,
+    trace: Trace,
+) -> Any:  # fmt: skip
+    """Tiled ``kernel_fn(x1, x2, get)`` when it pays (see module docstring), else ``None``.
+
+    Applies to single (not nested) spatial array inputs whose layout is
+    ``diagonal_batch``. The compiled tiled evaluation is cached on ``owner``.
+    """
+    from infinet import layout
+
+    arrays = all(isinstance(x, (np.ndarray, jax.Array)) for x in (x1, x2) if x is not None)
+    if not arrays or np.ndim(x1) < 3 or any(isinstance(x, jax.core.Tracer) for x in (x1, x2)):
+        return None
+    support = owner.support
+    db, ds = layout.resolve(support, diagonal_batch, diagonal_spatial)
+    if not db:
+        return None
+    b_axis = 0 if support.batch_axis is None else support.batch_axis
+    c_axis = -1 if support.channel_axis is None else support.channel_axis
+    per_pair = entries_per_pair(np.shape(x1), b_axis, c_axis, ds)
+    n1 = np.shape(x1)[b_axis]
+    n2 = n1 if x2 is None else np.shape(x2)[b_axis]
+    itemsize = np.dtype(jnp.result_type(x1)).itemsize
+    if not should_split(n1, n2, per_pair, x2 is None, itemsize):
+        return None
+    tile = max(1, math.isqrt(max_tile_pairs(per_pair, itemsize)))
+    cache = owner.__dict__.setdefault("_pairwise_cache", {})
+    key = (get, diagonal_batch, diagonal_spatial, x2 is None, tile, b_axis, ds)
+    if key not in cache:
+
+        def run(a: Any, b: Any) -> Any:
+            return evaluate(trace, a, b, get, b_axis, ds, tile)
+
+        cache[key] = jax.jit(run)
+    return cache[key](x1, x2)
