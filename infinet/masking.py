@@ -12,6 +12,20 @@ In the kernel a mask is stored per position, canonical layout
 is set to zero (:func:`remask`), so masked positions contribute nothing
 downstream, exactly as zero-valued padding would at the input.
 
+Layers that move positions update the mask (as Neural Tangents 0.6.5 does):
+
+* ``Conv``, ``ConvLocal``, ``AvgPool``, ``SumPool``: output position o is masked
+  when the input at the centre of its window, o·st − lo + ⌊(f − 1)/2⌋ per
+  spatial dimension, is masked (:func:`centre_matrix`);
+* ``ConvTranspose``: when any input its window reads is masked
+  (:func:`reads_matrix`);
+* ``GlobalAvgPool`` averages over the n(x) unmasked positions only,
+  Σ'(x, x') = Σ_{s, s'} Σ(x, x')(s, s') / (n(x) n(x')) and y(x) = Σ_s x(s) / n(x);
+  ``Flatten`` still divides by all positions (as NT).
+
+In ``apply_fn`` masked entries are zeroed in every layer's input and output, so
+the returned :class:`MaskedArray` holds zeros at masked positions.
+
 Example:
     >>> import jax.numpy as jnp
     >>> from infinet import stax
@@ -21,6 +35,10 @@ Example:
     Array([[False, False,  True]], dtype=bool)
     >>> k.nngp[0, 0, 2]
     Array([0., 0., 0.], dtype=float32)
+    >>> pooled = stax.serial(stax.Conv(4, (3,), padding='SAME'), stax.GlobalAvgPool())
+    >>> k = pooled.kernel_fn(x, None, 'nngp', mask_constant=-1.0)  # mean of 2 positions
+    >>> bool(jnp.allclose(k, pooled.kernel_fn(x[:, :2], None, 'nngp')))  # = truncated input
+    True
 """
 
 from __future__ import annotations

@@ -322,6 +322,8 @@ def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
         (2, 2)
         >>> bool(jnp.allclose(kernel_fn(x, None, 'nngp'), x.mean(1) @ x.mean(1).T / 2))
         True
+        >>> apply_fn((), jnp.array([[[1.0], [3.0], [-1.0]]]), mask_constant=-1.0).masked_value
+        Array([[2.]], dtype=float32)
     """
     return _global_pool("GlobalAvgPool", True, batch_axis, channel_axis)
 
