@@ -49,11 +49,12 @@ import numpy as np
 
 from infinet.kernel import KERNEL_FIELDS, Kernel, _namedtuple_for
 
-# Working memory allowed for the pair tensors of one tile (all intermediates).
-PAIR_BUDGET_BYTES = 1 << 30
-# Bytes of working memory per stored kernel entry of a tile (nngp, ntk, padded
-# copies, temporaries), measured on convolutional ReLU networks.
-BYTES_PER_ENTRY = 48
+# Working memory allowed for the tensors of one tile (all intermediates).
+PAIR_BUDGET_BYTES = 2 << 30
+# Copies of a pair's stored tensor alive at peak while a tile runs (nngp, ntk,
+# padded and materialised copies, temporaries): 11 measured on the CNN-5 GAP
+# ReLU network (peak memory 1.07 GB for 4 x 4 tiles of 32x32 images, float32).
+COPIES_PER_UNIT = 12
 # Diagonal blocks of at most this many examples are computed as symmetric kernels.
 MIN_BLOCK = 8
 # Below this many stored entries in total a single call is used.
@@ -100,11 +101,16 @@ def _group(pairs: list[tuple[tuple[int, int], tuple[int, int]]], t1: int, t2: in
     return TileGroup(rows, cols, vr, vc, sym, mirror)
 
 
+def _balanced(n: int, size: int) -> int:
+    """The smallest block size that splits ``n`` into as few blocks as ``size`` does."""
+    return -(-n // -(-n // max(1, size)))
+
+
 def plan_rectangular(n1: int, n2: int, tile: int) -> list[TileGroup]:
     """Tiles of at most ``tile²`` pairs covering an ``n1 x n2`` kernel."""
     t2 = min(n2, tile)
     t1 = min(n1, max(1, tile * tile // t2))
-    t1, t2 = -(-n1 // -(-n1 // t1)), -(-n2 // -(-n2 // t2))  # balanced
+    t1, t2 = _balanced(n1, t1), _balanced(n2, t2)
     pairs = [(r, c) for r in _blocks(0, n1, t1) for c in _blocks(0, n2, t2)]
     return [_group(pairs, t1, t2, False, False)]
 
@@ -129,7 +135,8 @@ def plan_symmetric(n: int, tile: int, leaf: int = MIN_BLOCK) -> list[TileGroup]:
             groups.append(_group(pairs, size, size, True, False))
         if not split:
             break
-        s = min(tile, max(-(-(hi - lo) // 2) for lo, hi in split))
+        widest = max(hi - lo for lo, hi in split)
+        s = _balanced(widest, min(tile, -(-widest // 2)))
         pairs, nxt = [], []
         for lo, hi in split:
             blocks = _blocks(lo, hi, s)
@@ -272,16 +279,23 @@ def entries_per_pair(shape: tuple[int, ...], batch_axis: int, channel_axis: int,
     return size if ds else size * size
 
 
-def max_tile_pairs(per_pair: int, itemsize: int) -> int:
-    """Largest number of pairs in one tile within :data:`PAIR_BUDGET_BYTES`."""
-    return max(1, PAIR_BUDGET_BYTES // (per_pair * itemsize * BYTES_PER_ENTRY))
+def tile_side(per_pair: int, itemsize: int) -> int:
+    """Largest tile side t whose t x t tile fits :data:`PAIR_BUDGET_BYTES`.
+
+    A t x t tile holds t² pairs and the 2t examples' own covariances (``cov1``,
+    ``cov2``), each as big as one pair's tensor: t² + 2t units of
+    ``per_pair * itemsize * COPIES_PER_UNIT`` bytes.
+    """
+    units = PAIR_BUDGET_BYTES // (per_pair * itemsize * COPIES_PER_UNIT)
+    return max(1, math.isqrt(units + 1) - 1)
 
 
 def should_split(n1: int, n2: int, per_pair: int, symmetric: bool, itemsize: int) -> bool:
     """Whether tiling pays: the call is big, or symmetric and worth halving."""
     if n1 * n2 * per_pair <= SMALL_ENTRIES:
         return False
-    return n1 * n2 > max_tile_pairs(per_pair, itemsize) or (symmetric and n1 >= 2 * MIN_BLOCK)
+    big = n1 * n2 + n1 + n2 > (tile_side(per_pair, itemsize) + 1) ** 2 - 1
+    return big or (symmetric and n1 >= 2 * MIN_BLOCK)
 
 
 def maybe_evaluate(
@@ -310,7 +324,7 @@ def maybe_evaluate(
     itemsize = np.dtype(jnp.result_type(x1)).itemsize
     if not should_split(n1, n2, per_pair, x2 is None, itemsize):
         return None
-    tile = max(1, math.isqrt(max_tile_pairs(per_pair, itemsize)))
+    tile = tile_side(per_pair, itemsize)
     cache = owner.__dict__.setdefault("_pairwise_cache", {})
     key = (get, diagonal_batch, diagonal_spatial, x2 is None, tile, b_axis, ds)
     if key not in cache:

@@ -135,7 +135,8 @@ def test_tiled_kernel_equals_single_call(monkeypatch, symmetric):
     x1, x2 = _images(11, (4, 3, 2)), (None if symmetric else _images(6, (4, 3, 2), 1))
     single = net.kernel_fn(x1, x2)  # small: one call
     monkeypatch.setattr(pairwise, "SMALL_ENTRIES", 0)
-    monkeypatch.setattr(pairwise, "PAIR_BUDGET_BYTES", 16 * 144 * 8 * pairwise.BYTES_PER_ENTRY)
+    # 24 units of 144 float64 entries: 4 x 4 tiles
+    monkeypatch.setattr(pairwise, "PAIR_BUDGET_BYTES", 24 * 144 * 8 * pairwise.COPIES_PER_UNIT)
     tiled = net.kernel_fn(x1, x2)
     assert net.kernel_fn.__dict__.get("_pairwise_cache"), "the tiled path was not taken"
     assert tiled.nngp.shape == single.nngp.shape
