@@ -61,11 +61,29 @@ class Dynamics:
         owned = isinstance(work, np.ndarray) and not np.may_share_memory(work, np.asarray(k_dd))
         flat = axes.flatten_k(work, "k_train_train")
         owned = owned and np.may_share_memory(flat, work)  # a view of our own copy
-        self.k = base.regularize(flat, diag_reg, absolute, inplace=owned)
+        self._k = base.regularize(flat, diag_reg, absolute, inplace=owned)
+        # A kernel we own may be factorised in place (no n x n copy); its diagonal
+        # is kept so that ``k`` can be rebuilt from the untouched triangle.
+        self._owned = owned and isinstance(self._k, np.ndarray) and self._k.flags.c_contiguous
+        self._diagonal: np.ndarray | None = None
+        self._k_copy: np.ndarray | None = None
         self.y = axes.flatten_y(linalg.to_working(y_train, *self.like))
         self.rate = learning_rate / np.size(y_train)
         self._eig: linalg.Eigh | None = None
         self._chol: linalg.Cholesky | None = None
+
+    @property
+    def k(self) -> Any:
+        """The regularised train-train kernel.
+
+        After an in-place Cholesky factorisation it is rebuilt once, into a new
+        array, from the untouched lower triangle and the saved diagonal.
+        """
+        if self._diagonal is None:
+            return self._k
+        if self._k_copy is None:
+            self._k_copy = linalg.restore_symmetric(np.array(self._k), self._diagonal)
+        return self._k_copy
 
     @property
     def eig(self) -> linalg.Eigh:
@@ -78,7 +96,11 @@ class Dynamics:
     def chol(self) -> linalg.Cholesky:
         """Cholesky factor of the regularised kernel (computed once)."""
         if self._chol is None:
-            self._chol = linalg.cholesky(self.k, name="train-train kernel")
+            if self._owned:
+                self._diagonal = np.diag(self._k).copy()
+            self._chol = linalg.cholesky(
+                self._k, name="train-train kernel", overwrite=self._owned, checked=True
+            )
         return self._chol
 
     def factors(self, t: Any) -> tuple[Any, Any]:

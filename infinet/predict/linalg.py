@@ -182,7 +182,13 @@ class Cholesky:
         )
 
 
-def cholesky(k: Float[Array, "n n"], dtype: Any = "current", name: str = "kernel") -> Cholesky:
+def cholesky(
+    k: Float[Array, "n n"],
+    dtype: Any = "current",
+    name: str = "kernel",
+    overwrite: bool = False,
+    checked: bool = False,
+) -> Cholesky:
     """Cholesky factorisation with jitter escalation: ``K = L L^T``.
 
     Args:
@@ -190,6 +196,11 @@ def cholesky(k: Float[Array, "n n"], dtype: Any = "current", name: str = "kernel
         dtype: working precision; default: :func:`current_dtype` (float64 unless
             changed); ``None`` keeps ``k``'s dtype.
         name: what ``k`` is, for warnings and errors.
+        overwrite: factorise a C-ordered NumPy ``k`` of the working dtype in place
+            (no copy of an n x n matrix). Its upper triangle and diagonal then hold
+            the factor; its strictly lower triangle is left as it was, so
+            :func:`restore_symmetric` recovers ``k``.
+        checked: ``k`` is known to be finite (skips the check).
 
     Returns:
         A :class:`Cholesky` whose ``solve`` applies ``K^{-1}``.
@@ -207,12 +218,17 @@ def cholesky(k: Float[Array, "n n"], dtype: Any = "current", name: str = "kernel
     wd = working_dtype(jnp.result_type(k), _resolve(dtype))
     if is_traced(k):
         return _cholesky_traced(jnp.asarray(k), wd)
-    check_finite(k, name)
+    if not checked:
+        check_finite(k, name)
     a = np.asarray(k, dtype=wd)
-    scale = float(np.mean(np.abs(np.diag(a)))) or 1.0
+    in_place = overwrite and a is k and a.flags.c_contiguous
+    diagonal = np.diag(a).copy()
+    scale = float(np.mean(np.abs(diagonal))) or 1.0
     for eps in [0.0, *jitter_schedule(wd)]:
         jitter = eps * scale
-        lf = _potrf(a, jitter)
+        if in_place and eps > 0:
+            restore_symmetric(a, diagonal)  # a failed attempt overwrote the upper triangle
+        lf = _potrf(a, jitter, in_place)
         if lf is None:
             continue
         if eps > 0:
@@ -232,14 +248,34 @@ def cholesky(k: Float[Array, "n n"], dtype: Any = "current", name: str = "kernel
     )
 
 
-def _potrf(a: np.ndarray, jitter: float) -> np.ndarray | None:
-    """LAPACK ``potrf`` of ``a + jitter·I`` on one copy; ``None`` if not PD.
+def restore_symmetric(a: np.ndarray, diagonal: np.ndarray) -> np.ndarray:
+    """Rebuilds, in place, a symmetric matrix factorised by ``cholesky(overwrite=True)``.
 
-    The copy is C-ordered, so its transpose is a Fortran-ordered view LAPACK can
-    factorise in place; ``a`` is symmetric, so either triangle serves. Only the
-    lower triangle of the result is meaningful (``cho_solve`` reads only it).
+    The strictly lower triangle was left intact: it is mirrored into the upper one
+    and ``diagonal`` (saved before factorising) is written back.
+
+    Example:
+        >>> k = np.array([[4.0, 2.0], [2.0, 3.0]])
+        >>> _ = cholesky(k, overwrite=True)
+        >>> restore_symmetric(k, np.array([4.0, 3.0])).tolist()
+        [[4.0, 2.0], [2.0, 3.0]]
     """
-    work = np.array(a, copy=True, order="C")
+    upper = np.triu_indices(len(a), 1)
+    a[upper] = a.T[upper]
+    a.flat[:: len(a) + 1] = diagonal
+    return a
+
+
+def _potrf(a: np.ndarray, jitter: float, in_place: bool = False) -> np.ndarray | None:
+    """LAPACK ``potrf`` of ``a + jitter·I``; ``None`` if not PD.
+
+    Works on a C-ordered copy (or on ``a`` itself when ``in_place``), whose
+    transpose is a Fortran-ordered view LAPACK can factorise in place; ``a`` is
+    symmetric, so either triangle serves. Only the lower triangle of the result
+    (the upper triangle of the C-ordered buffer) is meaningful (``cho_solve``
+    reads only it).
+    """
+    work = a if in_place else np.array(a, copy=True, order="C")
     work.flat[:: len(a) + 1] += jitter
     (potrf,) = scipy.linalg.lapack.get_lapack_funcs(("potrf",), (work,))
     factor, info = potrf(work.T, lower=True, clean=False, overwrite_a=True)

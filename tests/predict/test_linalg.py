@@ -77,3 +77,32 @@ def test_bad_arguments():
         predict.gp_inference(np.eye(3), y, diag_reg=-1.0)("nngp", np.eye(3))
     with pytest.raises(ValueError, match="get="):
         predict.gp_inference(np.eye(3), y)("bogus", np.eye(3))
+
+
+def test_in_place_cholesky_keeps_the_matrix_recoverable():
+    """overwrite=True factorises without a copy; jitter retries and rebuilds still work."""
+    k = _low_rank()  # rank 2 of 8: needs jitter
+    original, diagonal = k.copy(), np.diag(k).copy()
+    with pytest.warns(predict.NumericalWarning, match="added jitter"):
+        chol = linalg.cholesky(k, overwrite=True)
+    ref = linalg.cholesky(original + chol.jitter * np.eye(8), overwrite=False)
+    b = np.random.RandomState(2).randn(8, 2)
+    np.testing.assert_allclose(chol.solve(b), ref.solve(b), rtol=1e-8)
+    assert not np.array_equal(k, original), "not factorised in place"
+    np.testing.assert_array_equal(linalg.restore_symmetric(k, diagonal), original)
+
+
+def test_dynamics_factorised_in_place_still_serves_the_kernel():
+    """float32 kernels are copied to float64 once and factorised in that copy."""
+    rs = np.random.RandomState(3)
+    f = rs.randn(7, 7).astype(np.float32)
+    k = f @ f.T + np.eye(7, dtype=np.float32)
+    y = rs.randn(7, 1).astype(np.float32)
+    predict_fn = predict.gradient_descent_mse(k, y, diag_reg=0.1)
+    inf_time = predict_fn(None, np.zeros((7, 1)))  # Cholesky, in place
+    finite = predict_fn(1e6, np.zeros((7, 1)))  # eigh: needs the kernel again
+    np.testing.assert_allclose(inf_time, finite, rtol=1e-4, atol=1e-5)
+    exact = (k + 0.1 * np.trace(k) / 7 * np.eye(7)) @ np.linalg.solve(
+        k.astype(np.float64) + 0.1 * np.trace(k) / 7 * np.eye(7), y
+    )
+    np.testing.assert_allclose(inf_time, exact, rtol=1e-4, atol=1e-5)
