@@ -68,6 +68,12 @@ class Kernel:
         batch_axis: batch axis of the activations.
         channel_axis: channel axis of the activations.
         is_input: nothing with parameters has been applied yet.
+        cov_mode: how ``cov1``/``cov2`` are stored: ``'full'`` (like ``nngp``),
+            ``'variances'`` (per-position variances Σ(x, x)(s, s) only, shape
+            ``(N, *S)``, while ``nngp``/``ntk`` keep cross-position entries) or
+            ``'lost'`` (not available: a layer mixed positions). Only the tiled
+            evaluation of :mod:`infinet.stax.pairwise` uses the last two, for
+            networks that never need cross-position self-covariances.
     """
 
     nngp: Float[Array, " n1 n2 *spatial"]
@@ -85,6 +91,7 @@ class Kernel:
     batch_axis: int = 0
     channel_axis: int = -1
     is_input: bool = False
+    cov_mode: str = "full"
 
     def replace(self, **changes: Any) -> Kernel:
         """Returns a copy with ``changes`` applied."""
@@ -174,6 +181,7 @@ jax.tree_util.register_dataclass(
         "batch_axis",
         "channel_axis",
         "is_input",
+        "cov_mode",
     ],
 )
 

@@ -363,8 +363,33 @@ def spatial_diagonal(t: Tensor, batch_ndim: int, n_spatial: int) -> Tensor:
     return t
 
 
+class VariancesOnlyUnsupported(ValueError):
+    """A layer met a kernel whose ``cov1``/``cov2`` hold per-position variances only.
+
+    Internal: the tiled evaluation (:mod:`infinet.stax.pairwise`) catches it and
+    falls back to full self-covariances.
+    """
+
+
+def keep_variances_only(k: Kernel) -> Kernel:
+    """``k`` with ``cov1``/``cov2`` reduced to per-position variances (``cov_mode``).
+
+    Applies to ``diagonal_batch`` kernels with full spatial storage; others are
+    returned unchanged.
+    """
+    if not k.diagonal_batch or k.diagonal_spatial or k.spatial_ndim == 0:
+        return k
+    n = k.spatial_ndim
+    cov2 = None if k.cov2 is None else spatial_diagonal(k.cov2, 1, n)
+    return k.replace(cov1=spatial_diagonal(k.cov1, 1, n), cov2=cov2, cov_mode="variances")
+
+
 def self_variance(cov: Tensor, k: Kernel) -> Tensor:
     """Per-example, per-position variance Σ(x, x)(s, s): shape ``(N, *S)``."""
+    if k.cov_mode == "variances":
+        return cov
+    if k.cov_mode == "lost":
+        raise VariancesOnlyUnsupported("a nonlinearity after a layer that mixes positions")
     if not k.diagonal_batch:
         cov = jnp.diagonal(cov, axis1=0, axis2=1)
         cov = jnp.moveaxis(cov, -1, 0)
@@ -404,7 +429,7 @@ def _self_pair_variances(cov: Tensor, k: Kernel) -> tuple[Tensor, Tensor]:
     """Variances broadcastable against ``cov1`` or ``cov2`` themselves."""
     v = self_variance(cov, k)
     batch_ndim = 1 if k.diagonal_batch else 2
-    if k.diagonal_batch and k.diagonal_spatial:
+    if k.diagonal_batch and (k.diagonal_spatial or k.cov_mode == "variances"):
         return v, v
     return _broadcast_pair(v, v, batch_ndim, k.diagonal_spatial)
 
@@ -433,7 +458,7 @@ def map_elementwise(k: Kernel, nngp_fn: CovarianceMap, dnngp_fn: CovarianceMap |
     # from there, so that ρ = 1 holds to the last bit on the diagonal (rounding
     # differences between two separately computed copies would give θ ≈ 1e-8 and
     # NTK errors of ~1e-9 at the non-smooth point of e.g. ReLU's map).
-    symmetric = k.x1_is_x2 and k.diagonal_batch and k.cov2 is None
+    symmetric = k.x1_is_x2 and k.diagonal_batch and k.cov2 is None and k.cov_mode == "full"
     if symmetric:
         k = k.replace(cov1=batch_diagonal(k.nngp))
     v1, v2 = pair_variances(k)
@@ -459,12 +484,26 @@ def batch_diagonal(t: Tensor) -> Tensor:
     return jnp.moveaxis(jnp.diagonal(t, axis1=0, axis2=1), -1, 0)
 
 
-def map_tensors(k: Kernel, fn: Callable[[Tensor, int], Tensor]) -> Kernel:
-    """Applies a layout-aware linear map ``fn(tensor, batch_ndim)`` to every tensor."""
+def map_tensors(
+    k: Kernel,
+    fn: Callable[[Tensor, int], Tensor],
+    variance_fn: Callable[[Tensor, int], Tensor] | None = None,
+) -> Kernel:
+    """Applies a layout-aware linear map ``fn(tensor, batch_ndim)`` to every tensor.
+
+    ``variance_fn`` maps ``cov1``/``cov2`` instead when they hold per-position
+    variances only (``k.cov_mode == 'variances'``); without it such kernels raise
+    :class:`VariancesOnlyUnsupported`.
+    """
     cov_batch = 1 if k.diagonal_batch else 2
+    cov_fn = fn
+    if k.cov_mode != "full":
+        if variance_fn is None or k.cov_mode != "variances":
+            raise VariancesOnlyUnsupported("a layer without a per-position variance map")
+        cov_fn = variance_fn
     return k.replace(
         nngp=fn(k.nngp, 2),
         ntk=None if k.ntk is None else fn(k.ntk, 2),
-        cov1=fn(k.cov1, cov_batch),
-        cov2=None if k.cov2 is None else fn(k.cov2, cov_batch),
+        cov1=cov_fn(k.cov1, cov_batch),
+        cov2=None if k.cov2 is None else cov_fn(k.cov2, cov_batch),
     )

@@ -34,7 +34,7 @@ import numpy as np
 
 from infinet import layout, masking
 from infinet.kernel import Kernel, select, validate_get
-from infinet.layout import LayoutSupport, Spatial
+from infinet.layout import LayoutSupport, Spatial, VariancesOnlyUnsupported
 from infinet.stax import pairwise
 
 Shape = tuple[int, ...]
@@ -125,7 +125,7 @@ class KernelFn:
         if not kwargs and mask_constant is None and not _is_kernel_tree(x1):
             # Large spatial kernels are computed in memory-bounded tiles, each
             # unordered pair of a symmetric kernel once (infinet.stax.pairwise).
-            def trace(a: Any, b: Any, g: Any) -> Any:
+            def trace(a: Any, b: Any, g: Any, variances_only: bool = False) -> Any:
                 return self._evaluate(
                     a,
                     b,
@@ -135,6 +135,7 @@ class KernelFn:
                     diagonal_spatial=diagonal_spatial,
                     mask_constant=None,
                     static_kwargs=(),
+                    variances_only=variances_only,
                 )
 
             tiled = pairwise.maybe_evaluate(
@@ -176,6 +177,7 @@ class KernelFn:
         diagonal_spatial: bool | None,
         mask_constant: float | None,
         static_kwargs: tuple[tuple[str, Hashable], ...],
+        variances_only: bool = False,
     ) -> Any:
         kwargs = {**dict(static_kwargs), **dynamic}
         if _is_kernel_tree(x1):
@@ -184,6 +186,8 @@ class KernelFn:
         else:
             db, ds = layout.resolve(self.support, diagonal_batch, diagonal_spatial)
             k = _input_kernels(x1, x2, db, ds, self.support, mask_constant)
+            if variances_only:
+                k = layout.keep_variances_only(k)
         return select(self.kernel_map(k, **kwargs), get)
 
 
@@ -202,8 +206,15 @@ def make_layer(
     name: str,
     support: LayoutSupport | None = None,
     mask_fn: masking.MaskFn | None = None,
+    handles_variances: bool = False,
 ) -> Layer:
     """Builds a :class:`Layer` from its three parts.
+
+    ``handles_variances``: ``kernel_map`` also accepts kernels whose ``cov1``/``cov2``
+    hold per-position variances only (:attr:`Kernel.cov_mode`, used by the tiled
+    evaluation of :mod:`infinet.stax.pairwise`); other layers raise
+    :class:`VariancesOnlyUnsupported` for them, and the evaluation falls back to
+    full self-covariances.
 
     Masks (:mod:`infinet.masking`): the kernel function zeroes the covariances
     of masked positions after ``kernel_map`` (:func:`~infinet.masking.remask`),
@@ -216,11 +227,18 @@ def make_layer(
     support = support or LayoutSupport()
 
     def masked_kernel_map(k: Any, **kwargs: Any) -> Any:
+        if not handles_variances and _variances_only(k):
+            raise VariancesOnlyUnsupported(name)
         return masking.remask(kernel_map(k, **kwargs))
 
     channel_axis = -1 if support.channel_axis is None else support.channel_axis
     apply = masking.masked_apply(apply_fn, name, mask_fn, channel_axis)
     return Layer(init_fn, apply, KernelFn(masked_kernel_map, support, name))
+
+
+def _variances_only(k: Any) -> bool:
+    leaves = jax.tree.leaves(k, is_leaf=lambda t: isinstance(t, Kernel))
+    return any(isinstance(t, Kernel) and t.cov_mode != "full" for t in leaves)
 
 
 def check_layout(k: Any, support: LayoutSupport, name: str) -> None:

@@ -46,7 +46,7 @@ def FanOut(num: int) -> Layer:
     def kernel_map(k: Kernel, **kwargs: Any) -> list[Kernel]:
         return [k] * num
 
-    return make_layer(init_fn, apply_fn, kernel_map, "FanOut")
+    return make_layer(init_fn, apply_fn, kernel_map, "FanOut", handles_variances=True)
 
 
 def _check_same_shapes(shapes: Any, name: str) -> None:
@@ -68,7 +68,7 @@ def FanInSum() -> Layer:
         _check_same_shapes([k.shape1 for k in ks], "FanInSum")
         return reduce(lambda a, b: a + b, ks)
 
-    return make_layer(init_fn, apply_fn, kernel_map, "FanInSum")
+    return make_layer(init_fn, apply_fn, kernel_map, "FanInSum", handles_variances=True)
 
 
 def _product(ka: Kernel, kb: Kernel) -> Kernel:
@@ -100,7 +100,7 @@ def FanInProd() -> Layer:
         _check_same_shapes([k.shape1 for k in ks], "FanInProd")
         return reduce(_product, ks)
 
-    return make_layer(init_fn, apply_fn, kernel_map, "FanInProd")
+    return make_layer(init_fn, apply_fn, kernel_map, "FanInProd", handles_variances=True)
 
 
 def FanInConcat(axis: int = -1) -> Layer:

@@ -62,7 +62,7 @@ def serial(*layers: Layer) -> Layer:
         return k
 
     support = reduce(lambda a, b: a.then(b), (lyr.kernel_fn.support for lyr in layers))
-    return make_layer(init_fn, apply_fn, kernel_map, "serial", support)
+    return make_layer(init_fn, apply_fn, kernel_map, "serial", support, handles_variances=True)
 
 
 def parallel(*layers: Layer) -> Layer:
@@ -89,7 +89,7 @@ def parallel(*layers: Layer) -> Layer:
         return type(ks)(lyr.kernel_fn.kernel_map(k, **kwargs) for lyr, k in zip(layers, ks))
 
     support = reduce(lambda a, b: a.alongside(b), (lyr.kernel_fn.support for lyr in layers))
-    return make_layer(init_fn, apply_fn, kernel_map, "parallel", support)
+    return make_layer(init_fn, apply_fn, kernel_map, "parallel", support, handles_variances=True)
 
 
 def repeat(layer: Layer, n: int) -> Layer:
@@ -139,7 +139,8 @@ def repeat(layer: Layer, n: int) -> Layer:
         k, _ = jax.lax.scan(body, nxt, None, length=n - 2)
         return k
 
-    return make_layer(init_fn, apply_fn, kernel_map, "repeat", layer.kernel_fn.support)
+    support = layer.kernel_fn.support
+    return make_layer(init_fn, apply_fn, kernel_map, "repeat", support, handles_variances=True)
 
 
 def _same_structure(a: Any, b: Any) -> bool:

@@ -274,10 +274,16 @@ def conv_kernel(
         t = patches.window_sum(t, batch_ndim, windows, diagonal) / spec.n_taps
         return patches.permute_spatial(t, batch_ndim, spec.out_perm(), diagonal)
 
+    def variance_map(t: jax.Array, batch_ndim: int) -> jax.Array:
+        """The same map on per-position variances (``cov_mode='variances'``)."""
+        t = patches.window_sum(t, batch_ndim, windows, True) / spec.n_taps
+        return patches.permute_spatial(t, batch_ndim, spec.out_perm(), True)
+
     fan_in = k.shape1[-1] * spec.n_taps
-    out = affine_kernel(map_tensors(k, patch_map), W_std, b_std, parameterization, s_in, fan_in)
+    mapped = map_tensors(k, patch_map, variance_map)
+    out = affine_kernel(mapped, W_std, b_std, parameterization, s_in, fan_in)
     if local and not k.diagonal_spatial:
-        out = map_tensors(out, patches.embed_diagonal)
+        out = map_tensors(out, patches.embed_diagonal, lambda t, b: t)
     sizes = [windows[i].size_out for i in spec.out_perm()]
     return out.replace(
         shape1=(k.shape1[0], *sizes, width),
@@ -352,7 +358,9 @@ def _conv_layer(
         batch_axis=spec.lhs.index("N"),
         channel_axis=spec.lhs.index("C"),
     )
-    return make_layer(init_fn, apply_fn, kernel_map, name, support, _conv_mask_fn(spec))
+    return make_layer(
+        init_fn, apply_fn, kernel_map, name, support, _conv_mask_fn(spec), handles_variances=True
+    )
 
 
 _ARGS_DOC = """

@@ -140,4 +140,4 @@ def Dense(
         return out.replace(shape1=k.shape1[:-1] + (width,), shape2=k.shape2[:-1] + (width,))
 
     support = LayoutSupport(batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, "Dense", support)
+    return make_layer(init_fn, apply_fn, kernel_map, "Dense", support, handles_variances=True)

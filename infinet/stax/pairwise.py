@@ -29,8 +29,8 @@ Example:
     >>> x = jnp.arange(40.0).reshape(8, 5, 1) / 40
     >>> [g.rows.shape for g in pairwise.plan_symmetric(8, tile=4, leaf=2)]
     [(1, 4), (2, 2), (4, 2)]
-    >>> trace = lambda a, b, get: kernel_fn.kernel_map(
-    ...     stax.Identity().kernel_fn(a, b, diagonal_spatial=False), ).nngp
+    >>> def trace(a, b, get, variances_only=False):  # what kernel_fn uses, simplified
+    ...     return kernel_fn.kernel_map(stax.Identity().kernel_fn(a, b, diagonal_spatial=False)).nngp
     >>> tiled = pairwise.evaluate(trace, x, None, 'nngp', 0, False, tile=4, min_block=2)
     >>> bool(jnp.allclose(tiled, kernel_fn(x, None, 'nngp')))
     True
@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from infinet.kernel import KERNEL_FIELDS, Kernel, _namedtuple_for
+from infinet.layout import VariancesOnlyUnsupported
 
 # Working memory allowed for the tensors of one tile (all intermediates).
 PAIR_BUDGET_BYTES = 2 << 30
@@ -60,7 +61,7 @@ MIN_BLOCK = 8
 # Below this many stored entries in total a single call is used.
 SMALL_ENTRIES = 1 << 20
 
-Trace = Callable[[Any, Any, Any], Any]
+Trace = Callable[..., Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,12 +177,32 @@ def _as_dict(out: Any, fields: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _run_group(trace: Trace, g: TileGroup, x1: Any, x2: Any, axis: int, get: Any) -> Any:
-    def tile(idx: tuple[jax.Array, jax.Array]) -> Any:
+    """Runs one group of tiles in a ``lax.map``.
+
+    Rectangular tiles of ``nngp``/``ntk`` first try to carry only per-position
+    variances of their examples (``Kernel.cov_mode``): a t1 x t2 tile then costs
+    t1·t2 pair tensors instead of t1·t2 + t1 + t2. Networks with a layer that
+    needs cross-position self-covariances raise
+    :class:`~infinet.layout.VariancesOnlyUnsupported` while tracing, and the tile
+    is traced again with full self-covariances.
+    """
+
+    def tile(idx: tuple[jax.Array, jax.Array], variances_only: bool) -> Any:
         a = jnp.take(x1, idx[0], axis=axis)
-        b = None if g.symmetric else jnp.take(x2, idx[1], axis=axis)
+        if g.symmetric:
+            return trace(a, None, get)
+        b = jnp.take(x2, idx[1], axis=axis)
+        if variances_only:
+            return trace(a, b, get, True)
         return trace(a, b, get)
 
-    return jax.lax.map(tile, (jnp.asarray(g.rows), jnp.asarray(g.cols)))
+    idx = (jnp.asarray(g.rows), jnp.asarray(g.cols))
+    if not g.symmetric and get is not None and set(get) <= {"nngp", "ntk"}:
+        try:
+            return jax.lax.map(lambda i: tile(i, True), idx)
+        except VariancesOnlyUnsupported:
+            pass
+    return jax.lax.map(lambda i: tile(i, False), idx)
 
 
 def _scatter(buf: Any, idx: tuple[np.ndarray, ...], vals: jax.Array) -> Any:

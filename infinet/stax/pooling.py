@@ -94,18 +94,24 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
         def flat(t: jax.Array, batch_ndim: int) -> jax.Array:
             return spatial_mean_of_diagonal(t, batch_ndim, k)
 
+        def flat_variances(t: jax.Array, batch_ndim: int) -> jax.Array:
+            return jnp.mean(t, axis=tuple(range(batch_ndim, t.ndim)))
+
+        var = k.cov_mode == "variances"
+        cov_flat = flat_variances if var else flat
         ntk = None if k.ntk is None else flat(k.ntk, 2)
         return k.replace(
             nngp=flat(k.nngp, 2),
             ntk=ntk,
-            cov1=flat(k.cov1, cov_batch),
-            cov2=None if k.cov2 is None else flat(k.cov2, cov_batch),
+            cov1=cov_flat(k.cov1, cov_batch),
+            cov2=None if k.cov2 is None else cov_flat(k.cov2, cov_batch),
             shape1=(k.shape1[0], math.prod(k.shape1[1:])),
             shape2=(k.shape2[0], math.prod(k.shape2[1:])),
+            cov_mode="full" if var else k.cov_mode,  # Σ(x, x) of the flattened units is exact
         )
 
     support = LayoutSupport(spatial=Spatial.REDUCE, batch_axis=batch_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, "Flatten", support)
+    return make_layer(init_fn, apply_fn, kernel_map, "Flatten", support, handles_variances=True)
 
 
 def _spatial_axes(ndim: int, batch_axis: int, channel_axis: int) -> list[int]:
@@ -255,6 +261,11 @@ def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -
         return jnp.sum(x, axis=axes) / jnp.maximum(n, 1).astype(x.dtype)
 
     def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
+        lost = k.cov_mode != "full" and k.spatial_ndim > 0
+        if lost:  # Σ(x, x) needs cross-position entries: unavailable from variances
+            nan = jnp.nan
+            cov2 = None if k.cov2 is None else jnp.full_like(k.cov2, nan)
+            k = k.replace(cov1=jnp.full_like(k.cov1, nan), cov2=cov2, cov_mode="full")
         if k.spatial_ndim == 0:
             out = k
         else:
@@ -264,6 +275,7 @@ def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -
             shape1=(k.shape1[0], k.shape1[-1]),
             shape2=(k.shape2[0], k.shape2[-1]),
             is_gaussian=k.is_gaussian,
+            cov_mode="lost" if lost else out.cov_mode,
         )
 
     def mask_fn(mask: Any, x: jax.Array, y: jax.Array) -> Any:
@@ -274,7 +286,7 @@ def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -
         return out if batch_axis % x.ndim < channel_axis % x.ndim else out.T
 
     support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, name, support, mask_fn)
+    return make_layer(init_fn, apply_fn, kernel_map, name, support, mask_fn, handles_variances=True)
 
 
 def _divide_by_counts(summed: Kernel, k: Kernel) -> Kernel:

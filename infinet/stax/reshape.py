@@ -49,7 +49,7 @@ def Identity() -> Layer:
     def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
         return k
 
-    return make_layer(init_fn, apply_fn, kernel_map, "Identity")
+    return make_layer(init_fn, apply_fn, kernel_map, "Identity", handles_variances=True)
 
 
 # -- a spatial map given in the user's axis layout ------------------------------------

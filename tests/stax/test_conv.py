@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from infinet import models, stax
+from infinet.layout import VariancesOnlyUnsupported
 from infinet.stax import pairwise, patches
 from tests.tolerances import assert_close
 
@@ -121,9 +122,26 @@ def test_tiling_plans_cover_each_unordered_pair_once():
         assert np.all(count == 1)
 
 
-@pytest.mark.parametrize("symmetric", [True, False])
-def test_tiled_kernel_equals_single_call(monkeypatch, symmetric):
-    net = stax.serial(
+def _residual_gap_net():
+    """Conv/ReLU/residual body, GlobalAvgPool head: tiles carry variances only."""
+    block = stax.serial(stax.Relu(), stax.Conv(2, (3, 2), padding="SAME", b_std=0.1))
+    return stax.serial(
+        stax.Conv(2, (3, 3), padding="SAME", b_std=0.2),
+        stax.FanOut(2),
+        stax.parallel(block, stax.Identity()),
+        stax.FanInSum(),
+        stax.Erf(),
+        stax.Conv(2, (2, 2), (2, 1), padding="CIRCULAR"),
+        stax.Relu(),
+        stax.GlobalAvgPool(),
+        stax.Dense(1),
+    )
+
+
+_TILED_NETS = {
+    "variances_only": _residual_gap_net,
+    # AvgPool needs full self-covariances: falls back to them
+    "avgpool_fallback": lambda: stax.serial(
         stax.Conv(2, (3, 3), padding="SAME", b_std=0.2),
         stax.Relu(),
         stax.AvgPool((2, 2), padding="SAME"),
@@ -131,19 +149,40 @@ def test_tiled_kernel_equals_single_call(monkeypatch, symmetric):
         stax.Erf(),
         stax.GlobalAvgPool(),
         stax.Dense(1),
-    )
+    ),
+    # a nonlinearity after the pooled head needs its variance: falls back
+    "head_nonlinearity_fallback": lambda: stax.serial(
+        stax.Conv(2, (3, 3), padding="SAME"),
+        stax.Relu(),
+        stax.GlobalSumPool(),
+        stax.Dense(3, b_std=0.1),
+        stax.Relu(),
+        stax.Dense(1),
+    ),
+}
+
+
+_TILED_CASES = [(n, s, ("nngp", "ntk")) for n in _TILED_NETS for s in (True, False)]
+_TILED_CASES += [("variances_only", True, "ntk"), ("avgpool_fallback", False, None)]
+
+
+@pytest.mark.parametrize("net_name, symmetric, get", _TILED_CASES)
+def test_tiled_kernel_equals_single_call(monkeypatch, net_name, symmetric, get):
+    net = _TILED_NETS[net_name]()
     x1, x2 = _images(11, (4, 3, 2)), (None if symmetric else _images(6, (4, 3, 2), 1))
     single = net.kernel_fn(x1, x2)  # small: one call
     monkeypatch.setattr(pairwise, "SMALL_ENTRIES", 0)
     # 24 units of 144 float64 entries: 4 x 4 tiles
     monkeypatch.setattr(pairwise, "PAIR_BUDGET_BYTES", 24 * 144 * 8 * pairwise.COPIES_PER_UNIT)
-    tiled = net.kernel_fn(x1, x2)
+    tiled = net.kernel_fn(x1, x2, get)
     assert net.kernel_fn.__dict__.get("_pairwise_cache"), "the tiled path was not taken"
-    assert tiled.nngp.shape == single.nngp.shape
-    assert_close(tiled.nngp, single.nngp)
-    assert_close(tiled.ntk, single.ntk)
-    if symmetric:
-        assert_close(tiled.ntk, tiled.ntk.T)
+    fields = ("nngp", "ntk") if get is None else (get,) if isinstance(get, str) else get
+    for f in fields:
+        value = getattr(tiled, f) if get is None or not isinstance(get, str) else tiled
+        assert value.shape == getattr(single, f).shape
+        assert_close(value, getattr(single, f))
+        if symmetric:
+            assert_close(value, value.T)
 
 
 def test_models_build_and_run():
@@ -160,3 +199,23 @@ def test_models_build_and_run():
         models.ConvNet(readout="pool")
     with pytest.raises(ValueError, match="nonlinearity='Swish'"):
         models.FullyConnected(nonlinearity="Swish")
+
+
+@pytest.mark.parametrize("net_name", list(_TILED_NETS))
+def test_variances_only_tiles_only_where_exact(net_name):
+    """Tiles carry variances only for nets that never read cross-position self-covariances."""
+    net = _TILED_NETS[net_name]()
+    a, b = jnp.asarray(_images(2, (4, 3, 2))), jnp.asarray(_images(3, (4, 3, 2), 1))
+    kw = dict(get="ntk", diagonal_batch=True, diagonal_spatial=False)
+    kw.update(mask_constant=None, static_kwargs=())
+
+    def evaluate(variances_only):
+        fn = lambda u, v: net.kernel_fn._evaluate(u, v, {}, variances_only=variances_only, **kw)
+        return jax.jit(fn)(a, b)
+
+    full = evaluate(False)
+    if net_name != "variances_only":
+        with pytest.raises(VariancesOnlyUnsupported):
+            evaluate(True)
+        return
+    assert_close(evaluate(True), full)

@@ -52,7 +52,7 @@ def elementwise_layer(
     def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
         return map_elementwise(k, nngp_fn, dnngp_fn)
 
-    return make_layer(init_fn, apply_fn, kernel_map, name)
+    return make_layer(init_fn, apply_fn, kernel_map, name, handles_variances=True)
 
 
 def derivative_in_q(nngp_fn: CovarianceMap) -> CovarianceMap:
