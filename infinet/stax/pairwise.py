@@ -30,7 +30,8 @@ Example:
     >>> [g.rows.shape for g in pairwise.plan_symmetric(8, tile=4, leaf=2)]
     [(1, 4), (2, 2), (4, 2)]
     >>> def trace(a, b, get, variances_only=False):  # what kernel_fn uses, simplified
-    ...     return kernel_fn.kernel_map(stax.Identity().kernel_fn(a, b, diagonal_spatial=False)).nngp
+    ...     inputs = stax.Identity().kernel_fn(a, b, diagonal_spatial=False)
+    ...     return kernel_fn.kernel_map(inputs).nngp
     >>> tiled = pairwise.evaluate(trace, x, None, 'nngp', 0, False, tile=4, min_block=2)
     >>> bool(jnp.allclose(tiled, kernel_fn(x, None, 'nngp')))
     True
