@@ -173,7 +173,7 @@ def test_tiled_kernel_equals_single_call(monkeypatch, net_name, symmetric, get):
     single = net.kernel_fn(x1, x2)  # small: one call
     monkeypatch.setattr(pairwise, "SMALL_ENTRIES", 0)
     # 24 units of 144 float64 entries: 4 x 4 tiles
-    monkeypatch.setattr(pairwise, "PAIR_BUDGET_BYTES", 24 * 144 * 8 * pairwise.COPIES_PER_UNIT)
+    monkeypatch.setattr(pairwise, "TILE_BUDGET_BYTES", 24 * 144 * 8 * pairwise.COPIES_PER_UNIT)
     tiled = net.kernel_fn(x1, x2, get)
     assert net.kernel_fn.__dict__.get("_pairwise_cache"), "the tiled path was not taken"
     fields = ("nngp", "ntk") if get is None else (get,) if isinstance(get, str) else get
