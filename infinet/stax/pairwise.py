@@ -57,6 +57,9 @@ from infinet.layout import VariancesOnlyUnsupported
 # entry with 1 x 1 tiles against 20 with 2 x 2 and 4 x 4 tiles, 32 MB L3). It
 # also bounds peak memory: one tile plus the result.
 TILE_BUDGET_BYTES = 64 << 20
+# On accelerators (no such cache; per-launch overheads instead) tiles are sized
+# by memory alone.
+DEVICE_TILE_BUDGET_BYTES = 2 << 30
 # Copies of a pair's stored tensor alive at peak while a tile runs (nngp, ntk,
 # padded and materialised copies, temporaries): 11 measured on the CNN-5 GAP
 # ReLU network (peak memory 1.07 GB for 4 x 4 tiles of 32x32 images, float32).
@@ -306,13 +309,17 @@ def entries_per_pair(shape: tuple[int, ...], batch_axis: int, channel_axis: int,
 
 
 def tile_side(per_pair: int, itemsize: int) -> int:
-    """Largest tile side t (at least 1) whose t x t tile fits :data:`TILE_BUDGET_BYTES`.
+    """Largest tile side t (at least 1) whose t x t tile fits the tile budget.
+
+    :data:`TILE_BUDGET_BYTES` on CPU, :data:`DEVICE_TILE_BUDGET_BYTES` elsewhere.
 
     A t x t tile holds t² pairs and the 2t examples' own covariances (``cov1``,
     ``cov2``), each as big as one pair's tensor: t² + 2t units of
     ``per_pair * itemsize * COPIES_PER_UNIT`` bytes.
     """
-    units = TILE_BUDGET_BYTES // (per_pair * itemsize * COPIES_PER_UNIT)
+    cpu = jax.default_backend() == "cpu"
+    budget = TILE_BUDGET_BYTES if cpu else DEVICE_TILE_BUDGET_BYTES
+    units = budget // (per_pair * itemsize * COPIES_PER_UNIT)
     return max(1, math.isqrt(units + 1) - 1)
 
 
