@@ -8,26 +8,12 @@ order (NT reverses them after an odd number of convolutions and says so in
 ``Kernel.is_reversed``; we undo that here).
 """
 
-import json
-import sys
-import warnings
-
 import jax
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-warnings.filterwarnings("ignore")
+jax.config.update("jax_enable_x64", True)  # before NT is imported
 from neural_tangents import stax  # noqa: E402
-
-
-def unreverse(t, n_batch, reversed_):
-    if not reversed_ or t.ndim <= n_batch:
-        return t
-    n_sp = (t.ndim - n_batch) // 2
-    perm = list(range(n_batch))
-    for d in reversed(range(n_sp)):
-        perm += [n_batch + 2 * d, n_batch + 2 * d + 1]
-    return np.transpose(t, perm)
+from nt_script_common import kernels, main  # noqa: E402
 
 
 def run_case(case):
@@ -43,9 +29,7 @@ def run_case(case):
         k = net[2](a, b, **kw)
         if tag and np.ndim(k.nngp) > 2:
             continue  # the symmetric call is stored for non-spatial outputs only
-        rev = bool(getattr(k, "is_reversed", False)) and not kw.get("diagonal_spatial", False)
-        for f in ("nngp", "ntk"):
-            out[f + tag] = unreverse(np.asarray(getattr(k, f)), 2, rev).tolist()
+        kernels(k, tag, out, kw.get("diagonal_spatial", False))
     if case.get("apply"):
         _, params = net[0](jax.random.PRNGKey(case["seed"]), x1.shape)
         params = jax.tree_util.tree_map(np.asarray, params)
@@ -54,17 +38,5 @@ def run_case(case):
     return out
 
 
-def main():
-    cases = json.load(open(sys.argv[1]))
-    results = {}
-    for name, case in cases.items():
-        try:
-            results[name] = {**case, **run_case(case)}
-        except Exception as e:  # recorded, so that the comparison can report it
-            results[name] = {**case, "error": f"{type(e).__name__}: {e}"[:300]}
-        print(name, "error" if "error" in results[name] else "ok", file=sys.stderr)
-    json.dump(results, open(sys.argv[2], "w"))
-
-
 if __name__ == "__main__":
-    main()
+    main(run_case)

@@ -9,28 +9,14 @@ and says so in ``Kernel.is_reversed``), and for ``apply`` cases the leaves of
 Errors are recorded per case as text.
 """
 
-import json
-import sys
-import warnings
-
 import jax
 import numpy as np
 
-jax.config.update("jax_enable_x64", True)
-warnings.filterwarnings("ignore")
+jax.config.update("jax_enable_x64", True)  # before NT is imported
 from neural_tangents import stax  # noqa: E402
+from nt_script_common import kernels, main  # noqa: E402
 
 MC = -7.0
-
-
-def unreverse(t, n_batch, reversed_):
-    if not reversed_ or t.ndim <= n_batch:
-        return t
-    n_sp = (t.ndim - n_batch) // 2
-    perm = list(range(n_batch))
-    for d in reversed(range(n_sp)):
-        perm += [n_batch + 2 * d, n_batch + 2 * d + 1]
-    return np.transpose(t, perm)
 
 
 def inputs(case):
@@ -51,9 +37,7 @@ def run_case(case):
     out = {}
     for tag, b in (("", x2), ("_sym", None)):
         k = net[2](x1, b, **kw)
-        rev = bool(getattr(k, "is_reversed", False)) and not kw.get("diagonal_spatial", False)
-        for f in ("nngp", "ntk"):
-            out[f + tag] = unreverse(np.asarray(getattr(k, f)), 2, rev).tolist()
+        kernels(k, tag, out, kw.get("diagonal_spatial", False))
     if case.get("apply"):
         _, params = net[0](jax.random.PRNGKey(case["seed"]), x1.shape)
         out["params"] = [np.asarray(p).tolist() for p in jax.tree_util.tree_leaves(params)]
@@ -63,17 +47,5 @@ def run_case(case):
     return out
 
 
-def main():
-    cases = json.load(open(sys.argv[1]))
-    results = {}
-    for name, case in cases.items():
-        try:
-            results[name] = {**case, **run_case(case)}
-        except Exception as e:  # recorded, so that the comparison can report it
-            results[name] = {**case, "error": f"{type(e).__name__}: {e}"[:300]}
-        print(name, "error" if "error" in results[name] else "ok", file=sys.stderr)
-    json.dump(results, open(sys.argv[2], "w"))
-
-
 if __name__ == "__main__":
-    main()
+    main(run_case)
