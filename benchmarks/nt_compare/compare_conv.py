@@ -15,19 +15,13 @@ against the stored fixture instead of running NT.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import jax
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-FIXTURE = HERE.parents[1] / "tests" / "data" / "nt_conv_oracle.json"
+from benchmarks.nt_compare.conv_cases import CASES
+from benchmarks.nt_compare.driver import DATA, max_relative_difference, nt_results
+
+FIXTURE = DATA / "nt_conv_oracle.json"
 
 
 def infinet_case(case: dict) -> dict:
@@ -60,36 +54,16 @@ def differences(nt: dict) -> dict[str, float]:
         if "error" in case:
             worst[name] = float("nan")
             continue
-        ours = infinet_case(case)
-        rel = 0.0
-        for key, val in ours.items():
-            if key not in case:
-                continue
-            ref = np.asarray(case[key])
-            if ref.shape != val.shape:
-                raise AssertionError(f"{name}/{key}: shape {val.shape} vs NT {ref.shape}")
-            rel = max(rel, float(np.max(np.abs(val - ref)) / max(np.max(np.abs(ref)), 1e-300)))
-        worst[name] = rel
+        worst[name] = max_relative_difference(name, infinet_case(case), case)
     return worst
 
 
 def main() -> int:
     jax.config.update("jax_enable_x64", True)
-    nt_python = os.environ.get("INFINET_NT_PYTHON")
-    if nt_python:
-        from benchmarks.nt_compare.conv_cases import CASES
-
-        with tempfile.TemporaryDirectory() as tmp:
-            cases, out = Path(tmp) / "cases.json", Path(tmp) / "nt.json"
-            cases.write_text(json.dumps(CASES))
-            script = HERE / "nt_conv_oracle_script.py"
-            subprocess.run([nt_python, str(script), str(cases), str(out)], check=True)
-            nt = json.loads(out.read_text())
-            if "--update" in sys.argv:
-                shutil.copy(out, FIXTURE)
-    else:
-        print("INFINET_NT_PYTHON is not set; comparing against the stored NT fixture.")
-        nt = json.loads(FIXTURE.read_text())
+    nt = nt_results(CASES, "nt_conv_oracle_script.py", FIXTURE)
+    if nt is None:
+        print("Set INFINET_NT_PYTHON to NT 0.6.5's interpreter (no stored fixture found).")
+        return 1
     bugs = {name: case["nt_bug"] for name, case in nt.items() if "nt_bug" in case}
     worst = differences({name: case for name, case in nt.items() if name not in bugs})
     for name, rel in worst.items():

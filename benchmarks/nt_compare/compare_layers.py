@@ -15,19 +15,13 @@ Without ``INFINET_NT_PYTHON`` it compares against the stored fixture instead.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import jax
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-FIXTURE = HERE.parents[1] / "tests" / "data" / "nt_layers_oracle.json"
+from benchmarks.nt_compare.driver import DATA, max_relative_difference, nt_results
+from benchmarks.nt_compare.layers_cases import CASES
+
+FIXTURE = DATA / "nt_layers_oracle.json"
 
 
 def infinet_case(case: dict) -> dict:
@@ -44,40 +38,14 @@ def differences(nt: dict) -> dict[str, float]:
         if "error" in case:
             worst[name] = float("nan")
             continue
-        ours = infinet_case(case)
-        rel = 0.0
-        for key, val in ours.items():
-            ref = np.asarray(case[key])
-            if ref.shape != val.shape:
-                raise AssertionError(f"{name}/{key}: shape {val.shape} vs NT {ref.shape}")
-            rel = max(rel, float(np.max(np.abs(val - ref)) / max(np.max(np.abs(ref)), 1e-300)))
-        worst[name] = rel
+        worst[name] = max_relative_difference(name, infinet_case(case), case)
     return worst
-
-
-def run_nt(nt_python: str) -> dict:
-    """Runs every case under NT's interpreter; returns its results."""
-    from benchmarks.nt_compare.layers_cases import CASES
-
-    with tempfile.TemporaryDirectory() as tmp:
-        cases, out = Path(tmp) / "cases.json", Path(tmp) / "nt.json"
-        cases.write_text(json.dumps(CASES))
-        script = HERE / "nt_layers_oracle_script.py"
-        subprocess.run([nt_python, str(script), str(cases), str(out)], check=True)
-        if "--update" in sys.argv:
-            shutil.copy(out, FIXTURE)
-        return json.loads(out.read_text())
 
 
 def main() -> int:
     jax.config.update("jax_enable_x64", True)
-    nt_python = os.environ.get("INFINET_NT_PYTHON")
-    if nt_python:
-        nt = run_nt(nt_python)
-    elif FIXTURE.exists():
-        print("INFINET_NT_PYTHON is not set; comparing with the stored NT fixture.")
-        nt = json.loads(FIXTURE.read_text())
-    else:
+    nt = nt_results(CASES, "nt_layers_oracle_script.py", FIXTURE)
+    if nt is None:
         print("INFINET_NT_PYTHON is not set and there is no fixture; skipping.")
         return 0
     worst = differences(nt)
