@@ -268,16 +268,18 @@ def conv_kernel(
     diagonal = k.diagonal_spatial or local
     ndim = k.spatial_ndim
 
+    def window_map(t: jax.Array, batch_ndim: int, diag: bool) -> jax.Array:
+        t = patches.window_sum(t, batch_ndim, windows, diag) / spec.n_taps
+        return patches.permute_spatial(t, batch_ndim, spec.out_perm(), diag)
+
     def patch_map(t: jax.Array, batch_ndim: int) -> jax.Array:
         if local and not k.diagonal_spatial:
             t = spatial_diagonal(t, batch_ndim, ndim)
-        t = patches.window_sum(t, batch_ndim, windows, diagonal) / spec.n_taps
-        return patches.permute_spatial(t, batch_ndim, spec.out_perm(), diagonal)
+        return window_map(t, batch_ndim, diagonal)
 
     def variance_map(t: jax.Array, batch_ndim: int) -> jax.Array:
         """The same map on per-position variances (``cov_mode='variances'``)."""
-        t = patches.window_sum(t, batch_ndim, windows, True) / spec.n_taps
-        return patches.permute_spatial(t, batch_ndim, spec.out_perm(), True)
+        return window_map(t, batch_ndim, True)
 
     fan_in = k.shape1[-1] * spec.n_taps
     mapped = map_tensors(k, patch_map, variance_map)
