@@ -32,9 +32,7 @@ import enum
 import string
 from collections.abc import Callable
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float
 
 from infinet.kernel import Kernel
@@ -290,63 +288,6 @@ def input_kernel(
         shape2=tuple(other.shape),
         batch_axis=0,
         channel_axis=-1,
-        is_input=True,
-    )
-
-
-def host_gram_kernel(
-    x1: Array, x2: Array | None, diagonal_batch: bool, batch_axis: int, channel_axis: int
-) -> Kernel | None:
-    """The input kernel of concrete 2-D inputs, with the Gram on the host BLAS.
-
-    XLA's CPU matrix product is several times slower than the host BLAS that
-    NumPy links, and the input Gram is the only O(N² d) step of a dense kernel.
-    When ``x2`` is ``None`` or the same object as ``x1`` the symmetric product
-    (BLAS ``syrk``, half the work) is used. Returns ``None`` when this path does
-    not apply (spatial inputs or a non-CPU default device), so that the caller
-    uses :func:`input_kernel`.
-    """
-    if x1.ndim != 2 or (x2 is not None and x2.ndim != 2):
-        return None
-    if jax.default_backend() != "cpu":
-        return None
-    same = x2 is None or x2 is x1
-    dtype = np.dtype(jnp.result_type(x1) if same else jnp.result_type(x1, x2))
-    if not np.issubdtype(dtype, np.floating):
-        dtype = np.dtype(jnp.result_type(float))
-
-    def host(x: Array) -> np.ndarray:
-        return np.moveaxis(np.asarray(x, dtype=dtype), (batch_axis % 2, channel_axis % 2), (0, 1))
-
-    a = host(x1)
-    b = a if same or x2 is None else host(x2)
-    scale = dtype.type(1.0 / a.shape[-1])
-
-    def gram(u: np.ndarray, v: np.ndarray) -> jax.Array:
-        g = np.matmul(u, u.T) if v is u else np.matmul(u, v.T)
-        g *= scale
-        return jnp.asarray(g)
-
-    nngp = gram(a, b)
-    cov2 = None
-    if diagonal_batch and same:
-        # The diagonal of the Gram itself, so that ρ = 1 exactly on it.
-        cov1 = jnp.diagonal(nngp)
-    elif diagonal_batch:
-        cov1 = jnp.asarray(np.einsum("ij,ij->i", a, a) * scale)
-        cov2 = None if same else jnp.asarray(np.einsum("ij,ij->i", b, b) * scale)
-    else:
-        cov1 = nngp if same else gram(a, a)
-        cov2 = None if same else gram(b, b)
-    return Kernel(
-        nngp=nngp,
-        ntk=jnp.zeros_like(nngp),
-        cov1=cov1,
-        cov2=cov1 if (same and x2 is not None) else cov2,
-        x1_is_x2=x2 is None,
-        diagonal_batch=diagonal_batch,
-        shape1=tuple(a.shape),
-        shape2=tuple(b.shape),
         is_input=True,
     )
 

@@ -33,6 +33,7 @@ import jax
 import numpy as np
 
 from infinet import layout, masking
+from infinet.host_gram import HostGram, host_gram
 from infinet.kernel import Kernel, select, validate_get
 from infinet.layout import LayoutSupport, Spatial, VariancesOnlyUnsupported
 from infinet.stax import pairwise
@@ -102,11 +103,16 @@ class KernelFn:
         if get is not None:
             validate_get(get)
         if not _is_kernel_tree(x1):
-            _check_inputs(x1, x2)
+            _check_inputs(x1, x2, finite=False)
+            host = None
             if mask_constant is None:
-                x1, x2 = self._host_input_kernel(x1, x2, diagonal_batch, diagonal_spatial, kwargs)
+                host = self._host_input_gram(x1, x2, diagonal_batch, diagonal_spatial, kwargs)
             else:
                 mask_constant = _check_mask_constant(mask_constant)
+            if host is None:
+                _check_inputs(x1, x2)
+            else:
+                x1, x2 = host, None
         static = {k: v for k, v in kwargs.items() if _is_static(v)}
         dynamic = {k: v for k, v in kwargs.items() if k not in static}
 
@@ -122,7 +128,7 @@ class KernelFn:
                 static_kwargs=tuple(sorted(static.items())),
             )
 
-        if not kwargs and mask_constant is None and not _is_kernel_tree(x1):
+        if not kwargs and mask_constant is None and not _is_kernel_tree(x1) and host is None:
             # Large spatial kernels are computed in memory-bounded tiles, each
             # unordered pair of a symmetric kernel once (infinet.stax.pairwise).
             def trace(a: Any, b: Any, g: Any, variances_only: bool = False) -> Any:
@@ -145,26 +151,25 @@ class KernelFn:
                 return tiled
         return call(x1, x2, get)
 
-    def _host_input_kernel(
+    def _host_input_gram(
         self, x1: Any, x2: Any, diagonal_batch: Any, diagonal_spatial: Any, kwargs: Any
-    ) -> tuple[Any, Any]:
-        """Computes a dense input Gram with the host BLAS when that applies."""
+    ) -> HostGram | None:
+        """The dense input Gram from the host BLAS where it applies (:mod:`infinet.host_gram`)."""
         concrete = all(
             isinstance(x, (np.ndarray, jax.Array)) and not isinstance(x, jax.core.Tracer)
             for x in (x1, x2)
             if x is not None
         )
         if not concrete or kwargs:
-            return x1, x2
+            return None
         db, _ = layout.resolve(self.support, diagonal_batch, diagonal_spatial)
-        k = layout.host_gram_kernel(
+        return host_gram(
             x1,
             x2,
             db,
             0 if self.support.batch_axis is None else self.support.batch_axis,
             -1 if self.support.channel_axis is None else self.support.channel_axis,
         )
-        return (x1, x2) if k is None else (k, None)
 
     def _evaluate(
         self,
@@ -180,7 +185,9 @@ class KernelFn:
         variances_only: bool = False,
     ) -> Any:
         kwargs = {**dict(static_kwargs), **dynamic}
-        if _is_kernel_tree(x1):
+        if isinstance(x1, HostGram):
+            k = x1.kernel()
+        elif _is_kernel_tree(x1):
             check_layout(x1, self.support, self.name)
             k = x1
         else:
@@ -310,21 +317,25 @@ def _check_mask_constant(mask_constant: Any) -> float:
     return float(value)
 
 
-def _check_inputs(x1: Any, x2: Any) -> None:
-    """Shape and finiteness checks on concrete inputs, with actionable errors."""
+def _check_inputs(x1: Any, x2: Any, finite: bool = True) -> None:
+    """Shape, dtype and (with ``finite``) finiteness checks on concrete inputs.
+
+    The host-Gram path (:mod:`infinet.host_gram`) checks finiteness from the
+    Gram's diagonal instead of scanning the inputs.
+    """
     if isinstance(x1, (list, tuple)):
         if x2 is not None and (not isinstance(x2, (list, tuple)) or len(x2) != len(x1)):
             raise ValueError("x1 is a list of inputs, so x2 must be a list of the same length.")
         for i, a in enumerate(x1):
-            _check_inputs(a, None if x2 is None else x2[i])
+            _check_inputs(a, None if x2 is None else x2[i], finite)
         return
-    for name, x in (("x1", x1), ("x2", x2)):
+    for name, x in (("x1", x1), ("x2", None if x2 is x1 else x2)):
         if x is None or isinstance(x, jax.core.Tracer):
             continue
-        arr = np.asarray(x)
-        if not np.issubdtype(arr.dtype, np.number):
-            raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}.")
-        if not np.all(np.isfinite(arr)):
+        dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+        if not np.issubdtype(dtype, np.number):
+            raise TypeError(f"{name} must be a numeric array, got dtype {dtype}.")
+        if finite and not np.all(np.isfinite(np.asarray(x))):
             raise ValueError(
                 f"{name} contains NaN or infinite values; the kernel would be NaN. "
                 "Clean or impute the inputs first."

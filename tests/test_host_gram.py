@@ -1,0 +1,85 @@
+"""The host-BLAS input Gram (``infinet.host_gram``): same kernels as the traced path,
+and non-finite inputs caught from square norms."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from infinet import layout, stax
+from infinet.host_gram import host_gram
+from tests.tolerances import tol
+
+
+def _mlp():
+    return stax.serial(stax.Dense(8, 1.4, 0.1), stax.Erf(), stax.Dense(1, 1.1, 0.05))
+
+
+def _x(n, d=5, seed=0, dtype=np.float64):
+    return np.random.RandomState(seed).randn(n, d).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("diagonal_batch", [True, False])
+@pytest.mark.parametrize("second", ["none", "same_object", "other"])
+def test_host_kernel_equals_traced_input_kernel(second, diagonal_batch, dtype):
+    x1 = _x(6, dtype=dtype)
+    x2 = {"none": None, "same_object": x1, "other": _x(4, seed=1, dtype=dtype)}[second]
+    host = host_gram(x1, x2, diagonal_batch, 0, -1)
+    assert host is not None
+    got = jax.jit(lambda h: h.kernel())(host)
+    want = layout.input_kernel(x1, x2, diagonal_batch=diagonal_batch, diagonal_spatial=False)
+    for field in ("nngp", "ntk", "cov1", "cov2"):
+        a, b = getattr(got, field), getattr(want, field)
+        if second == "same_object" and field == "cov2":
+            # NT stores cov2 for an explicit x2 even when it is x1.
+            b = want.cov1
+        assert (a is None) == (b is None), field
+        if a is not None:
+            np.testing.assert_allclose(a, b, **tol(dtype))
+    assert got.x1_is_x2 == (x2 is None)
+    assert got.nngp.dtype == dtype
+
+
+@pytest.mark.parametrize("diagonal_batch", [True, False])
+def test_whole_network_host_path_equals_jitted_path(diagonal_batch):
+    kernel_fn = _mlp().kernel_fn
+    x1, x2 = _x(6), _x(3, seed=1)
+    for b in (None, x1, x2):
+        host = kernel_fn(x1, b, diagonal_batch=diagonal_batch)
+        traced = jax.jit(lambda a, c: kernel_fn(a, c, diagonal_batch=diagonal_batch))(x1, b)
+        np.testing.assert_allclose(host.ntk, traced.ntk, **tol(np.float64))
+        np.testing.assert_allclose(host.nngp, traced.nngp, **tol(np.float64))
+
+
+@pytest.mark.parametrize("diagonal_batch", [True, False])
+def test_non_finite_inputs_are_named(diagonal_batch):
+    kernel_fn = _mlp().kernel_fn
+    x1, x2 = _x(6), _x(4, seed=1)
+    bad = x2.copy()
+    bad[2, 3] = np.inf
+    # A zero partner entry must not hide the inf (0·inf is NaN, not skipped).
+    x1[:, 3] = 0.0
+    with pytest.raises(ValueError, match="x2 contains NaN or infinite"):
+        kernel_fn(x1, bad, diagonal_batch=diagonal_batch)
+    bad1 = x1.copy()
+    bad1[5, 0] = np.nan
+    with pytest.raises(ValueError, match="x1 contains NaN or infinite"):
+        kernel_fn(bad1, None, diagonal_batch=diagonal_batch)
+    with pytest.raises(ValueError, match="x1 contains NaN or infinite"):
+        kernel_fn(bad1, bad1, diagonal_batch=diagonal_batch)
+
+
+def test_overflowing_inputs_get_a_clear_error():
+    x = np.full((3, 4), 1e20, np.float32)  # finite, but x·x overflows float32
+    with pytest.raises(ValueError, match="overflow"):
+        _mlp().kernel_fn(x, None)
+    # The same inputs in float64 are fine.
+    k = _mlp().kernel_fn(x.astype(np.float64), None, "nngp")
+    assert np.all(np.isfinite(k))
+
+
+def test_spatial_inputs_do_not_take_the_host_path():
+    assert host_gram(np.ones((2, 3, 4)), None, True, 0, -1) is None
+    assert host_gram(np.ones((2, 3)), np.ones((2, 3, 1)), True, 0, -1) is None
