@@ -19,8 +19,8 @@ Example:
     >>> import numpy as np
     >>> x = np.arange(6.0).reshape(3, 2)
     >>> g = host_gram(x, None, diagonal_batch=True, batch_axis=0, channel_axis=-1)
-    >>> np.asarray(g.kernel().nngp)[0]
-    array([0.5, 1.5, 2.5])
+    >>> np.asarray(g.kernel().nngp)[0].tolist()
+    [0.5, 1.5, 2.5]
 """
 
 from __future__ import annotations
