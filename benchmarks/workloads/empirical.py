@@ -6,6 +6,7 @@ run unchanged by infinet and, for the comparison, by Neural Tangents 0.6.5.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from typing import Any
@@ -72,6 +73,32 @@ def entk_cnn(implementation: int) -> float:
     )
     x, params = ns["x"], ns["params"]
     return median_time(lambda: fn(x, None, params).block_until_ready(), repeats=5, warmup=1)
+
+
+def cnn_conv_floor() -> float:
+    """The cotangent convolutions every algorithm runs, alone: 160 per-output
+    cotangents pulled back through the 32x32 and 16x16 Conv64 layers (15 GFLOP).
+
+    XLA's CPU backend runs each convolution on one thread (the same time with one
+    core or two), so this is a floor for the convolution part of ``entk_cnn_16``.
+    """
+    import jax
+    from jax import lax
+
+    dn = ("NHWC", "HWIO", "NHWC")
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    big = jax.random.normal(keys[0], (160, 32, 32, 64))
+    small = jax.random.normal(keys[1], (160, 16, 16, 64))
+    w = jax.random.normal(keys[2], (3, 3, 64, 64))
+
+    @jax.jit
+    def convs(big: Any, small: Any, w: Any) -> Any:
+        conv = functools.partial(
+            lax.conv_general_dilated, window_strides=(1, 1), padding="SAME", dimension_numbers=dn
+        )
+        return conv(big, w), conv(small, w)
+
+    return median_time(lambda: jax.block_until_ready(convs(big, small, w)), repeats=5, warmup=1)
 
 
 RESNET_SRC = """
@@ -174,6 +201,12 @@ WORKLOADS = [
         lambda: entk_cnn(0),
         nt_reference=0.51,
         nt_code=NT_CODE,
+    ),
+    Workload(
+        "entk_cnn_16_conv_floor",
+        "floor: the 15 GFLOP of cotangent convolutions (160 x 32x32 + 160 x 16x16 "
+        "Conv64) alone; XLA:CPU runs convolutions on one thread",
+        cnn_conv_floor,
     ),
     Workload(
         "entk_cnn_16_ntk_vp",
