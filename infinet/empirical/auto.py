@@ -1,11 +1,18 @@
 """``NtkImplementation.AUTO``: pick the algorithm the compiler says is cheapest.
 
-Each candidate is lowered and compiled for the given shapes (nothing runs), and
-XLA's cost model reports its FLOPs (``compiled.cost_analysis()``) and scratch
-memory (``compiled.memory_analysis()``). AUTO takes the fewest FLOPs among the
+Each candidate is lowered and compiled for the given shapes, and XLA's cost model
+reports its FLOPs (``compiled.cost_analysis()``) and scratch memory
+(``compiled.memory_analysis()``). AUTO takes the fewest FLOPs among the
 candidates whose scratch memory fits the device; this works on CPU, GPU and TPU
 alike. NTK-vector products loop over basis vectors, which XLA's cost model counts
 once, so their cost is one column's cost times the number of columns.
+
+FLOPs are not time: XLA's CPU backend, for one, runs convolutions on one thread
+and matrix products on all cores. When Jacobian contraction and structured
+derivatives are within a factor :data:`MEASURE_RATIO` in FLOPs and the job is
+small (:data:`MEASURE_MAX_FLOPS`), the compiled candidates are each run twice on
+inputs of the same shapes (the real ones where they are concrete) and the faster
+one wins: a quick measurement, on whatever device runs it.
 
 The choice is cached per function, shapes and options.
 """
@@ -13,17 +20,21 @@ The choice is cached per function, shapes and options.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from infinet.empirical import jacobian, structured
 from infinet.empirical._batch import batch_size
 from infinet.empirical._common import ApplyFn, NtkOptions, Sides, output_structure, size
 
 _CACHE: dict[Any, Any] = {}
+MEASURE_RATIO = 1.5  # time candidates whose FLOPs are within this factor of the fewest
+MEASURE_MAX_FLOPS = 2e11  # ... when the cheapest needs at most this many (seconds of work)
 
 
 def choose(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
@@ -40,29 +51,49 @@ def choose(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
     from infinet.empirical.api import NtkImplementation as Impl
 
     abstract = _abstract((params, sides.x1, sides.x2, sides.kw1, sides.kw2))
-    key: Any = (f, jax.tree.structure(abstract), _shapes(abstract), opts, sides.same)
+    # repr(opts): its vmap axes hold a dict, so the options themselves do not hash.
+    key: Any = (f, jax.tree.structure(abstract), _shapes(abstract), repr(opts), sides.same)
     try:
         hash(key)
     except TypeError:
         key = None
     if key is not None and key in _CACHE:
         return _CACHE[key]
-    costs = estimate_costs(f, abstract, sides.same, opts)
+    candidates = _compile_candidates(f, abstract, sides.same, opts)
+    costs = {k: (flops, mem) for k, (flops, mem, _) in candidates.items()}
     limit = _memory_limit()
     fitting = {k: c for k, c in costs.items() if c[1] <= limit} or costs
-    best = Impl(min(fitting, key=lambda k: (fitting[k][0], fitting[k][1])))
+    best = min(fitting, key=lambda k: (fitting[k][0], fitting[k][1]))
+    close = [
+        k
+        for k in fitting
+        if candidates[k][2] is not None and fitting[k][0] <= MEASURE_RATIO * fitting[best][0]
+    ]
+    if len(close) > 1 and fitting[best][0] <= MEASURE_MAX_FLOPS:
+        args = _measurement_inputs((params, sides.x1, sides.x2, sides.kw1, sides.kw2), abstract)
+        best = _fastest(close, {k: candidates[k][2] for k in close}, args)
+    choice = Impl(best)
     if key is not None:
-        _CACHE[key] = best
-    return best
+        _CACHE[key] = choice
+    return choice
 
 
 def estimate_costs(
     f: ApplyFn, abstract: Any, same: bool, opts: NtkOptions
 ) -> dict[int, tuple[float, float]]:
     """``{implementation: (flops, scratch bytes)}`` from compiled computations."""
-    params, x1, x2, kw1, kw2 = abstract
+    return {
+        k: (flops, mem)
+        for k, (flops, mem, _) in _compile_candidates(f, abstract, same, opts).items()
+    }
+
+
+def _compile_candidates(
+    f: ApplyFn, abstract: Any, same: bool, opts: NtkOptions
+) -> dict[int, tuple[float, float, Any]]:
+    """``{implementation: (flops, scratch bytes, compiled or None)}``."""
     algorithms = {1: jacobian.ntk, 3: structured.ntk}
-    costs = {}
+    out: dict[int, tuple[float, float, Any]] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for impl, algorithm in algorithms.items():
@@ -70,9 +101,44 @@ def estimate_costs(
             def run(p: Any, a: Any, b: Any, k1: dict, k2: dict, algorithm: Any = algorithm) -> Any:
                 return algorithm(f, p, Sides(a, b, k1, k2, same), opts)
 
-            costs[impl] = _compiled_cost(run, abstract)
-        costs[2] = _vp_cost(f, abstract, opts)
-    return costs
+            out[impl] = _compiled_cost(run, abstract)
+        out[2] = (*_vp_cost(f, abstract, opts), None)
+    return out
+
+
+def _measurement_inputs(real: Any, abstract: Any) -> Any:
+    """The real arguments where concrete; seeded stand-ins of the same shape elsewhere."""
+    rng = np.random.default_rng(0)
+
+    def pick(x: Any, a: jax.ShapeDtypeStruct) -> Any:
+        if not isinstance(x, jax.core.Tracer):
+            return x
+        # NumPy, not jnp: under an outer jit, jnp would stage tracers.
+        if jnp.issubdtype(a.dtype, jnp.floating):
+            return (0.1 * rng.standard_normal(a.shape)).astype(a.dtype)
+        return np.zeros(a.shape, a.dtype)
+
+    return jax.tree.map(pick, real, abstract)
+
+
+def _fastest(impls: list[int], compiled: dict[int, Any], args: Any, rounds: int = 2) -> int:
+    """The implementation whose compiled candidate runs fastest: one warm-up run
+    each, then ``rounds`` alternating timed runs, best of each (a candidate that
+    fails to run, e.g. out of memory, is never chosen)."""
+    best = {k: float("inf") for k in impls}
+    runnable = []
+    for k in impls:
+        try:
+            jax.block_until_ready(compiled[k](*args))
+            runnable.append(k)
+        except Exception:  # e.g. out of memory: not a candidate after all
+            pass
+    for _ in range(rounds):
+        for k in runnable:
+            start = time.perf_counter()
+            jax.block_until_ready(compiled[k](*args))
+            best[k] = min(best[k], time.perf_counter() - start)
+    return min(impls, key=lambda k: best[k])
 
 
 def _vp_cost(f: ApplyFn, abstract: Any, opts: NtkOptions) -> tuple[float, float]:
@@ -91,14 +157,14 @@ def _vp_cost(f: ApplyFn, abstract: Any, opts: NtkOptions) -> tuple[float, float]
     def jvp(p: Any, a: Any, k1: dict) -> Any:
         return jax.jvp(lambda q: f(q, a, **k1), (p,), (p,))[1]
 
-    vjp_flops, vjp_mem = _compiled_cost(vjp, (params, x2, kw2))
-    jvp_flops, jvp_mem = _compiled_cost(jvp, (params, x1, kw1))
+    vjp_flops, vjp_mem, _ = _compiled_cost(vjp, (params, x2, kw2))
+    jvp_flops, jvp_mem, _ = _compiled_cost(jvp, (params, x1, kw1))
     if opts.vmap is not None:
         vjp_flops /= max(1, batch_size(x2, opts.vmap.in_axes))
     return columns * (vjp_flops + jvp_flops), max(vjp_mem, jvp_mem)
 
 
-def _compiled_cost(fn: Any, abstract: Any) -> tuple[float, float]:
+def _compiled_cost(fn: Any, abstract: Any) -> tuple[float, float, Any]:
     compiled = jax.jit(fn).lower(*abstract).compile()
     analysis = compiled.cost_analysis()
     if isinstance(analysis, (list, tuple)):
@@ -108,7 +174,7 @@ def _compiled_cost(fn: Any, abstract: Any) -> tuple[float, float]:
         mem = float(compiled.memory_analysis().temp_size_in_bytes)  # type: ignore[union-attr]
     except Exception:  # backends without memory analysis
         mem = 0.0
-    return flops, mem
+    return flops, mem, compiled
 
 
 def _abstract(tree: Any) -> Any:

@@ -122,3 +122,55 @@ def test_auto_matches_and_picks_a_concrete_algorithm():
     choice = auto.choose(models.mlp, params, make_sides(x, None, {}), NtkOptions())
     assert choice in IMPLS
     _check(models.mlp, params, x, None, NtkImplementation.AUTO)
+
+
+def test_auto_choice_is_cached_per_shapes_and_options(monkeypatch):
+    from infinet.empirical import auto
+    from infinet.empirical._common import NtkOptions, make_sides
+
+    params = models.mlp_init(jax.random.key(0))
+    (x,) = _data(11, (5, 4))
+    opts = NtkOptions.make((), (), 0)  # vmap axes: options holding a dict
+    auto.choose(models.mlp, params, make_sides(x, None, {}), opts)
+    compiled = []
+    monkeypatch.setattr(auto, "_compile_candidates", lambda *a: compiled.append(a))
+    auto.choose(models.mlp, params, make_sides(x, None, {}), opts)
+    assert compiled == []  # second call served from the cache
+
+
+def test_auto_measurement_picks_the_faster_runnable_candidate():
+    import time
+
+    from infinet.empirical import auto
+
+    def slow(*args):
+        time.sleep(0.02)
+        return np.zeros(1)
+
+    def fast(*args):
+        return np.zeros(1)
+
+    def broken(*args):
+        raise MemoryError("out of memory")
+
+    assert auto._fastest([1, 3], {1: slow, 3: fast}, ()) == 3
+    assert auto._fastest([1, 3], {1: fast, 3: slow}, ()) == 1
+    assert auto._fastest([1, 3], {1: broken, 3: slow}, ()) == 3
+
+
+def test_auto_measurement_inputs_are_concrete_under_jit():
+    from infinet.empirical import auto
+
+    real = {"w": np.ones((2, 3), np.float32), "i": np.zeros(4, np.int32)}
+    seen = {}
+
+    @jax.jit
+    def traced(tree):
+        out = auto._measurement_inputs(tree, auto._abstract(tree))
+        seen.update(out)
+        return tree["w"]
+
+    traced(real)
+    assert all(isinstance(v, np.ndarray) for v in seen.values())
+    assert seen["w"].shape == (2, 3) and seen["w"].dtype == np.float32
+    assert seen["i"].dtype == np.int32
