@@ -8,7 +8,10 @@ are limits of the expectations (Lee et al. 2018; Jacot et al. 2018)
 estimated here by averaging the empirical kernels of ``n_samples`` networks
 (:mod:`infinet.empirical`, with any of its NTK algorithms). Inputs can be
 processed in blocks of ``batch_size`` examples (any ``N``; the last block may be
-smaller) so large kernels fit in memory.
+smaller) so large kernels fit in memory. Samples are spread round-robin over
+``device_count`` local devices, each keeping its own partial sum, so several
+devices (GPUs, or CPU devices from ``jax.config.update('jax_num_cpu_devices',
+n)``) draw networks concurrently.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def monte_carlo_kernel_fn(
             generator of the running average after each count.
         batch_size: if positive, compute the kernel in blocks of this many
             examples of ``x1`` and ``x2`` (any ``N``; inputs batched along axis 0).
-        device_count: accepted for compatibility; blocks run on the default device.
+        device_count: number of local devices to spread samples over; ``-1`` = all.
         store_on_device: ``False`` moves every block to host memory (NumPy).
         trace_axes, diagonal_axes, vmap_axes, implementation, _j_rules, _s_rules,
             _fwd: as in :func:`~infinet.empirical.empirical_ntk_fn`.
@@ -80,6 +83,7 @@ def monte_carlo_kernel_fn(
         (3, 3)
     """
     counts = _counts(n_samples)
+    devices = _devices(device_count)
     one = empirical_kernel_fn(
         apply_fn, trace_axes, diagonal_axes, vmap_axes, implementation, _j_rules, _s_rules, _fwd
     )
@@ -92,16 +96,21 @@ def monte_carlo_kernel_fn(
 
     def running(x1: Any, x2: Any, get: Any, kw: dict) -> Generator[Any, None, None]:
         names = canonical_get(get)
-        total, k, done = None, key, 0
+        placed = [jax.device_put((x1, x2, kw), d) for d in devices]
+        partial: list[Any] = [None] * len(devices)  # per-device running sums
+        k, done = key, 0
         for target in counts:
             while done < target:
                 k, s = jax.random.split(k)
-                init_key = jax.random.split(s)[0]
-                value = _blocked(sample_jit, x1, x2, init_key, names, kw, batch_size)
+                d = done % len(devices)
+                a, b, kwd = placed[d]
+                init_key = jax.device_put(jax.random.split(s)[0], devices[d])
+                value = _blocked(sample_jit, a, b, init_key, names, kwd, batch_size)
                 if not store_on_device:
                     value = jax.tree.map(np.asarray, value)
-                total = value if total is None else jax.tree.map(_add, total, value)
+                partial[d] = value if partial[d] is None else jax.tree.map(_add, partial[d], value)
                 done += 1
+            total = _combine([p for p in partial if p is not None], devices[0], store_on_device)
             yield _package(jax.tree.map(lambda t, n=done: t / n, total), names, get)
 
     def kernel_fn(x1: Any, x2: Any = None, get: Any = None, **apply_fn_kwargs: Any) -> Any:
@@ -111,6 +120,27 @@ def monte_carlo_kernel_fn(
         return gen
 
     return kernel_fn
+
+
+def _devices(device_count: int) -> list[Any]:
+    devices = jax.local_devices()
+    if device_count == -1:
+        return devices
+    if not 1 <= device_count <= len(devices):
+        raise ValueError(
+            f"device_count={device_count}, but {len(devices)} local device(s) exist; pass "
+            f"1..{len(devices)}, or -1 for all."
+        )
+    return devices[:device_count]
+
+
+def _combine(partials: list[Any], device: Any, on_device: bool) -> Any:
+    """Sum of the per-device partial sums, on ``device`` (or on the host)."""
+    moved = [p if not on_device else jax.device_put(p, device) for p in partials]
+    total = moved[0]
+    for p in moved[1:]:
+        total = jax.tree.map(_add, total, p)
+    return total
 
 
 def _counts(n_samples: int | Iterable[int]) -> list[int]:

@@ -86,3 +86,56 @@ def test_algorithms_agree(impl):
 def test_bad_n_samples():
     with pytest.raises(ValueError, match="n_samples"):
         monte_carlo_kernel_fn(init_fn, apply_fn, jax.random.PRNGKey(0), [3, 1])
+
+
+_TWO_DEVICES = """
+import jax
+jax.config.update('jax_num_cpu_devices', 2)
+jax.config.update('jax_enable_x64', True)
+import jax.numpy as jnp, numpy as np
+from infinet import monte_carlo_kernel_fn
+from infinet import stax
+init_fn, apply_fn, _ = stax.serial(stax.Dense(16), stax.Relu(), stax.Dense(2))
+x1 = jnp.linspace(-1, 1, 10).reshape(5, 2)
+x2 = jnp.linspace(0.5, 2, 6).reshape(3, 2)
+key = jax.random.key(3)
+import infinet.monte_carlo as mc
+used = []
+orig = mc._blocked
+def recording(fn, a, b, init_key, *rest):
+    used.append(next(iter(init_key.devices())).id)
+    return orig(fn, a, b, init_key, *rest)
+mc._blocked = recording
+runs = {}
+for count in (1, 2):
+    fn = monte_carlo_kernel_fn(init_fn, apply_fn, key, [1, 3, 4], device_count=count)
+    runs[count] = [(np.asarray(k.nngp), np.asarray(k.ntk)) for k in fn(x1, x2)]
+assert used == [0] * 4 + [0, 1, 0, 1], used
+for a, b in zip(runs[1], runs[2]):
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-12, atol=1e-13)
+try:
+    monte_carlo_kernel_fn(init_fn, apply_fn, key, 2, device_count=3)
+except ValueError as e:
+    assert "device_count=3" in str(e)
+else:
+    raise AssertionError("device_count=3 should raise")
+print("ok", len(jax.devices()))
+"""
+
+
+def test_samples_spread_over_devices_give_the_same_estimate():
+    import subprocess
+    import sys
+
+    # A fresh interpreter: the CPU device count is fixed when JAX starts.
+    out = subprocess.run(
+        [sys.executable, "-c", _TWO_DEVICES], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["ok", "2"]
+
+
+def test_device_count_must_exist():
+    with pytest.raises(ValueError, match="device_count=5"):
+        monte_carlo_kernel_fn(init_fn, apply_fn, jax.random.key(0), 2, device_count=5)
