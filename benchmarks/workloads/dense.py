@@ -41,13 +41,13 @@ def five_line_ntk() -> float:
         stax.Dense(1, W_std=1.5, b_std=0.05),
     )
     x = np.random.RandomState(0).randn(2000, 3072).astype(np.float32)
-    return median_time(lambda: kernel_fn(x, x, "ntk").block_until_ready(), repeats=7, warmup=2)
+    return median_time(lambda: kernel_fn(x, x, "ntk").block_until_ready(), repeats=9, warmup=3)
 
 
 def numpy_gram_floor() -> float:
     """The physical floor: NumPy's float32 Gram ``x @ x.T`` of the same inputs."""
     x = np.random.RandomState(0).randn(2000, 3072).astype(np.float32)
-    return median_time(lambda: x @ x.T, repeats=7, warmup=2)
+    return median_time(lambda: x @ x.T, repeats=9, warmup=3)
 
 
 # Peak resident memory from /proc (VmHWM, kB): unlike ru_maxrss it is not inherited
