@@ -119,7 +119,8 @@ def host_gram(
 
     a = host(x1)
     b = a if same else host(x2)
-    g, gram = _product(a, b)
+    device = _device_of(x1)
+    g, gram = _product(a, b, device)
     self1 = self2 = None
     if same:
         norms = [np.diagonal(g)]
@@ -128,7 +129,7 @@ def host_gram(
             norms = [np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)]
         self1, self2 = jnp.asarray(norms[0]), jnp.asarray(norms[1])
     else:
-        (g1, self1), (g2, self2) = _product(a, a), _product(b, b)
+        (g1, self1), (g2, self2) = _product(a, a, device), _product(b, b, device)
         norms = [np.diagonal(g1), np.diagonal(g2)]
     _check_finite(norms, x1 if same else (x1, x2))
     return HostGram(
@@ -144,7 +145,15 @@ def host_gram(
     )
 
 
-def _product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, jax.Array]:
+def _device_of(x: Any) -> Any:
+    """The device of a committed single-device JAX array (so that tiles spread over
+    devices by :func:`infinet.batching.batch` stay there), else ``None`` (default)."""
+    if isinstance(x, jax.Array) and getattr(x, "committed", False) and len(x.devices()) == 1:
+        return next(iter(x.devices()))
+    return None
+
+
+def _product(a: np.ndarray, b: np.ndarray, device: Any = None) -> tuple[np.ndarray, jax.Array]:
     """``a bᵀ`` by the host BLAS (``a @ a.T`` takes the ``syrk`` path), and its device copy.
 
     A zero-copy DLPack hand-over would save ≈ 2 ms at N = 2000 but makes the
@@ -153,7 +162,7 @@ def _product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, jax.Array]:
     """
     with np.errstate(over="ignore", invalid="ignore"):  # checked by _check_finite
         out = np.matmul(a, a.T) if b is a else np.matmul(a, b.T)
-    return out, jax.device_put(out)
+    return out, jax.device_put(out, device)
 
 
 def _check_finite(norms: list[np.ndarray], inputs: Any) -> None:

@@ -83,3 +83,34 @@ def test_overflowing_inputs_get_a_clear_error():
 def test_spatial_inputs_do_not_take_the_host_path():
     assert host_gram(np.ones((2, 3, 4)), None, True, 0, -1) is None
     assert host_gram(np.ones((2, 3)), np.ones((2, 3, 1)), True, 0, -1) is None
+
+
+_SECOND_DEVICE = """
+import jax
+jax.config.update('jax_num_cpu_devices', 2)
+import numpy as np
+from infinet import stax
+_, _, kernel_fn = stax.serial(stax.Dense(8), stax.Erf(), stax.Dense(1))
+rng = np.random.RandomState(0)
+a, b = rng.randn(5, 3).astype(np.float32), rng.randn(4, 3).astype(np.float32)
+d1 = jax.devices()[1]
+for x2 in (None, b):
+    for db in (True, False):
+        on1 = kernel_fn(jax.device_put(a, d1), None if x2 is None else jax.device_put(x2, d1),
+                        diagonal_batch=db)
+        assert on1.ntk.devices() == {d1}, on1.ntk.devices()
+        np.testing.assert_allclose(on1.ntk, kernel_fn(a, x2, diagonal_batch=db).ntk, rtol=1e-6)
+print("ok")
+"""
+
+
+def test_inputs_committed_to_a_device_keep_their_kernel_there():
+    import subprocess
+    import sys
+
+    # A fresh interpreter: the CPU device count is fixed when JAX starts.
+    out = subprocess.run(
+        [sys.executable, "-c", _SECOND_DEVICE], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "ok"
