@@ -13,7 +13,9 @@ on the CPU backend the product runs on the host:
 * non-finite inputs are caught from the self inner products ``x[i]·x[i]`` (the
   Gram's diagonal when symmetric): a NaN or inf anywhere in ``x[i]`` makes its
   square norm NaN or inf, so ``N`` numbers stand in for an ``O(N d)`` scan of the
-  inputs.
+  inputs;
+* the Gram is placed on the device the inputs are committed to (else the default
+  device), so tiles spread over devices by :func:`infinet.batching.batch` stay put.
 
 Example:
     >>> import numpy as np
@@ -42,9 +44,9 @@ class HostGram:
 
     Attributes:
         gram: ``x1 x2ᵀ`` (``x1 x1ᵀ`` when symmetric), shape ``(N1, N2)``.
-        self1: ``x1 x1ᵀ`` or its diagonal ``(N1,)``; ``None`` when symmetric with a
-            diagonal batch layout (then it is the Gram's own diagonal, so ρ = 1
-            exactly there).
+        self1: ``x1 x1ᵀ`` or its diagonal ``(N1,)``; ``None`` when symmetric (the
+            Gram serves, and with a diagonal batch layout its own diagonal does, so
+            ρ = 1 exactly there).
         self2: the same for ``x2``; ``None`` when ``x2`` is ``x1``.
         scale: ``1/d`` as a 0-d array of the Gram's dtype.
         x1_is_x2: ``x2`` was ``None`` (NT's convention for ``Kernel.x1_is_x2``).
