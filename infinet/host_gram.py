@@ -125,15 +125,15 @@ def host_gram(
     g, gram = _product(a, b, device)
     self1 = self2 = None
     if same:
-        norms = [np.diagonal(g)]
+        _check_finite([("x1", x1, np.diagonal(g))])
     elif diagonal_batch:
         with np.errstate(over="ignore", invalid="ignore"):  # checked by _check_finite
-            norms = [np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)]
-        self1, self2 = jnp.asarray(norms[0]), jnp.asarray(norms[1])
+            n1, n2 = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+        _check_finite([("x1", x1, n1), ("x2", x2, n2)])
+        self1, self2 = jnp.asarray(n1), jnp.asarray(n2)
     else:
         (g1, self1), (g2, self2) = _product(a, a, device), _product(b, b, device)
-        norms = [np.diagonal(g1), np.diagonal(g2)]
-    _check_finite(norms, x1 if same else (x1, x2))
+        _check_finite([("x1", x1, np.diagonal(g1)), ("x2", x2, np.diagonal(g2))])
     return HostGram(
         gram=gram,
         self1=self1,
@@ -167,24 +167,28 @@ def _product(a: np.ndarray, b: np.ndarray, device: Any = None) -> tuple[np.ndarr
     return out, jax.device_put(out, device)
 
 
-def _check_finite(norms: list[np.ndarray], inputs: Any) -> None:
+def _check_finite(inputs: list[tuple[str, Any, np.ndarray]]) -> None:
     """Raises if an input is non-finite, reading only its square norms ``x[i]·x[i]``.
 
-    ``x[i]·x[i]`` is a float sum of squares: a NaN or ±inf among its terms makes
-    it NaN or inf (a BLAS never skips a non-zero term). Finite inputs whose square
-    norms overflow are reported as such: their kernel would be inf or NaN too.
+    ``inputs`` holds ``(name, x, square norms)``. ``x[i]·x[i]`` is a float sum of
+    squares: a NaN or ±inf among its terms makes it NaN or inf (a BLAS never skips
+    a non-zero term). Finite inputs whose square norms overflow are reported as
+    such: their kernel would be inf or NaN too.
     """
-    if all(np.all(np.isfinite(n)) for n in norms):
+    if all(np.all(np.isfinite(norms)) for _, _, norms in inputs):
         return
-    names = ("x1",) if len(norms) == 1 else ("x1", "x2")
-    arrays = (inputs,) if len(norms) == 1 else inputs
-    for name, x in zip(names, arrays):
-        if not np.all(np.isfinite(np.asarray(x))):
-            raise ValueError(
-                f"{name} contains NaN or infinite values; the kernel would be NaN. "
-                "Clean or impute the inputs first."
-            )
+    for name, x, _ in inputs:
+        raise_if_non_finite(name, x)
     raise ValueError(
         "The inputs' square norms overflow their dtype, so the kernel would be inf or "
         "NaN; rescale the inputs or pass float64 arrays."
     )
+
+
+def raise_if_non_finite(name: str, x: Any) -> None:
+    """The error for an input ``name`` holding NaN or inf (a full scan of ``x``)."""
+    if not np.all(np.isfinite(np.asarray(x))):
+        raise ValueError(
+            f"{name} contains NaN or infinite values; the kernel would be NaN. "
+            "Clean or impute the inputs first."
+        )

@@ -78,16 +78,6 @@ def choose(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
     return choice
 
 
-def estimate_costs(
-    f: ApplyFn, abstract: Any, same: bool, opts: NtkOptions
-) -> dict[int, tuple[float, float]]:
-    """``{implementation: (flops, scratch bytes)}`` from compiled computations."""
-    return {
-        k: (flops, mem)
-        for k, (flops, mem, _) in _compile_candidates(f, abstract, same, opts).items()
-    }
-
-
 def _compile_candidates(
     f: ApplyFn, abstract: Any, same: bool, opts: NtkOptions
 ) -> dict[int, tuple[float, float, Any]]:

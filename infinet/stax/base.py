@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from infinet import layout, masking
-from infinet.host_gram import HostGram, host_gram
+from infinet.host_gram import HostGram, host_gram, raise_if_non_finite
 from infinet.kernel import Kernel, select, validate_get
 from infinet.layout import LayoutSupport, Spatial, VariancesOnlyUnsupported
 from infinet.stax import pairwise
@@ -102,9 +102,9 @@ class KernelFn:
             get = tuple(get)
         if get is not None:
             validate_get(get)
+        host = None
         if not _is_kernel_tree(x1):
             _check_inputs(x1, x2, finite=False)
-            host = None
             if mask_constant is None:
                 host = self._host_input_gram(x1, x2, diagonal_batch, diagonal_spatial, kwargs)
             else:
@@ -335,11 +335,8 @@ def _check_inputs(x1: Any, x2: Any, finite: bool = True) -> None:
         dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
         if not np.issubdtype(dtype, np.number):
             raise TypeError(f"{name} must be a numeric array, got dtype {dtype}.")
-        if finite and not np.all(np.isfinite(np.asarray(x))):
-            raise ValueError(
-                f"{name} contains NaN or infinite values; the kernel would be NaN. "
-                "Clean or impute the inputs first."
-            )
+        if finite:
+            raise_if_non_finite(name, x)
     if x2 is not None and np.shape(x1)[1:] != np.shape(x2)[1:]:
         raise ValueError(
             f"x1 and x2 must agree on every axis but the batch axis; got "
