@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from infinet import layout, stax
-from infinet.host_gram import host_gram
+from infinet.host_gram import _product, host_gram
 from tests.tolerances import tol
 
 
@@ -78,6 +78,19 @@ def test_overflowing_inputs_get_a_clear_error():
     # The same inputs in float64 are fine.
     k = _mlp().kernel_fn(x.astype(np.float64), None, "nngp")
     assert np.all(np.isfinite(k))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_product_buffer_is_aligned_and_exact(dtype):
+    """The Gram lands in a 64-byte aligned buffer (so the CPU client can adopt it
+    without a copy) and equals NumPy's product, symmetric and not."""
+    rng = np.random.RandomState(3)
+    a, b = rng.randn(37, 11).astype(dtype), rng.randn(5, 11).astype(dtype)
+    for second in (a, b):
+        host, dev = _product(a, second)
+        assert host.ctypes.data % 64 == 0 and host.flags.c_contiguous
+        np.testing.assert_array_equal(np.asarray(dev), a @ second.T)
+        assert dev.dtype == dtype and dev.shape == (37, second.shape[0])
 
 
 def test_spatial_inputs_do_not_take_the_host_path():
