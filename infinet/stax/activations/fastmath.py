@@ -40,7 +40,7 @@ def arcsin(x: jax.Array) -> jax.Array:
         + 1.6666752422e-1
     ) * z * r + r
     p = jnp.where(big, math.pi / 2 - 2.0 * p, p)
-    return jnp.copysign(p, x)
+    return jnp.where(x < 0, -p, p)
 
 
 def _arctan_unit(t: jax.Array) -> jax.Array:
