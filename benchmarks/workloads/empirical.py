@@ -61,26 +61,34 @@ def _cnn() -> dict[str, Any]:
     return namespace
 
 
-def entk_cnn(implementation: int) -> float:
+# XLA:CPU (jax >= 0.8) hands convolutions to YNNPACK by default, which runs a
+# plain convolution on one thread; this per-computation option (passed to
+# ``jax.jit(..., compiler_options=...)``) turns YNNPACK fusions off, so XLA's
+# Eigen convolutions run on every core. docs/empirical.md, "CPU convolutions".
+NO_YNN = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def entk_cnn(implementation: int, compiler_options: dict | None = None) -> float:
     """Full-output NTK (``trace_axes=()``, ``vmap_axes=0``) of the CNN, N=16, float32."""
     import jax
 
     from infinet import empirical_ntk_fn
 
     ns = _cnn()
-    fn = jax.jit(
-        empirical_ntk_fn(ns["cnn_apply"], trace_axes=(), vmap_axes=0, implementation=implementation)
+    ntk_fn = empirical_ntk_fn(
+        ns["cnn_apply"], trace_axes=(), vmap_axes=0, implementation=implementation
     )
+    fn = jax.jit(ntk_fn, compiler_options=compiler_options)
     x, params = ns["x"], ns["params"]
     return median_time(lambda: fn(x, None, params).block_until_ready(), repeats=5, warmup=1)
 
 
-def cnn_conv_floor() -> float:
+def cnn_conv_floor(compiler_options: dict | None = None) -> float:
     """The cotangent convolutions every algorithm runs, alone: 160 per-output
     cotangents pulled back through the 32x32 and 16x16 Conv64 layers (15 GFLOP).
 
-    XLA's CPU backend runs each convolution on one thread (the same time with one
-    core or two), so this is a floor for the convolution part of ``entk_cnn_16``.
+    With XLA's default (YNNPACK) convolutions they run on one thread (the same
+    time with one core or two); with ``NO_YNN`` on both cores.
     """
     import jax
     from jax import lax
@@ -91,14 +99,14 @@ def cnn_conv_floor() -> float:
     small = jax.random.normal(keys[1], (160, 16, 16, 64))
     w = jax.random.normal(keys[2], (3, 3, 64, 64))
 
-    @jax.jit
     def convs(big: Any, small: Any, w: Any) -> Any:
         conv = functools.partial(
             lax.conv_general_dilated, window_strides=(1, 1), padding="SAME", dimension_numbers=dn
         )
         return conv(big, w), conv(small, w)
 
-    return median_time(lambda: jax.block_until_ready(convs(big, small, w)), repeats=5, warmup=1)
+    fn = jax.jit(convs, compiler_options=compiler_options)
+    return median_time(lambda: jax.block_until_ready(fn(big, small, w)), repeats=5, warmup=1)
 
 
 RESNET_SRC = """
@@ -203,10 +211,30 @@ WORKLOADS = [
         nt_code=NT_CODE,
     ),
     Workload(
+        "entk_cnn_16_jacobian_no_ynn",
+        "same, Jacobian contraction, jax.jit(..., compiler_options=NO_YNN): "
+        "XLA's Eigen convolutions instead of YNNPACK's",
+        lambda: entk_cnn(1, NO_YNN),
+        nt_reference=0.51,
+        nt_code=NT_CODE,
+    ),
+    Workload(
+        "entk_cnn_16_structured_no_ynn",
+        "same, structured derivatives, compiler_options=NO_YNN",
+        lambda: entk_cnn(3, NO_YNN),
+        nt_reference=0.51,
+        nt_code=NT_CODE,
+    ),
+    Workload(
         "entk_cnn_16_conv_floor",
         "floor: the 15 GFLOP of cotangent convolutions (160 x 32x32 + 160 x 16x16 "
-        "Conv64) alone; XLA:CPU runs convolutions on one thread",
+        "Conv64) alone; XLA:CPU's default YNNPACK convolutions run on one thread",
         cnn_conv_floor,
+    ),
+    Workload(
+        "entk_cnn_16_conv_floor_no_ynn",
+        "same convolutions, compiler_options=NO_YNN (Eigen, both cores)",
+        lambda: cnn_conv_floor(NO_YNN),
     ),
     Workload(
         "entk_cnn_16_ntk_vp",
