@@ -39,6 +39,7 @@ _LAZY_ATTRS = {
     "taylor_expand": "infinet.empirical",
     "monte_carlo_kernel_fn": "infinet.monte_carlo",
     "batch": "infinet.batching",
+    "cpu_compiler_options": "infinet.cpu_options",
 }
 
 __all__ = sorted([*_SUBMODULES, *_LAZY_ATTRS, "__version__"])

@@ -61,11 +61,12 @@ def _cnn() -> dict[str, Any]:
     return namespace
 
 
-# XLA:CPU (jax >= 0.8) hands convolutions to YNNPACK by default, which runs a
-# plain convolution on one thread; this per-computation option (passed to
-# ``jax.jit(..., compiler_options=...)``) turns YNNPACK fusions off, so XLA's
-# Eigen convolutions run on every core. docs/empirical.md, "CPU convolutions".
-NO_YNN = {"xla_cpu_experimental_ynn_fusion_type": ""}
+def _no_ynn() -> dict:
+    """``infinet.cpu_compiler_options()``: XLA's multi-threaded Eigen convolutions
+    instead of YNNPACK's single-threaded ones (docs/empirical.md, "CPU convolutions")."""
+    from infinet import cpu_compiler_options
+
+    return cpu_compiler_options()
 
 
 def entk_cnn(implementation: int, compiler_options: dict | None = None) -> float:
@@ -88,7 +89,7 @@ def cnn_conv_floor(compiler_options: dict | None = None) -> float:
     cotangents pulled back through the 32x32 and 16x16 Conv64 layers (15 GFLOP).
 
     With XLA's default (YNNPACK) convolutions they run on one thread (the same
-    time with one core or two); with ``NO_YNN`` on both cores.
+    time with one core or two); with :func:`infinet.cpu_compiler_options` on both cores.
     """
     import jax
     from jax import lax
@@ -212,16 +213,16 @@ WORKLOADS = [
     ),
     Workload(
         "entk_cnn_16_jacobian_no_ynn",
-        "same, Jacobian contraction, jax.jit(..., compiler_options=NO_YNN): "
+        "same, Jacobian contraction, jax.jit(..., compiler_options=cpu_compiler_options()): "
         "XLA's Eigen convolutions instead of YNNPACK's",
-        lambda: entk_cnn(1, NO_YNN),
+        lambda: entk_cnn(1, _no_ynn()),
         nt_reference=0.51,
         nt_code=NT_CODE,
     ),
     Workload(
         "entk_cnn_16_structured_no_ynn",
-        "same, structured derivatives, compiler_options=NO_YNN",
-        lambda: entk_cnn(3, NO_YNN),
+        "same, structured derivatives, compiler_options=cpu_compiler_options()",
+        lambda: entk_cnn(3, _no_ynn()),
         nt_reference=0.51,
         nt_code=NT_CODE,
     ),
@@ -233,8 +234,8 @@ WORKLOADS = [
     ),
     Workload(
         "entk_cnn_16_conv_floor_no_ynn",
-        "same convolutions, compiler_options=NO_YNN (Eigen, both cores)",
-        lambda: cnn_conv_floor(NO_YNN),
+        "same convolutions, compiler_options=cpu_compiler_options() (Eigen, both cores)",
+        lambda: cnn_conv_floor(_no_ynn()),
     ),
     Workload(
         "entk_cnn_16_ntk_vp",
