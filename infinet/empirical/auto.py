@@ -8,11 +8,11 @@ alike. NTK-vector products loop over basis vectors, which XLA's cost model count
 once, so their cost is one column's cost times the number of columns.
 
 FLOPs are not time: XLA's CPU backend, for one, runs its default (YNNPACK)
-convolutions on one thread and matrix products on all cores. When Jacobian contraction and structured
-derivatives are within a factor :data:`MEASURE_RATIO` in FLOPs and the job is
-small (:data:`MEASURE_MAX_FLOPS`), the compiled candidates are each run twice on
-inputs of the same shapes (the real ones where they are concrete) and the faster
-one wins: a quick measurement, on whatever device runs it.
+convolutions on one thread and matrix products on all cores. When Jacobian
+contraction and structured derivatives are within a factor :data:`MEASURE_RATIO`
+in FLOPs and the job is small (:data:`MEASURE_MAX_FLOPS`), the compiled candidates
+are each run twice on inputs of the same shapes (the real ones where they are
+concrete) and the faster one wins: a quick measurement, on whatever device runs it.
 
 The choice is cached per function, shapes and options.
 """
