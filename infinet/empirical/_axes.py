@@ -138,6 +138,8 @@ def einsum(
         >>> einsum([(a, (0, 1)), (b, (1, 2))], (0, 2)).shape
         (2, 4)
     """
+    if len(operands) == 2 and _plain(operands, out):
+        return _pair(operands[0], operands[1], tuple(out))
     symbols = _symbol_table([*operands], out)
     spec = ",".join("".join(symbols[i] for i in lab) for _, lab in operands)
     spec += "->" + "".join(symbols[i] for i in out)
@@ -145,6 +147,42 @@ def einsum(
     if len(arrays) <= 2:
         optimize = False if len(arrays) == 1 else "greedy"
     return jnp.einsum(spec, *arrays, optimize=optimize)
+
+
+def _plain(operands: Sequence[tuple[jax.Array, Sequence[int]]], out: Sequence[int]) -> bool:
+    """A two-operand contraction with no repeated label and nothing summed alone."""
+    (_, la), (_, lb) = operands
+    if len(set(la)) != len(la) or len(set(lb)) != len(lb) or len(set(out)) != len(out):
+        return False
+    return set(out) <= set(la) | set(lb) and set(la) ^ set(lb) <= set(out)
+
+
+def _pair(
+    a: tuple[jax.Array, Sequence[int]], b: tuple[jax.Array, Sequence[int]], out: tuple[int, ...]
+) -> jax.Array:
+    """One ``lax.dot_general`` whose natural result order is as close to ``out`` as
+    possible: batch labels first, then the free labels of the operand whose free
+    labels come first in ``out``. ``jnp.einsum`` picks its own operand order, and a
+    result that must be transposed afterwards costs a full copy on CPU."""
+    first = 0 if _first_free(a[1], b[1], out) <= _first_free(b[1], a[1], out) else 1
+    (x, lx), (y, ly) = (a, b) if first == 0 else (b, a)
+    batch = [lab for lab in out if lab in lx and lab in ly]
+    contract = [lab for lab in lx if lab in ly and lab not in out]
+    dims = (
+        ([lx.index(c) for c in contract], [ly.index(c) for c in contract]),
+        ([lx.index(c) for c in batch], [ly.index(c) for c in batch]),
+    )
+    dtype = jnp.result_type(x, y)
+    result = jax.lax.dot_general(x.astype(dtype), y.astype(dtype), dims)
+    natural = (*batch, *[lab for lab in lx if lab not in ly], *[lab for lab in ly if lab not in lx])
+    if natural == out:
+        return result
+    return jnp.transpose(result, [natural.index(lab) for lab in out])
+
+
+def _first_free(mine: Sequence[int], other: Sequence[int], out: tuple[int, ...]) -> int:
+    """Position in ``out`` of the first label only ``mine`` has."""
+    return min((out.index(lab) for lab in mine if lab not in other), default=len(out))
 
 
 def einsum_cost(shapes: Sequence[tuple[Sequence[int], Sequence[int]]], out: Sequence[int]) -> float:

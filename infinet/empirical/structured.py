@@ -268,6 +268,7 @@ def _single_use(
                 remap2[lab] = remap1[lab]
                 if lab in present:  # absent labels are size-1 broadcast axes
                     shared.append(remap1[lab])
+    shared = _dot_order(shared, [remap1[lab] for lab in spec.y_labels])
     ops1 = _operands(s1, i, k, pairing.labels1, remap1)
     ops2 = _operands(s2, i, k, pairing.labels2, remap2)
     scale = (use.tag.scale * spec.scale) ** 2
@@ -285,6 +286,15 @@ def _single_use(
         j2 = j1 if same else einsum(ops2, (*pairing.labels2, *shared))
         term = einsum([(j1, j_side), (j2, (*pairing.labels2, *shared))], pairing.out)
     return term if scale == 1.0 else term * jnp.asarray(scale, term.dtype)
+
+
+def _dot_order(shared: list[int], y_labels: list[int]) -> list[int]:
+    """Orders the weight Jacobian's parameter labels as a batched matrix product
+    ``g·a`` produces them: the cotangent's labels (in ``y`` order) first, then the
+    data factor's. ``J`` then needs no transpose before ``J1·J2ᵀ``, which contracts
+    its trailing axes in place."""
+    first = [lab for lab in y_labels if lab in shared]
+    return first + [lab for lab in shared if lab not in first]
 
 
 def _present(spec: Any) -> set[int]:
