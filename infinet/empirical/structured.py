@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -213,10 +214,16 @@ def _leaf_terms(
     for k, use in enumerate(s1.uses):
         if use.tag.leaf not in s2.bad:
             by_leaf.setdefault(use.tag.leaf, []).append(k)
+    singles = [ks[0] for ks in by_leaf.values() if len(ks) == 1]
+    partners = _bias_partners(s1.uses, singles)
+    folded = {b for bs in partners.values() for b in bs}
     total = None
     for leaf, ks in by_leaf.items():
+        if len(ks) == 1 and ks[0] in folded:
+            continue
         if len(ks) == 1:
-            term = _single_use(s1, s2, i, ks[0], pairing, new, opts, same)
+            biases = partners.get(ks[0], [])
+            term = _single_use(s1, s2, i, ks[0], pairing, new, opts, same, biases)
         else:
             term = _multi_use(s1, s2, i, ks, pairing, new, same, flat_p[leaf])
         total = term if total is None else total + term
@@ -253,39 +260,136 @@ def _single_use(
     new: LabelMaker,
     opts: NtkOptions,
     same: bool,
+    biases: Sequence[int] = (),
 ) -> jax.Array:
-    """One use of a leaf: a single einsum over both sides, in the cheaper order."""
+    """One use of a leaf: a single einsum over both sides, in the cheaper order.
+
+    ``biases`` are bias uses at the same site (:func:`_bias_partners`). When the
+    Jacobian order wins they are folded into this use's Jacobian as extra
+    all-ones data columns, so their cotangent sums come out of the same product.
+    """
     use = s1.uses[k]
-    spec = use.spec
-    rule_labels = set(spec.sizes)
-    remap1 = {lab: new()[0] for lab in rule_labels}
-    remap2 = {lab: new()[0] for lab in rule_labels}
-    shared = []
-    present = _present(spec)
-    for split, is_shared in zip(spec.theta_split, use.tag.shared):
-        if is_shared:
-            for lab in split:
-                remap2[lab] = remap1[lab]
-                if lab in present:  # absent labels are size-1 broadcast axes
-                    shared.append(remap1[lab])
-    shared = _dot_order(shared, [remap1[lab] for lab in spec.y_labels])
+    remap1, remap2, shared = _rule_labels(use, new)
     ops1 = _operands(s1, i, k, pairing.labels1, remap1)
     ops2 = _operands(s2, i, k, pairing.labels2, remap2)
-    scale = (use.tag.scale * spec.scale) ** 2
-    j_side = (*pairing.labels1, *shared)
+    scale = use.tag.scale * use.spec.scale
+    j_side1, j_side2 = (*pairing.labels1, *shared), (*pairing.labels2, *shared)
+    if opts.s_rules and _full_is_cheaper(ops1, ops2, j_side1, j_side2, pairing.out, same):
+        term = _scaled(einsum(ops1 + ops2, pairing.out), scale**2)
+        for b in biases:
+            term = term + _single_use(s1, s2, i, b, pairing, new, opts, same)
+        return term
+    if biases:
+        scales = [scale] + [s1.uses[b].tag.scale * s1.uses[b].spec.scale for b in biases]
+        (a_new,) = new()
+        ops1, j_side1 = _fold_ones(ops1, scales, j_side1, len(pairing.labels1), a_new)
+        ops2, j_side2 = _fold_ones(ops2, scales, j_side2, len(pairing.labels2), a_new)
+        scale = 1.0
+    j1 = einsum(ops1, j_side1)
+    j2 = j1 if same else einsum(ops2, j_side2)
+    return _scaled(einsum([(j1, j_side1), (j2, j_side2)], pairing.out), scale**2)
+
+
+def _rule_labels(use: _walk.Use, new: LabelMaker) -> tuple[dict, dict, list[int]]:
+    """Fresh labels for each side, shared where ``θ'`` carries parameter
+    coordinates, and the kept (parameter) labels in product order."""
+    spec = use.spec
+    remap1 = {lab: new()[0] for lab in spec.sizes}
+    remap2 = {lab: new()[0] for lab in spec.sizes}
+    for split, is_shared in zip(spec.theta_split, use.tag.shared):
+        if is_shared:
+            for lab in split:  # absent labels are size-1 broadcast axes
+                remap2[lab] = remap1[lab]
+    kept = [remap1[lab] for lab in _kept(use)]
+    shared = _dot_order(kept, [remap1[lab] for lab in spec.y_labels])
+    return remap1, remap2, shared
+
+
+def _kept(use: _walk.Use) -> list[int]:
+    """Rule labels of ``θ'`` that carry parameter coordinates (present and shared)."""
+    present = _present(use.spec)
+    return [
+        lab
+        for split, is_shared in zip(use.spec.theta_split, use.tag.shared)
+        if is_shared
+        for lab in split
+        if lab in present
+    ]
+
+
+def _full_is_cheaper(
+    ops1: list, ops2: list, j_side1: tuple, j_side2: tuple, out: tuple, same: bool
+) -> bool:
+    """Whether the data-Gram order beats forming the Jacobians (by multiply-adds)."""
     shapes1 = [(a.shape, lab) for a, lab in ops1]
     shapes2 = [(a.shape, lab) for a, lab in ops2]
-    j_shape = _label_shape(shapes1, j_side)
-    jc_cost = einsum_cost(shapes1, j_side) * (1 if same else 2)
-    jc_cost += einsum_cost([(j_shape, j_side), (j_shape, (*pairing.labels2, *shared))], pairing.out)
-    full_cost = einsum_cost(shapes1 + shapes2, pairing.out)
-    if opts.s_rules and full_cost < jc_cost:
-        term = einsum(ops1 + ops2, pairing.out)
-    else:
-        j1 = einsum(ops1, j_side)
-        j2 = j1 if same else einsum(ops2, (*pairing.labels2, *shared))
-        term = einsum([(j1, j_side), (j2, (*pairing.labels2, *shared))], pairing.out)
+    j_shape = _label_shape(shapes1, j_side1)
+    jc_cost = einsum_cost(shapes1, j_side1) * (1 if same else 2)
+    jc_cost += einsum_cost([(j_shape, j_side1), (j_shape, j_side2)], out)
+    return einsum_cost(shapes1 + shapes2, out) < jc_cost
+
+
+def _scaled(term: jax.Array, scale: float) -> jax.Array:
     return term if scale == 1.0 else term * jnp.asarray(scale, term.dtype)
+
+
+def _fold_ones(
+    ops: list, scales: list[float], j_side: tuple[int, ...], n_out: int, a_new: int
+) -> tuple[list, tuple[int, ...]]:
+    """``[g, a]`` → ``[g, [s₀·a | s₁·1 | …]]``: the data factor's own labels flattened
+    into one label ``a_new`` and extended by one constant column per folded bias.
+
+    For ``y = a·W + b`` the bias Jacobian ``Σ_C g`` is ``g`` contracted with a
+    column of ones over the same summed labels ``C`` as ``a``, so one batched
+    product gives both (the weight's and the biases' scales go into the columns).
+    """
+    (g, lg), (f, lf) = ops
+    own = [lab for lab in lf if lab not in lg]
+    rest = [lab for lab in lf if lab in lg]
+    f = jnp.transpose(f, [lf.index(lab) for lab in rest + own])
+    f = f.reshape(*f.shape[: len(rest)], -1)
+    cols = [_scaled(f, scales[0])]
+    cols += [jnp.full((*f.shape[:-1], 1), s, f.dtype) for s in scales[1:]]
+    kept = tuple(lab for lab in j_side[n_out:] if lab not in own)
+    folded = [(g, lg), (jnp.concatenate(cols, axis=-1), (*rest, a_new))]
+    return folded, (*j_side[:n_out], *kept, a_new)
+
+
+def _y_roles(use: _walk.Use) -> tuple[bool | None, ...]:
+    """Per axis of the site ``y``: ``True`` if all its labels are kept parameter
+    labels, ``False`` if all are summed, ``None`` if mixed."""
+    kept = set(_kept(use))
+    roles: list[bool | None] = []
+    for split in use.spec.y_split:
+        flags = {lab in kept for lab in split} or {False}
+        roles.append(flags.pop() if len(flags) == 1 else None)
+    return tuple(roles)
+
+
+def _bias_partners(uses: list[_walk.Use], ks: list[int]) -> dict[int, list[int]]:
+    """Weight use → the bias uses that can fold into its Jacobian (:func:`_fold_ones`).
+
+    A weight use qualifies when it has one data factor that holds every summed
+    label of ``y`` and whose own labels are all parameter labels; a bias use
+    (no data factor) at the same site qualifies when it keeps exactly the same
+    axes of ``y`` as the weight. The walk gives ``y + b`` the site of ``y`` only
+    when ``y`` is read nowhere else, so both see the same cotangent.
+    """
+    weights: dict[int, int] = {}
+    for k in ks:
+        use, spec = uses[k], uses[k].spec
+        if len(spec.factors) != 1 or None in _y_roles(use):
+            continue
+        labs = set(spec.factors[0][1])
+        summed = {lab for r, split in zip(_y_roles(use), spec.y_split) if not r for lab in split}
+        if summed <= labs and labs - set(spec.y_labels) <= set(_kept(use)):
+            weights.setdefault(use.site, k)
+    partners: dict[int, list[int]] = {}
+    for k in ks:
+        w = weights.get(uses[k].site)
+        if w is not None and not uses[k].spec.factors and _y_roles(uses[k]) == _y_roles(uses[w]):
+            partners.setdefault(w, []).append(k)
+    return partners
 
 
 def _dot_order(shared: list[int], y_labels: list[int]) -> list[int]:
