@@ -165,6 +165,10 @@ def _eval_eqn(
     name = eqn.primitive.name
     n_out = len(eqn.outvars)
     if all(t is None for t in intags):
+        if name == "reduce_window_sum":
+            tiled = _tiled_window_sum(eqn.params, invals[0])
+            if tiled is not None:
+                return [tiled], [None]
         return bind(eqn.primitive, eqn.params, invals), [None] * n_out
     if name in _INLINE:
         sub = _inner_jaxpr(eqn.params)
@@ -195,6 +199,22 @@ def _eval_eqn(
         ctx.uses.append(Use(intags[i], site, spec, tuple(np.shape(invals[i]))))
         ctx.factors.append([fn(invals) for fn, _ in spec.factors])
     return outs, [None] * n_out
+
+
+def _tiled_window_sum(params: dict, x: Any) -> Any:
+    """``reduce_window_sum`` over non-overlapping, unpadded windows (sum or average
+    pooling) as a reshape and a sum: the same values, but its transpose is a
+    broadcast that XLA fuses into the next elementwise op, where the transpose of
+    ``reduce_window`` is a padded window sum, a separate slow pass on CPU.
+    ``None`` for any other window."""
+    window, strides = tuple(params["window_dimensions"]), tuple(params["window_strides"])
+    plain = all(p == (0, 0) for p in map(tuple, params["padding"])) and all(
+        d == 1 for d in (*params["base_dilation"], *params["window_dilation"])
+    )
+    if window != strides or not plain or any(n % w for n, w in zip(np.shape(x), window)):
+        return None
+    split = [m for n, w in zip(np.shape(x), window) for m in (n // w, w)]
+    return x.reshape(split).sum(axis=tuple(range(1, 2 * len(window), 2)))
 
 
 def _aval(x: Any) -> jax.ShapeDtypeStruct:
