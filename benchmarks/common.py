@@ -32,6 +32,8 @@ class Workload:
         target_speedup: required speed-up over NT (e.g. 5.0), or ``None``.
         nt_code: snippet for NT's interpreter printing the same measurement.
         slow: excluded unless ``--all`` is passed.
+        nt_envs: environments (added to ``os.environ``) to time NT under; the
+            fastest counts as NT's number. ``None``: NT's environment unchanged.
     """
 
     name: str
@@ -43,6 +45,30 @@ class Workload:
     target_speedup: float | None = None
     nt_code: str | None = None
     slow: bool = False
+    nt_envs: Callable[[], list[dict[str, str]]] | None = None
+
+
+class Unavailable(Exception):
+    """Raised by a workload that cannot run on this machine (the row is skipped)."""
+
+
+def jemalloc_env() -> dict[str, str]:
+    """Environment that runs a process on jemalloc with no size class handed
+    straight back to the kernel (``oversize_threshold:0``).
+
+    XLA:CPU allocates its scratch memory afresh on every call; glibc serves
+    blocks that large with ``mmap`` and returns them with ``munmap``, so every
+    call page-faults all of it again (docs/empirical.md, "CPU memory allocator").
+
+    Raises:
+        Unavailable: no ``libjemalloc`` is installed (Debian: ``libjemalloc2``).
+    """
+    import ctypes.util
+
+    lib = ctypes.util.find_library("jemalloc")
+    if lib is None:
+        raise Unavailable("libjemalloc is not installed (apt install libjemalloc2)")
+    return {"LD_PRELOAD": lib, "MALLOC_CONF": "oversize_threshold:0"}
 
 
 def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:

@@ -7,11 +7,13 @@ run unchanged by infinet and, for the comparison, by Neural Tangents 0.6.5.
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Workload, median_time
+from benchmarks.common import Unavailable, Workload, jemalloc_env, median_time
 
 CNN_SRC = """
 import numpy as np, jax, jax.numpy as jnp
@@ -108,6 +110,29 @@ def cnn_conv_floor(compiler_options: dict | None = None) -> float:
 
     fn = jax.jit(convs, compiler_options=compiler_options)
     return median_time(lambda: jax.block_until_ready(fn(big, small, w)), repeats=5, warmup=1)
+
+
+def entk_cnn_tuned() -> float:
+    """Structured derivatives with :func:`infinet.cpu_compiler_options`, in a fresh
+    process on jemalloc (:func:`benchmarks.common.jemalloc_env`)."""
+    code = (
+        "from benchmarks.workloads.empirical import entk_cnn, _no_ynn\n"
+        "print(entk_cnn(3, _no_ynn()))"
+    )
+    env = {**os.environ, **jemalloc_env()}
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env, check=True
+    )
+    return float(proc.stdout.split()[-1])
+
+
+def _nt_envs() -> list[dict[str, str]]:
+    """NT timed on glibc's malloc and on jemalloc; the faster counts."""
+    try:
+        return [{}, jemalloc_env()]
+    except Unavailable:
+        return [{}]
 
 
 RESNET_SRC = """
@@ -225,6 +250,18 @@ WORKLOADS = [
         lambda: entk_cnn(3, _no_ynn()),
         nt_reference=0.51,
         nt_code=NT_CODE,
+    ),
+    Workload(
+        "entk_cnn_16_tuned",
+        "same, structured derivatives, compiler_options=cpu_compiler_options(), process on "
+        "jemalloc (MALLOC_CONF=oversize_threshold:0); NT: the faster of glibc malloc and "
+        "jemalloc",
+        entk_cnn_tuned,
+        target=0.255,
+        nt_reference=0.51,
+        target_speedup=2.0,
+        nt_code=NT_CODE,
+        nt_envs=_nt_envs,
     ),
     Workload(
         "entk_cnn_16_conv_floor",
