@@ -283,7 +283,10 @@ def _single_use(
         scales = [scale] + [s1.uses[b].tag.scale * s1.uses[b].spec.scale for b in biases]
         (a_new,) = new()
         ops1, j_side1 = _fold_ones(ops1, scales, j_side1, len(pairing.labels1), a_new)
-        ops2, j_side2 = _fold_ones(ops2, scales, j_side2, len(pairing.labels2), a_new)
+        if not same:
+            ops2, j_side2 = _fold_ones(ops2, scales, j_side2, len(pairing.labels2), a_new)
+        else:
+            j_side2 = (*pairing.labels2, *j_side1[len(pairing.labels1) :])
         scale = 1.0
     j1 = einsum(ops1, j_side1)
     j2 = j1 if same else einsum(ops2, j_side2)

@@ -48,11 +48,13 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("vmap_axes", [None, 0])
-def test_folded_bias_is_exact(name, vmap_axes, monkeypatch):
+@pytest.mark.parametrize("two_inputs", [False, True])
+def test_folded_bias_is_exact(name, vmap_axes, two_inputs, monkeypatch):
     f, shapes, x_shape, folds = CASES[name]
     params = _params(0, shapes)
     x = jax.random.normal(jax.random.key(1), x_shape, jnp.float64)
-    expected = models.reference_ntk(f, params, x, x, trace_axes=())
+    x2 = jax.random.normal(jax.random.key(2), x_shape, jnp.float64) if two_inputs else None
+    expected = models.reference_ntk(f, params, x, x if x2 is None else x2, trace_axes=())
     calls = []
     fold = structured._fold_ones
     monkeypatch.setattr(structured, "_fold_ones", lambda *a: calls.append(a) or fold(*a))
@@ -62,7 +64,7 @@ def test_folded_bias_is_exact(name, vmap_axes, monkeypatch):
         vmap_axes=vmap_axes,
         implementation=NtkImplementation.STRUCTURED_DERIVATIVES,
     )
-    assert_close(jax.jit(ntk_fn)(x, None, params), expected, np.float64)
+    assert_close(jax.jit(ntk_fn)(x, x2, params), expected, np.float64)
     assert bool(calls) == folds[vmap_axes]
     if calls:
         (_, _), (factor, _) = calls[0][0]
