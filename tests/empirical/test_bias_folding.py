@@ -47,8 +47,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("vmap_axes", [None, 0])
-@pytest.mark.parametrize("two_inputs", [False, True])
+@pytest.mark.parametrize("vmap_axes, two_inputs", [(None, False), (0, False), (None, True)])
 def test_folded_bias_is_exact(name, vmap_axes, two_inputs, monkeypatch):
     f, shapes, x_shape, folds = CASES[name]
     params = _params(0, shapes)
