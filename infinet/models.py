@@ -19,7 +19,7 @@ kernels and every layout/batching option work as for any other network.
 Example:
     >>> import jax.numpy as jnp
     >>> from infinet import models
-    >>> _, _, kernel_fn = models.WideResnet(block_size=4, k=1, num_classes=10)
+    >>> _, _, kernel_fn = models.WideResnet(block_size=1, k=1, num_classes=10)
     >>> kernel_fn(jnp.ones((2, 8, 8, 3)), None, 'ntk').shape
     (2, 2)
 """
@@ -158,7 +158,7 @@ def WideResnet(block_size: int = 4, k: float = 1, num_classes: int = 10) -> Laye
         >>> from infinet import models
         >>> init_fn, apply_fn, _ = models.WideResnet(block_size=1, k=1, num_classes=10)
         >>> _, params = init_fn(jax.random.key(0), (1, 8, 8, 3))
-        >>> apply_fn(params, jax.numpy.ones((1, 8, 8, 3))).shape
+        >>> jax.jit(apply_fn)(params, jax.numpy.ones((1, 8, 8, 3))).shape
         (1, 10)
     """
     if block_size < 1:

@@ -106,7 +106,7 @@ def test_pytree_outputs_and_inputs(impl):
 def test_float32_matches_float64(impl):
     params = models.cnn_init(jax.random.key(0))
     (x,) = _data(9, (2, 8, 8, 3))
-    fn = empirical_ntk_fn(models.cnn, trace_axes=(), vmap_axes=0, implementation=impl)
+    fn = jax.jit(empirical_ntk_fn(models.cnn, trace_axes=(), vmap_axes=0, implementation=impl))
     k64 = fn(x, None, params)
     k32 = fn(x.astype(np.float32), None, jax.tree.map(lambda a: a.astype(np.float32), params))
     assert k32.dtype == np.float32
