@@ -66,6 +66,7 @@ import numpy as np
 
 from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport, Spatial
+from infinet.stax import random_init
 from infinet.stax.base import Layer, make_layer
 
 MECHANISMS = ("SOFTMAX", "IDENTITY", "ABS", "RELU")
@@ -318,8 +319,8 @@ def _init(key: jax.Array, input_shape: Any, o: AttentionOptions) -> tuple[Any, t
     c_k = channels + c_p if o.pos_emb_type == "CONCAT" else channels
     c_v = c_k if o.val_pos_emb else channels
     h = o.n_heads
-    keys = jax.random.split(key, 6)
-    normal = jax.random.normal
+    keys = random_init.split(key, 6)
+    normal = random_init.normal
     w_q = None if o.linear_scaling else normal(keys[0], (h, c_k, o.n_chan_key))
     w_k = normal(keys[1], (h, c_k, o.n_chan_key))
     w_v = normal(keys[2], (h, c_v, o.n_chan_val))

@@ -21,13 +21,14 @@ from typing import Any
 import jax
 
 from infinet.kernel import Kernel
+from infinet.stax import random_init
 from infinet.stax.base import Layer, make_layer
 
 
 def _split(rng: jax.Array | None, n: int) -> list[jax.Array | None]:
     if rng is None:
         return [None] * n
-    return list(jax.random.split(rng, n))
+    return list(random_init.split(rng, n))
 
 
 def serial(*layers: Layer) -> Layer:
@@ -46,7 +47,7 @@ def serial(*layers: Layer) -> Layer:
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, list[Any]]:
         params = []
-        for layer, k in zip(layers, jax.random.split(key, len(layers))):
+        for layer, k in zip(layers, random_init.split(key, len(layers))):
             input_shape, p = layer.init_fn(k, input_shape)
             params.append(p)
         return input_shape, params
@@ -73,7 +74,7 @@ def parallel(*layers: Layer) -> Layer:
     layers = tuple(layers)
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[list[Any], tuple[Any, ...]]:
-        keys = jax.random.split(key, len(layers))
+        keys = random_init.split(key, len(layers))
         outs = [lyr.init_fn(k, s) for lyr, k, s in zip(layers, keys, input_shape)]
         return [o for o, _ in outs], tuple(p for _, p in outs)
 

@@ -62,7 +62,7 @@ from jax import lax
 from infinet import masking
 from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport, Spatial, map_tensors, spatial_diagonal
-from infinet.stax import patches
+from infinet.stax import patches, random_init
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.dense import affine_kernel, check_parameterization
 
@@ -210,7 +210,7 @@ def _init_and_apply(
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, Any]:
         chans = input_shape[spec.lhs.index("C")]
         out_shape = spec.output_shape(input_shape, width)
-        k1, k2 = jax.random.split(key)
+        k1, k2 = random_init.split(key, 2)
         if spec.kind == "local":
             out_sp = [out_shape[spec.out.index(c)] for c in spec.spatial(spec.out)]
             w_shape = (*out_sp, chans * spec.n_taps, width)
@@ -221,8 +221,8 @@ def _init_and_apply(
                 width if c == "O" else chans if c == "I" else next(it) for c in spec.rhs
             )
             b_shape = tuple(width if c == "C" else 1 for c in spec.out)
-        W = jax.random.normal(k1, w_shape)
-        b = None if b_std is None else jax.random.normal(k2, b_shape)
+        W = random_init.normal(k1, w_shape)
+        b = None if b_std is None else random_init.normal(k2, b_shape)
         if param == "standard":
             W = W * (W_std * math.sqrt(s_in / (chans * spec.n_taps)))
             b = None if b is None or b_std is None else b * b_std

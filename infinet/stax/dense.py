@@ -35,6 +35,7 @@ import jax.numpy as jnp
 
 from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport
+from infinet.stax import random_init
 from infinet.stax.base import Layer, make_layer
 
 PARAMETERIZATIONS = ("ntk", "standard")
@@ -114,10 +115,10 @@ def Dense(
         ax = channel_axis % ndim
         fan_in = input_shape[ax]
         out_shape = tuple(width if i == ax else d for i, d in enumerate(input_shape))
-        k1, k2 = jax.random.split(key)
-        W = jax.random.normal(k1, (fan_in, width))
+        k1, k2 = random_init.split(key, 2)
+        W = random_init.normal(k1, (fan_in, width))
         b_shape = tuple(width if i == ax else 1 for i in range(ndim))
-        b = None if b_std is None else jax.random.normal(k2, b_shape)
+        b = None if b_std is None else random_init.normal(k2, b_shape)
         if parameterization == "standard":
             W = W * (W_std / jnp.sqrt(fan_in))
             b = None if b is None or b_std is None else b * b_std
