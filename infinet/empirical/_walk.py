@@ -31,6 +31,13 @@ from infinet.empirical import _rules
 # Higher-order primitives whose body is inlined when a parameter flows in.
 _INLINE = ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call")
 _UNARY_STRUCTURAL = ("convert_element_type", "copy", "copy_p", "neg", "reduce_precision")
+# Pointwise primitives: ``y[i]`` depends on ``x[i]`` only, so ``∂y/∂x`` is diagonal.
+_ELEMENTWISE = frozenset(
+    "add add_any sub mul div max min neg abs sign exp exp2 log log1p expm1 tanh logistic "
+    "sin cos tan asin acos atan sinh cosh asinh acosh atanh erf erfc erf_inv sqrt rsqrt "
+    "cbrt integer_pow pow square convert_element_type copy select_n clamp floor ceil round "
+    "is_finite eq ne lt le gt ge and or not xor reduce_precision".split()
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,15 +78,39 @@ class Use:
     theta_shape: tuple[int, ...]
 
 
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """A use site whose output reaches ``f`` only through pointwise ops and then a
+    ``reduce_sum`` (e.g. conv → bias → ReLU → global average pooling).
+
+    With ``z = φ(y)`` pointwise, ``D = ∂z/∂y`` (a diagonal) and ``h = Σ_R z``, the
+    cotangent of every output ``o`` factorises as ``g_o = D ⊙ broadcast_R(u_o)``
+    with ``u_o = ∂f_o/∂h`` (the cotangent at the much smaller ``h``). So the weight
+    Jacobian ``Σ_p a_p g_{o,p}`` is ``u_o`` times the output-independent
+    ``Σ_p a_p D_p`` instead of one product per output.
+
+    Attributes:
+        reduced_at: the perturbation site of ``h``.
+        axes: the summed axes ``R`` of ``y``.
+    """
+
+    reduced_at: int
+    axes: tuple[int, ...]
+
+
 @dataclasses.dataclass
 class Context:
-    """State of one walk. ``eps`` is ``None`` while only discovering uses."""
+    """State of one walk. ``eps`` is ``None`` while only discovering uses.
+
+    ``splits`` maps a site to its :class:`Split` and ``diag`` to its ``D``."""
 
     eps: dict[int, jax.Array] | None = None
     sites: list[jax.ShapeDtypeStruct] = dataclasses.field(default_factory=list)
     uses: list[Use] = dataclasses.field(default_factory=list)
     factors: list[list[jax.Array]] = dataclasses.field(default_factory=list)
     bad: dict[int, str] = dataclasses.field(default_factory=dict)
+    splits: dict[int, Split] = dataclasses.field(default_factory=dict)
+    diag: dict[int, jax.Array] = dataclasses.field(default_factory=dict)
 
 
 def bind(primitive: Any, params: dict, invals: Sequence[Any]) -> list[Any]:
@@ -116,6 +147,7 @@ def walk(
     for eqn in jaxpr.eqns:
         invals, intags = zip(*[read(v) for v in eqn.invars]) if eqn.invars else ((), ())
         outs, outtags = _eval_eqn(eqn, list(invals), list(intags), ctx, local)
+        outs = _follow_pointwise(eqn, list(invals), outs, ctx, local)
         for v, o, t in zip(eqn.outvars, outs, outtags):
             if not isinstance(v, jex.DropVar):
                 env[v] = (o, t)
@@ -128,11 +160,17 @@ def walk(
 
 @dataclasses.dataclass
 class _Local:
-    """Per-jaxpr bookkeeping: how often each variable is read, and which
-    variables are perturbed use-site outputs."""
+    """Per-jaxpr bookkeeping: how often each variable is read, which variables
+    are perturbed use-site outputs, which are
+    pointwise images of sites (``chains[v] = {site: ∂v/∂y_site or None for ones}``),
+    how many reads of each site's chain values are still to come, and the sites
+    whose values reach something other than a pointwise op or one reduction."""
 
     counts: dict[Any, int]
     var_site: dict[Any, int]
+    chains: dict[Any, dict[int, Any]] = dataclasses.field(default_factory=dict)
+    pending: dict[int, int] = dataclasses.field(default_factory=dict)
+    escaped: set[int] = dataclasses.field(default_factory=set)
 
 
 def _use_counts(jaxpr: Any) -> dict[Any, int]:
@@ -199,6 +237,117 @@ def _eval_eqn(
         ctx.uses.append(Use(intags[i], site, spec, tuple(np.shape(invals[i]))))
         ctx.factors.append([fn(invals) for fn, _ in spec.factors])
     return outs, [None] * n_out
+
+
+def _follow_pointwise(eqn: Any, invals: list, outs: list, ctx: Context, local: _Local) -> list:
+    """Extends the pointwise chains of use sites through ``eqn`` (see :class:`Split`).
+
+    A chain starts at a site output and continues through pointwise ops,
+    accumulating ``D = ∂v/∂y`` (summed over paths, e.g. inside GELU). It ends in a
+    :class:`Split` at a ``reduce_sum`` for each site none of whose values is read
+    anywhere else (no reads pending, none by a non-pointwise op); the sum's
+    output then becomes a perturbation site. Returns ``outs`` (``h + ε`` there).
+    """
+    links = [
+        (i, v)
+        for i, v in enumerate(eqn.invars)
+        if not isinstance(v, jex.Literal) and v in local.chains
+    ]
+    for _, v in links:
+        for s in local.chains[v]:
+            local.pending[s] -= 1
+    single = len(eqn.outvars) == 1 and not isinstance(eqn.outvars[0], jex.DropVar)
+    if len(links) == 1 and single and eqn.primitive.name == "reduce_sum":
+        return _split_at(eqn, local.chains[links[0][1]], outs, ctx, local)
+    chain: dict[int, Any] = {}
+    if links and single and not _inexact(outs[0]):
+        pass  # a comparison (or cast to int): no cotangent flows back through it
+    elif links and single and all(_pointwise(eqn, invals[pos], outs[0]) for pos, _ in links):
+        for pos, v in links:
+            d = _diagonal(eqn, invals, pos)
+            for s, old in local.chains[v].items():
+                term = d if old is None else (old if d is None else old * d)
+                chain[s] = (
+                    term
+                    if s not in chain
+                    else _ones_if_none(chain[s], outs[0]) + (_ones_if_none(term, outs[0]))
+                )
+    else:
+        local.escaped.update(s for _, v in links for s in local.chains[v])
+    site = local.var_site.get(eqn.outvars[0]) if single else None
+    if site is not None:
+        chain.setdefault(site, None)
+    if chain:
+        local.chains[eqn.outvars[0]] = chain
+        for s in chain:
+            local.pending[s] = local.pending.get(s, 0) + local.counts.get(eqn.outvars[0], 0)
+    return outs
+
+
+def _ones_if_none(d: Any, like: Any) -> Any:
+    return jax.numpy.ones_like(like) if d is None else d
+
+
+def _split_at(eqn: Any, sites: dict[int, Any], outs: list, ctx: Context, local: _Local) -> list:
+    """Records a :class:`Split` for every chained site read nowhere else; the
+    sum ``h`` becomes a perturbation site."""
+    done = {s: d for s, d in sites.items() if local.pending[s] == 0 and s not in local.escaped}
+    local.escaped.update(sites)
+    if not done:
+        return outs
+    h = len(ctx.sites)
+    ctx.sites.append(jax.ShapeDtypeStruct(np.shape(outs[0]), outs[0].dtype))
+    if ctx.eps is not None and h in ctx.eps:
+        outs = [outs[0] + ctx.eps[h]]
+    axes = tuple(int(a) for a in eqn.params["axes"])
+    for s, d in done.items():
+        ctx.splits[s] = Split(h, axes)
+        shape = ctx.sites[s]
+        ctx.diag[s] = jax.numpy.ones(shape.shape, shape.dtype) if d is None else d
+    return outs
+
+
+def _pointwise(eqn: Any, x: Any, y: Any) -> bool:
+    """Whether ``eqn`` maps ``x`` to ``y`` point by point (same shape, real dtype)."""
+    if np.shape(x) != np.shape(y):
+        return False
+    if not (_inexact(x) and _inexact(y)):
+        return False
+    return _pointwise_eqn(eqn, np.shape(y))
+
+
+def _inexact(x: Any) -> bool:
+    return bool(jax.numpy.issubdtype(jax.numpy.result_type(x), jax.numpy.inexact))
+
+
+def _pointwise_eqn(eqn: Any, shape: tuple[int, ...]) -> bool:
+    """A pointwise primitive, or a call whose body is pointwise throughout."""
+    if eqn.primitive.name in _ELEMENTWISE:
+        return True
+    sub = _inner_jaxpr(eqn.params) if eqn.primitive.name in _INLINE else None
+    if sub is None:
+        return False
+    jaxpr, _ = sub
+    avals = [v.aval for e in jaxpr.eqns for v in (*e.invars, *e.outvars)]
+    if any(tuple(getattr(a, "shape", ())) not in ((), shape) for a in avals):
+        return False
+    return all(_pointwise_eqn(e, shape) for e in jaxpr.eqns)
+
+
+def _diagonal(eqn: Any, invals: list, pos: int) -> Any:
+    """``∂y/∂x`` of a pointwise ``eqn`` at operand ``pos``, as an array of ``y``'s
+    shape (one forward-mode pass with a tangent of ones); ``None`` for ones."""
+    name = eqn.primitive.name
+    if name in ("add", "add_any") or (name == "sub" and pos == 0):
+        return None
+
+    def fn(v: Any) -> Any:
+        vals = list(invals)
+        vals[pos] = v
+        return bind(eqn.primitive, eqn.params, vals)[0]
+
+    x = invals[pos]
+    return jax.jvp(fn, (x,), (jax.numpy.ones_like(x),))[1]
 
 
 def _tiled_window_sum(params: dict, x: Any) -> Any:

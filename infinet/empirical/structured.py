@@ -63,6 +63,10 @@ class SideData:
         bad: parameter leaves that need the fallback, with the reason.
         outs: output ``ShapeDtypeStruct``s; ``out_tree`` their treedef.
         batch_axes: output batch axis per leaf under ``vmap`` (else ``None``).
+        sites: the perturbed sites, in the order of ``g[i]``.
+        splits: sites whose cotangent factorises (:class:`_walk.Split`); ``g``
+            holds the cotangent at their ``reduced_at`` site instead.
+        diag: ``D`` of each split site (leading example axis under ``vmap``).
     """
 
     uses: list[_walk.Use]
@@ -72,6 +76,9 @@ class SideData:
     outs: list
     out_tree: Any
     batch_axes: list[int] | None
+    sites: list[int]
+    splits: dict[int, _walk.Split]
+    diag: dict[int, jax.Array]
 
 
 def side_data(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> SideData:
@@ -81,9 +88,8 @@ def side_data(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> Si
     meta: dict[str, Any] = {}
 
     def body(xb: Any, kwb: dict) -> list:
-        g, factors, n_out = _cotangents(f, flat_p, p_tree, xb, kwb, meta)
-        meta["n_out"] = n_out
-        return [a for row in g for a in row] + [a for row in factors for a in row]
+        g, factors, diag = _cotangents(f, flat_p, p_tree, xb, kwb, meta)
+        return [a for row in g for a in row] + [a for row in factors for a in row] + diag
 
     if opts.vmap is None:
         flat = body(x, kw)
@@ -93,19 +99,32 @@ def side_data(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> Si
         run = per_example(body, x, kw, opts.vmap)
         jax.eval_shape(lambda: run(None))  # discovers the layout into `meta`
         squeeze: list[int | None] = [a for a in axes for _ in meta["sites"]]
-        squeeze += [None] * sum(len(r) for r in meta["factor_shapes"])
+        squeeze += [None] * (sum(len(r) for r in meta["factor_shapes"]) + len(meta["splits"]))
         flat = run(squeeze)
     n_sites = len(meta["sites"])
     g = [flat[i * n_sites : (i + 1) * n_sites] for i in range(len(outs))]
     rest = iter(flat[len(outs) * n_sites :])
     factors = [[next(rest) for _ in row] for row in meta["factor_shapes"]]
-    return SideData(meta["uses"], g, factors, meta["bad"], outs, out_tree, axes)
+    diag = {s: next(rest) for s in sorted(meta["splits"])}
+    return SideData(
+        meta["uses"],
+        g,
+        factors,
+        meta["bad"],
+        outs,
+        out_tree,
+        axes,
+        meta["sites"],
+        meta["splits"],
+        diag,
+    )
 
 
 def _cotangents(
     f: ApplyFn, flat_p: list, p_tree: Any, x: Any, kw: dict, meta: dict
-) -> tuple[list[list[jax.Array]], list[list[jax.Array]], int]:
-    """Cotangents of every output basis vector at every use site, and data factors."""
+) -> tuple[list[list[jax.Array]], list[list[jax.Array]], list[jax.Array]]:
+    """Cotangents of every output basis vector at every perturbed site, the data
+    factors of every use, and ``D`` of every split site (:class:`_walk.Split`)."""
     args, in_tree = jax.tree.flatten((flat_p, x, kw))
 
     def flat_f(*a: Any) -> list:
@@ -120,16 +139,18 @@ def _cotangents(
     probe = _walk.Context()
     jax.eval_shape(lambda *a: _walk.walk(closed.jaxpr, closed.consts, a, tags, probe)[0], *args)
     good = [u for u in probe.uses if u.tag.leaf not in probe.bad]
-    sites = sorted({u.site for u in good})
+    used = {u.site for u in good}
+    splits = {s: split for s, split in probe.splits.items() if s in used}
+    sites = sorted((used - set(splits)) | {split.reduced_at for split in splits.values()})
     eps0 = {s: jnp.zeros(probe.sites[s].shape, probe.sites[s].dtype) for s in sites}
 
-    def forward(eps: dict) -> tuple[list, list]:
+    def forward(eps: dict) -> tuple[list, tuple[list, list]]:
         ctx = _walk.Context(eps=eps)
         outs, _ = _walk.walk(closed.jaxpr, closed.consts, args, tags, ctx)
         keep = [fs for u, fs in zip(ctx.uses, ctx.factors) if u.tag.leaf not in probe.bad]
-        return outs, keep
+        return outs, (keep, [ctx.diag[s] for s in sorted(splits)])
 
-    outs, vjp_fn, factors = jax.vjp(forward, eps0, has_aux=True)
+    outs, vjp_fn, (factors, diag) = jax.vjp(forward, eps0, has_aux=True)
     sizes = [size(o.shape) for o in outs]
     basis = _basis(outs, sizes)
     (g_sites,) = jax.vmap(vjp_fn)(basis)
@@ -145,10 +166,11 @@ def _cotangents(
     meta.update(
         uses=good,
         sites=sites,
+        splits=splits,
         bad=dict(probe.bad),
         factor_shapes=[[jnp.shape(a) for a in row] for row in factors],
     )
-    return g, factors, sum(sizes)
+    return g, factors, diag
 
 
 def _basis(outs: list, sizes: list[int]) -> list[jax.Array]:
@@ -214,7 +236,10 @@ def _leaf_terms(
     for k, use in enumerate(s1.uses):
         if use.tag.leaf not in s2.bad:
             by_leaf.setdefault(use.tag.leaf, []).append(k)
-    singles = [ks[0] for ks in by_leaf.values() if len(ks) == 1]
+    split = set(s1.splits) | set(s2.splits)  # their operands are [D, u, a], not [g, a]
+    singles = [
+        ks[0] for ks in by_leaf.values() if len(ks) == 1 and s1.uses[ks[0]].site not in split
+    ]
     partners = _bias_partners(s1.uses, singles)
     folded = {b for bs in partners.values() for b in bs}
     total = None
@@ -236,19 +261,28 @@ def _operands(
     """``[g (out + y labels), factors...]`` of use ``k`` for output leaf ``i``."""
     use = side.uses[k]
     spec = use.spec
-    g = side.g[i][side_site_index(side, use.site)]
-    n_out = len(labels)
-    g = g.reshape(*g.shape[:n_out], *[spec.sizes[lab] for lab in spec.y_labels])
-    ops = [(g, (*labels, *[remap[lab] for lab in spec.y_labels]))]
     batch = () if side.batch_axes is None else (labels[side.batch_axes[i]],)
+    y_labels = tuple(remap[lab] for lab in spec.y_labels)
+    y_sizes = [spec.sizes[lab] for lab in spec.y_labels]
+    split = side.splits.get(use.site)
+    if split is None:
+        g = side.g[i][side.sites.index(use.site)]
+        ops = [(g.reshape(*g.shape[: len(labels)], *y_sizes), (*labels, *y_labels))]
+    else:  # g = D ⊙ broadcast(u): D over the example and y, u over outputs and kept y axes
+        kept = [
+            lab
+            for ax, split_labs in enumerate(spec.y_split)
+            if ax not in split.axes
+            for lab in split_labs
+        ]
+        u = side.g[i][side.sites.index(split.reduced_at)]
+        u = u.reshape(*u.shape[: len(labels)], *[spec.sizes[lab] for lab in kept])
+        d = side.diag[use.site]
+        d = d.reshape(*d.shape[: len(batch)], *y_sizes)
+        ops = [(d, (*batch, *y_labels)), (u, (*labels, *[remap[lab] for lab in kept]))]
     for arr, (_, labs) in zip(side.factors[k], spec.factors):
         ops.append((arr, (*batch, *[remap[lab] for lab in labs])))
     return ops
-
-
-def side_site_index(side: SideData, site: int) -> int:
-    sites = sorted({u.site for u in side.uses})
-    return sites.index(site)
 
 
 def _single_use(
