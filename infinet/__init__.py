@@ -40,6 +40,7 @@ _LAZY_ATTRS = {
     "monte_carlo_kernel_fn": "infinet.monte_carlo",
     "batch": "infinet.batching",
     "cpu_compiler_options": "infinet.cpu_options",
+    "retain_freed_memory": "infinet.cpu_memory",
 }
 
 __all__ = sorted([*_SUBMODULES, *_LAZY_ATTRS, "__version__"])

@@ -112,6 +112,20 @@ def cnn_conv_floor(compiler_options: dict | None = None) -> float:
     return median_time(lambda: jax.block_until_ready(fn(big, small, w)), repeats=5, warmup=1)
 
 
+def _fresh_process(code: str, env: dict[str, str] | None = None) -> float:
+    """Runs ``code`` (which prints a time last) in a fresh interpreter."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, **(env or {})},
+        check=True,
+    )
+    return float(proc.stdout.split()[-1])
+
+
 def entk_cnn_tuned() -> float:
     """Structured derivatives with :func:`infinet.cpu_compiler_options`, in a fresh
     process on jemalloc (:func:`benchmarks.common.jemalloc_env`)."""
@@ -119,20 +133,36 @@ def entk_cnn_tuned() -> float:
         "from benchmarks.workloads.empirical import entk_cnn, _no_ynn\n"
         "print(entk_cnn(3, _no_ynn()))"
     )
-    env = {**os.environ, **jemalloc_env()}
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env, check=True
+    return _fresh_process(code, jemalloc_env())
+
+
+def entk_cnn_retained(no_ynn: bool) -> float:
+    """Structured derivatives in a fresh process that calls
+    :func:`infinet.retain_freed_memory` first (glibc), with a plain ``jax.jit`` or
+    with :func:`infinet.cpu_compiler_options`."""
+    code = (
+        "import infinet\n"
+        "assert infinet.retain_freed_memory()\n"
+        "from benchmarks.workloads.empirical import entk_cnn, _no_ynn\n"
+        f"print(entk_cnn(3, {'_no_ynn()' if no_ynn else 'None'}))"
     )
-    return float(proc.stdout.split()[-1])
+    return _fresh_process(code)
+
+
+# What infinet.retain_freed_memory() sets, as glibc tunables for NT's process.
+RETAIN_TUNABLES = {
+    "GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
+    "glibc.malloc.trim_threshold=1073741824"
+}
 
 
 def _nt_envs() -> list[dict[str, str]]:
-    """NT timed on glibc's malloc and on jemalloc; the faster counts."""
+    """NT timed on glibc's malloc, on glibc with infinet's retention settings and
+    on jemalloc; the fastest counts."""
     try:
-        return [{}, jemalloc_env()]
+        return [{}, RETAIN_TUNABLES, jemalloc_env()]
     except Unavailable:
-        return [{}]
+        return [{}, RETAIN_TUNABLES]
 
 
 RESNET_SRC = """
@@ -246,17 +276,44 @@ WORKLOADS = [
     ),
     Workload(
         "entk_cnn_16_structured_no_ynn",
-        "same, structured derivatives, compiler_options=cpu_compiler_options()",
+        "same, structured derivatives, jax.jit(..., compiler_options=cpu_compiler_options()) "
+        "(docs/empirical.md, 'CPU convolutions'); NT: the fastest of glibc malloc, glibc with "
+        "infinet's retention settings and jemalloc",
         lambda: entk_cnn(3, _no_ynn()),
+        target=0.255,
         nt_reference=0.51,
+        target_speedup=2.0,
         nt_code=NT_CODE,
+        nt_envs=_nt_envs,
     ),
     Workload(
         "entk_cnn_16_tuned",
         "same, structured derivatives, compiler_options=cpu_compiler_options(), process on "
-        "jemalloc (MALLOC_CONF=oversize_threshold:0); NT: the faster of glibc malloc and "
-        "jemalloc",
+        "jemalloc (MALLOC_CONF=oversize_threshold:0); NT: the fastest of glibc malloc, glibc "
+        "with infinet's retention settings and jemalloc",
         entk_cnn_tuned,
+        target=0.255,
+        nt_reference=0.51,
+        target_speedup=2.0,
+        nt_code=NT_CODE,
+        nt_envs=_nt_envs,
+    ),
+    Workload(
+        "entk_cnn_16_retained",
+        "same, structured derivatives, plain jax.jit, process that calls "
+        "infinet.retain_freed_memory() first; NT: the fastest of glibc malloc, glibc with "
+        "the same settings and jemalloc",
+        lambda: entk_cnn_retained(False),
+        target=0.255,
+        nt_reference=0.51,
+        target_speedup=2.0,
+        nt_code=NT_CODE,
+        nt_envs=_nt_envs,
+    ),
+    Workload(
+        "entk_cnn_16_retained_no_ynn",
+        "same, with compiler_options=cpu_compiler_options() too",
+        lambda: entk_cnn_retained(True),
         target=0.255,
         nt_reference=0.51,
         target_speedup=2.0,
