@@ -28,8 +28,9 @@ MALLOC_CONF=oversize_threshold:0``), without restarting the process.
 
 An arena is tied to a thread when the thread first allocates, so call this
 before the first JAX computation starts XLA's threads (it warns otherwise).
-Only glibc (Linux) has these parameters; elsewhere it changes nothing and
-returns ``False``. This module does not import JAX.
+Only glibc (Linux) has these parameters; elsewhere, or where jemalloc or
+tcmalloc replaces glibc's ``malloc``, it changes nothing and returns ``False``.
+This module does not import JAX.
 
 Example (it changes the whole process, so it is not run as a doctest):
     >>> import infinet
@@ -58,8 +59,9 @@ def retain_freed_memory(max_bytes: int = 1 << 30) -> bool:
             memory to the OS; at least 1 MiB and below 2**31 (a C ``int``).
 
     Returns:
-        ``True`` if glibc accepted the three settings, ``False`` where the C
-        library is not glibc (nothing is changed then).
+        ``True`` if glibc accepted the three settings; ``False`` where the C
+        library is not glibc or another ``malloc`` (jemalloc, tcmalloc) is
+        preloaded, and nothing is changed.
 
     Raises:
         ValueError: ``max_bytes`` out of range.
@@ -89,11 +91,15 @@ def retain_freed_memory(max_bytes: int = 1 << 30) -> bool:
 
 
 def _glibc() -> ctypes.CDLL | None:
-    """The process's C library if it is glibc (it has ``gnu_get_libc_version``)."""
+    """The process's C library if it is glibc (it has ``gnu_get_libc_version``)
+    and glibc's ``malloc`` is the one in use (no jemalloc or tcmalloc preloaded:
+    they export ``mallctl`` and ``tc_malloc``)."""
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None)
     if not (hasattr(libc, "gnu_get_libc_version") and hasattr(libc, "mallopt")):
+        return None
+    if hasattr(libc, "mallctl") or hasattr(libc, "tc_malloc"):
         return None
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     libc.mallopt.restype = ctypes.c_int

@@ -4,6 +4,8 @@ changes the whole process and must come before JAX starts its threads."""
 
 from __future__ import annotations
 
+import ctypes.util
+import os
 import subprocess
 import sys
 
@@ -74,3 +76,13 @@ def test_bad_max_bytes_is_a_clear_error(bad):
 def test_off_glibc_changes_nothing(monkeypatch):
     monkeypatch.setattr(cpu_memory.sys, "platform", "darwin")
     assert infinet.retain_freed_memory() is False
+
+
+@pytest.mark.skipif(ctypes.util.find_library("jemalloc") is None, reason="no libjemalloc")
+def test_preloaded_jemalloc_is_left_alone():
+    env = {**os.environ, "LD_PRELOAD": ctypes.util.find_library("jemalloc")}
+    code = "import infinet; print(infinet.retain_freed_memory())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    assert out.split() == ["False"]
