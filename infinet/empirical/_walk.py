@@ -267,11 +267,9 @@ def _follow_pointwise(eqn: Any, invals: list, outs: list, ctx: Context, local: _
             d = _diagonal(eqn, invals, pos)
             for s, old in local.chains[v].items():
                 term = d if old is None else (old if d is None else old * d)
-                chain[s] = (
-                    term
-                    if s not in chain
-                    else _ones_if_none(chain[s], outs[0]) + (_ones_if_none(term, outs[0]))
-                )
+                if s in chain:  # a second path from the same site: the derivatives add
+                    term = _ones_if_none(chain[s], outs[0]) + _ones_if_none(term, outs[0])
+                chain[s] = term
     else:
         local.escaped.update(s for _, v in links for s in local.chains[v])
     site = local.var_site.get(eqn.outvars[0]) if single else None
