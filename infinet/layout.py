@@ -15,22 +15,21 @@ layer allows it, and the cheapest allowed one is used unless the user asks for a
 less diagonal one.
 
 Example:
-    >>> import jax.numpy as jnp
-    >>> from infinet import layout
-    >>> x = jnp.ones((2, 5, 3))  # 2 examples, 5 positions, 3 channels
-    >>> k = layout.input_kernel(x, None, diagonal_spatial=False)
-    >>> k.nngp.shape, k.cov1.shape
-    ((2, 2, 5, 5), (2, 5, 5))
-    >>> layout.input_kernel(x, None, diagonal_spatial=True).nngp.shape
-    (2, 2, 5)
+    >>> from infinet import layout, stax
+    >>> support = stax.serial(stax.Conv(1, (3,)), stax.Relu(), stax.Flatten()).kernel_fn.support
+    >>> layout.resolve(support, None, None)  # (diagonal_batch, diagonal_spatial)
+    (True, True)
+    >>> support = stax.serial(stax.Conv(1, (3,)), stax.GlobalAvgPool()).kernel_fn.support
+    >>> layout.resolve(support, None, None)
+    (True, False)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import string
 from collections.abc import Callable
+from typing import Any
 
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -145,151 +144,37 @@ def resolve(
     return db, ds
 
 
-# -- building the input kernel ---------------------------------------------------
+def check_kernel_layout(k: Any, support: LayoutSupport, name: str) -> None:
+    """Raises if a kernel passed in is stored more diagonally than ``support`` allows.
 
+    Args:
+        k: a :class:`~infinet.kernel.Kernel` or a nested list of them.
+        support: the layouts the receiving network is exact in.
+        name: the network's name, for the message.
 
-def _pair_gram(x1: Array, x2: Array, diagonal_spatial: bool, precision: object = None) -> Array:
-    """Σ_c x1[n1, s.., c] x2[n2, s'.., c] / C, stored in the requested layout."""
-    n_spatial = x1.ndim - 2
-    channels = x1.shape[-1]
-    if n_spatial == 0:
-        return jnp.matmul(x1, x2.T) / channels
-    if channels <= _FEW_CHANNELS:
-        return _channel_sum(x1, x2, diagonal_spatial, pair=True)
-    letters = string.ascii_letters[: 2 * n_spatial]
-    s1, s2 = letters[:n_spatial], letters[n_spatial:]
-    if diagonal_spatial:
-        eq = f"A{s1}Z,B{s1}Z->AB{s1}"
-    else:
-        out = "".join(a + b for a, b in zip(s1, s2))
-        eq = f"A{s1}Z,B{s2}Z->AB{out}"
-    return jnp.einsum(eq, x1, x2) / channels
-
-
-# Below this many channels the spatial Gram is summed channel by channel: XLA's
-# CPU batched matmul with thousands of tiny batches is slow, and its output layout
-# (batch axes major) makes every later spatial layer transpose the tensor.
-_FEW_CHANNELS = 32
-
-
-def _channel_sum(x1: Array, x2: Array, diagonal_spatial: bool, pair: bool) -> Array:
-    """Σ_c x1[..., c] x2[..., c] / C as one elementwise sum, in the storage layout."""
-    n = x1.ndim - 2
-
-    def shaped(x: Array, first: bool) -> Array:
-        if pair:
-            x = x[:, None] if first else x[None, :]
-        if diagonal_spatial:
-            return x
-        lead = x.shape[: x.ndim - n - 1]
-        pairs = tuple(d for s in x.shape[-n - 1 : -1] for d in ((s, 1) if first else (1, s)))
-        return x.reshape(lead + pairs + x.shape[-1:])
-
-    a, b = shaped(x1, True), shaped(x2, False)
-    total = a[..., 0] * b[..., 0]
-    for c in range(1, x1.shape[-1]):
-        total = total + a[..., c] * b[..., c]
-    return total / x1.shape[-1]
-
-
-def _self_gram(x: Array, diagonal_spatial: bool) -> Array:
-    """Per-example Σ(x, x), batch-diagonal: shape (N, *spatial layout)."""
-    n_spatial = x.ndim - 2
-    channels = x.shape[-1]
-    if n_spatial == 0:
-        return jnp.sum(x * x, axis=-1) / channels
-    letters = string.ascii_letters[: 2 * n_spatial]
-    s1, s2 = letters[:n_spatial], letters[n_spatial:]
-    if diagonal_spatial:
-        return jnp.sum(x * x, axis=-1) / channels
-    if channels <= _FEW_CHANNELS:
-        return _channel_sum(x, x, diagonal_spatial, pair=False)
-    out = "".join(a + b for a, b in zip(s1, s2))
-    return jnp.einsum(f"A{s1}Z,A{s2}Z->A{out}", x, x) / channels
-
-
-def canonicalize(x: Array, batch_axis: int, channel_axis: int) -> Array:
-    """Moves the batch axis first and the channel axis last."""
-    if x.ndim < 2:
-        raise ValueError(
-            f"Inputs must have a batch and a channel axis (at least 2 dims); got "
-            f"shape {x.shape}. Reshape a single example with x[None] or a "
-            f"vector of scalars with x[:, None]."
-        )
-    in_range = all(-x.ndim <= a < x.ndim for a in (batch_axis, channel_axis))
-    if not in_range or batch_axis % x.ndim == channel_axis % x.ndim:
-        raise ValueError(
-            f"Inputs of shape {x.shape} do not fit the network's first layer, which "
-            f"reads the batch from axis {batch_axis} and channels from axis "
-            f"{channel_axis}: the input has the wrong number of dimensions (e.g. a "
-            "2-D convolution needs (N, H, W, C) inputs) or the axes are misconfigured."
-        )
-    return jnp.moveaxis(x, (batch_axis % x.ndim, channel_axis % x.ndim), (0, -1))
-
-
-def _apply_input_mask(
-    x: Array, mask: Array | None, batch_axis: int, channel_axis: int
-) -> tuple[Array, Array | None]:
-    """Canonical ``x`` with masked entries zeroed, and its per-position mask."""
-    x = jnp.asarray(x)
-    if mask is None:
-        return canonicalize(x, batch_axis, channel_axis), None
-    mask = canonicalize(jnp.broadcast_to(mask, x.shape), batch_axis, channel_axis)
-    x = canonicalize(x, batch_axis, channel_axis)
-    return jnp.where(mask, jnp.zeros((), x.dtype), x), jnp.all(mask, axis=-1)
-
-
-def input_kernel(
-    x1: Array,
-    x2: Array | None,
-    *,
-    diagonal_batch: bool = True,
-    diagonal_spatial: bool = False,
-    batch_axis: int = 0,
-    channel_axis: int = -1,
-    mask1: Array | None = None,
-    mask2: Array | None = None,
-) -> Kernel:
-    """The kernel of the raw inputs: Σ = x·x'/C per pair of positions, Θ = 0.
-
-    ``mask1``/``mask2`` are boolean arrays shaped like ``x1``/``x2`` (``True`` =
-    masked out, e.g. ``x == mask_constant``). Masked entries count as zeros, and
-    the kernel stores per-position masks ``(N, *spatial)``: a position is masked
-    when all its channels are.
+    Raises:
+        ValueError: the kernel keeps only diagonal entries the network needs.
     """
-    x1, mask1 = _apply_input_mask(x1, mask1, batch_axis, channel_axis)
-    x2c = None
-    if x2 is not None:
-        x2c, mask2 = _apply_input_mask(x2, mask2, batch_axis, channel_axis)
-    other = x1 if x2c is None else x2c
-    nngp = _pair_gram(x1, other, diagonal_spatial)
-    cov2 = None
-    if diagonal_batch and x2c is None:
-        # The batch diagonal of the Gram itself, so that ρ = 1 exactly on it.
-        cov1 = jnp.moveaxis(jnp.diagonal(nngp, axis1=0, axis2=1), -1, 0)
-    elif diagonal_batch:
-        cov1 = _self_gram(x1, diagonal_spatial)
-        cov2 = None if x2c is None else _self_gram(x2c, diagonal_spatial)
-    else:
-        cov1 = nngp if x2c is None else _pair_gram(x1, x1, diagonal_spatial)
-        cov2 = None if x2c is None else _pair_gram(x2c, x2c, diagonal_spatial)
-    return Kernel(
-        nngp=nngp,
-        ntk=jnp.zeros_like(nngp),
-        cov1=cov1,
-        cov2=cov2,
-        mask1=mask1,
-        mask2=mask2 if x2 is not None else None,
-        x1_is_x2=x2 is None,
-        is_gaussian=False,
-        diagonal_batch=diagonal_batch,
-        diagonal_spatial=diagonal_spatial,
-        shape1=tuple(x1.shape),
-        shape2=tuple(other.shape),
-        batch_axis=0,
-        channel_axis=-1,
-        is_input=True,
-    )
+    for kernel in _kernel_leaves(k):
+        spatial = kernel.spatial_ndim > 0
+        if spatial and kernel.diagonal_spatial and support.spatial is Spatial.MIX:
+            raise ValueError(
+                f"{name} needs cross-position covariances, but the kernel passed in "
+                "keeps only diagonal_spatial entries. Recompute the input kernel "
+                "with diagonal_spatial=False."
+            )
+        if kernel.diagonal_batch and not support.diagonal_batch:
+            raise ValueError(
+                f"{name} needs cross-example covariances of each batch, but the "
+                "kernel passed in is diagonal_batch. Recompute it with "
+                "diagonal_batch=False."
+            )
+
+
+def _kernel_leaves(k: Any) -> list[Kernel]:
+    if isinstance(k, Kernel):
+        return [k]
+    return [t for x in k for t in _kernel_leaves(x)]
 
 
 # -- variances and elementwise maps -----------------------------------------------
@@ -307,7 +192,7 @@ def spatial_diagonal(t: Tensor, batch_ndim: int, n_spatial: int) -> Tensor:
 class VariancesOnlyUnsupported(ValueError):
     """A layer met a kernel whose ``cov1``/``cov2`` hold per-position variances only.
 
-    Internal: the tiled evaluation (:mod:`infinet.stax.pairwise`) catches it and
+    Internal: the tiled evaluation (:mod:`infinet.engine.tiles`) catches it and
     falls back to full self-covariances.
     """
 

@@ -23,16 +23,16 @@ are those of a single call (mirrored entries to round-off).
 Example:
     >>> import jax.numpy as jnp
     >>> from infinet import stax
-    >>> from infinet.stax import pairwise
+    >>> from infinet.engine import tiles
     >>> _, _, kernel_fn = stax.serial(stax.Conv(1, (3,), padding='SAME'), stax.Relu(),
     ...                               stax.GlobalAvgPool())
     >>> x = jnp.arange(40.0).reshape(8, 5, 1) / 40
-    >>> [g.rows.shape for g in pairwise.plan_symmetric(8, tile=4, leaf=2)]
+    >>> [g.rows.shape for g in tiles.plan_symmetric(8, tile=4, leaf=2)]
     [(1, 4), (2, 2), (4, 2)]
     >>> def trace(a, b, get, variances_only=False):  # what kernel_fn uses, simplified
     ...     inputs = stax.Identity().kernel_fn(a, b, diagonal_spatial=False)
     ...     return kernel_fn.kernel_map(inputs).nngp
-    >>> tiled = pairwise.evaluate(trace, x, None, 'nngp', 0, False, tile=4, min_block=2)
+    >>> tiled = tiles.evaluate(trace, x, None, 'nngp', 0, False, tile=4, min_block=2)
     >>> bool(jnp.allclose(tiled, kernel_fn(x, None, 'nngp')))
     True
 """
@@ -329,41 +329,3 @@ def should_split(n1: int, n2: int, per_pair: int, symmetric: bool, itemsize: int
         return False
     big = n1 * n2 + n1 + n2 > (tile_side(per_pair, itemsize) + 1) ** 2 - 1
     return big or (symmetric and n1 >= 2 * MIN_BLOCK)
-
-
-def maybe_evaluate(
-    owner: Any, x1: Any, x2: Any, get: Any, diagonal_batch: Any, diagonal_spatial: Any,
-    trace: Trace,
-) -> Any:  # fmt: skip
-    """Tiled ``kernel_fn(x1, x2, get)`` when it pays (see module docstring), else ``None``.
-
-    Applies to single (not nested) spatial array inputs whose layout is
-    ``diagonal_batch``. The compiled tiled evaluation is cached on ``owner``.
-    """
-    from infinet import layout
-
-    arrays = all(isinstance(x, (np.ndarray, jax.Array)) for x in (x1, x2) if x is not None)
-    if not arrays or np.ndim(x1) < 3 or any(isinstance(x, jax.core.Tracer) for x in (x1, x2)):
-        return None
-    support = owner.support
-    db, ds = layout.resolve(support, diagonal_batch, diagonal_spatial)
-    if not db:
-        return None
-    b_axis = 0 if support.batch_axis is None else support.batch_axis
-    c_axis = -1 if support.channel_axis is None else support.channel_axis
-    per_pair = entries_per_pair(np.shape(x1), b_axis, c_axis, ds)
-    n1 = np.shape(x1)[b_axis]
-    n2 = n1 if x2 is None else np.shape(x2)[b_axis]
-    itemsize = np.dtype(jnp.result_type(x1)).itemsize
-    if not should_split(n1, n2, per_pair, x2 is None, itemsize):
-        return None
-    tile = tile_side(per_pair, itemsize)
-    cache = owner.__dict__.setdefault("_pairwise_cache", {})
-    key = (get, diagonal_batch, diagonal_spatial, x2 is None, tile, b_axis, ds)
-    if key not in cache:
-
-        def run(a: Any, b: Any) -> Any:
-            return evaluate(trace, a, b, get, b_axis, ds, tile)
-
-        cache[key] = jax.jit(run)
-    return cache[key](x1, x2)
