@@ -239,7 +239,8 @@ HOST_MIN_FLOPS = 1 << 22
 def dense_gram(x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"]) -> Float[Array, "n1 n2"]:
     """``x1 x2ᵀ`` of traced 2-D inputs: the host BLAS on the CPU backend, else XLA.
 
-    ``x2 is x1`` takes the BLAS ``syrk`` path (half the work).
+    ``x2 is x1`` takes the BLAS ``syrk`` path (half the work); under a trace,
+    inputs of equal shapes take it when they are equal at run time.
 
     Args:
         x1: ``(N1, d)`` inputs, channels last.
@@ -260,6 +261,9 @@ def dense_gram(x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"]) -> Float[Arra
         return jnp.matmul(x1, x2.T)
     if x2 is x1:
         return _blas_syrk(x1)
+    if x1.shape == x2.shape and isinstance(x1, jax.core.Tracer):
+        # kernel_fn(x, x) under jit: the same array, or not, is known at run time.
+        return jax.lax.cond(jnp.array_equal(x1, x2), lambda a, b: _blas_syrk(a), _blas_gemm, x1, x2)
     return _blas_gemm(x1, x2)
 
 

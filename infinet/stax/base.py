@@ -26,11 +26,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeAlias, Union
 
 import jax
 import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from infinet import masking
 from infinet.engine.local import Evaluator
@@ -40,10 +41,23 @@ from infinet.layout import LayoutSupport, VariancesOnlyUnsupported
 from infinet.stax.spec import LayerSpec
 
 Shape = tuple[int, ...]
-Params = Any
-InitFn = Callable[[jax.Array, Any], tuple[Any, Params]]
-ApplyFn = Callable[..., Any]
-KernelMap = Callable[..., Any]  # (Kernel | list[Kernel], **kwargs) -> Kernel | list
+#: Input shapes: one shape, or nested lists/tuples of shapes for multi-input networks.
+Shapes = Union[Shape, Sequence["Shapes"]]  # noqa: UP007
+#: Parameters of a finite network: a pytree of arrays (``()`` for parameter-free layers).
+Params: TypeAlias = PyTree[Float[Array, "..."]]
+#: Inputs or outputs of ``apply_fn``: an array or nested lists/tuples of arrays.
+Inputs: TypeAlias = PyTree[Float[Array, "batch ..."]]
+#: A covariance map's argument and result: a Kernel, or nested lists/tuples of them.
+KernelTree = Union[Kernel, Sequence["KernelTree"]]  # noqa: UP007
+
+
+#: ``init_fn(key, input_shape) -> (output_shape, params)``.
+InitFn = Callable[[PRNGKeyArray, Any], tuple[Any, Params]]
+#: ``apply_fn(params, x, **kwargs) -> y``: the finite network (``x``, ``y``: :data:`Inputs`).
+ApplyFn = Callable[..., Inputs]
+#: ``kernel_map(kernel, **kwargs) -> kernel``: a layer's covariance map on a
+#: :data:`KernelTree` (one ``Kernel`` for single-input layers).
+KernelMap = Callable[..., Any]
 
 
 class KernelFn:
