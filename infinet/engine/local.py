@@ -58,8 +58,8 @@ class Evaluator:
         >>> from infinet import stax
         >>> kfn = stax.Dense(1).kernel_fn
         >>> ev = Evaluator(kfn.kernel_map, kfn.support, 'Dense')
-        >>> ev(np.eye(2), None, 'nngp').tolist()
-        [[1.0, 0.0], [0.0, 1.0]]
+        >>> ev(np.eye(2), None, 'nngp').tolist()  # x·x' / d
+        [[0.5, 0.0], [0.0, 0.5]]
     """
 
     def __init__(self, kernel_map: KernelMap, support: LayoutSupport, name: str):
