@@ -74,6 +74,62 @@ class Spatial(enum.Enum):
         return Spatial.REDUCE
 
 
+_ORDER = ("full", "variances", "lost", "error")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variances:
+    """What a layer does to a pair tile that carries per-position variances only.
+
+    The tiles of :mod:`infinet.engine.tiles` may carry, in ``cov1``/``cov2``,
+    only the variances Σ(x, x)(s, s) of their examples: a t1 x t2 tile then
+    stores t1·t2 pair tensors instead of t1·t2 + t1 + t2. Whether that is exact
+    for a network is a static fact, composed from each layer's rule like
+    :class:`Spatial`. A tile's self-covariances are in one of four states:
+    ``'full'`` (exact and complete), ``'variances'`` (per-position variances),
+    ``'lost'`` (unknown; only ``nngp``/``ntk`` stay exact, e.g. after
+    ``GlobalAvgPool``) and ``'error'`` (the layer cannot run on them).
+
+    Attributes:
+        on_variances: the state after the layer, for ``'variances'`` in.
+        on_lost: the state after the layer, for ``'lost'`` in.
+
+    Example:
+        >>> conv, gap = Variances("variances", "error"), Variances("lost", "lost")
+        >>> conv.then(gap).exact, gap.then(conv).exact
+        (True, False)
+    """
+
+    on_variances: str = "error"
+    on_lost: str = "error"
+
+    def apply(self, state: str) -> str:
+        """The state after this layer for ``state`` in."""
+        return {"variances": self.on_variances, "lost": self.on_lost}.get(state, state)
+
+    def then(self, other: Variances) -> Variances:
+        """The rule of this layer followed by ``other``."""
+        return Variances(other.apply(self.on_variances), other.apply(self.on_lost))
+
+    def alongside(self, other: Variances) -> Variances:
+        """The rule of two parallel branches (the worse state of the two)."""
+        worst = lambda a, b: max(a, b, key=_ORDER.index)  # noqa: E731
+        return Variances(
+            worst(self.on_variances, other.on_variances), worst(self.on_lost, other.on_lost)
+        )
+
+    @property
+    def exact(self) -> bool:
+        """Tiles carrying variances only give exact ``nngp``/``ntk``."""
+        return self.on_variances != "error"
+
+
+#: Layers that map per-position variances exactly and ignore self-covariances otherwise.
+KEEPS_VARIANCES = Variances("variances", "lost")
+#: Layers that need full self-covariances.
+NEEDS_FULL = Variances()
+
+
 @dataclasses.dataclass(frozen=True)
 class LayoutSupport:
     """Which storage layouts a layer (or a whole network) can work with.
@@ -85,23 +141,29 @@ class LayoutSupport:
             :class:`Spatial`).
         batch_axis: the batch axis the layer expects its input in, if it cares.
         channel_axis: the channel axis the layer expects, if it cares.
+        variances: what the layer does to tiles carrying variances only (see
+            :class:`Variances`).
     """
 
     diagonal_batch: bool = True
     spatial: Spatial = Spatial.PRESERVE
     batch_axis: int | None = None
     channel_axis: int | None = None
+    variances: Variances = NEEDS_FULL
 
     def then(self, other: LayoutSupport) -> LayoutSupport:
         """Support of this layer followed by ``other``."""
-        return self._merge(other, self.spatial.then(other.spatial))
+        variances = self.variances.then(other.variances)
+        return self._merge(other, self.spatial.then(other.spatial), variances)
 
     def alongside(self, other: LayoutSupport) -> LayoutSupport:
         """Support of two parallel branches."""
-        return self._merge(other, self.spatial.alongside(other.spatial))
+        variances = self.variances.alongside(other.variances)
+        return self._merge(other, self.spatial.alongside(other.spatial), variances)
 
-    def _merge(self, other: LayoutSupport, spatial: Spatial) -> LayoutSupport:
+    def _merge(self, other: LayoutSupport, spatial: Spatial, variances: Variances) -> LayoutSupport:
         return LayoutSupport(
+            variances=variances,
             diagonal_batch=self.diagonal_batch and other.diagonal_batch,
             spatial=spatial,
             batch_axis=self.batch_axis if self.batch_axis is not None else other.batch_axis,
@@ -192,8 +254,8 @@ def spatial_diagonal(t: Tensor, batch_ndim: int, n_spatial: int) -> Tensor:
 class VariancesOnlyUnsupported(ValueError):
     """A layer met a kernel whose ``cov1``/``cov2`` hold per-position variances only.
 
-    Internal: the tiled evaluation (:mod:`infinet.engine.tiles`) catches it and
-    falls back to full self-covariances.
+    Internal: the plan uses such tiles only where :class:`Variances` says they are
+    exact, so this signals a layer whose stated rule is wrong.
     """
 
 

@@ -219,7 +219,7 @@ class Evaluator:
         self, plan: Plan, get: Any, layout_args: tuple[bool | None, bool | None], b_axis: int
     ) -> Callable[[Any, Any], Any]:
         assert plan.tiles is not None
-        side, ds = plan.tiles.side, plan.diagonal_spatial
+        side, ds, var = plan.tiles.side, plan.diagonal_spatial, plan.tiles.variances_only
 
         def trace(a: Any, b: Any, g: Any, variances_only: bool = False) -> Any:
             return self.trace(
@@ -228,19 +228,17 @@ class Evaluator:
                 variances_only=variances_only,
             )  # fmt: skip
 
+        def tiled(a: Any, b: Any) -> Any:
+            return tiles.evaluate(trace, a, b, get, b_axis, ds, side, variances_only=var)
+
         def run(a: Any, b: Any) -> Any:
             if b is None:
-                return tiles.evaluate(trace, a, None, get, b_axis, ds, side)
+                return tiled(a, None)
             if plan.tiles is not None and plan.tiles.shared_inputs and _arrays_only(get):
                 # x2 may be x1 itself: decide at run time, so (x, x) costs (x, None).
-                return jax.lax.cond(
-                    jnp.array_equal(a, b),
-                    lambda a, b: tiles.evaluate(trace, a, None, get, b_axis, ds, side),
-                    lambda a, b: tiles.evaluate(trace, a, b, get, b_axis, ds, side),
-                    a,
-                    b,
-                )
-            return tiles.evaluate(trace, a, b, get, b_axis, ds, side)
+                same = jnp.array_equal(a, b)
+                return jax.lax.cond(same, lambda a, b: tiled(a, None), tiled, a, b)
+            return tiled(a, b)
 
         return run
 

@@ -57,6 +57,8 @@ class TilePlan:
         shared_inputs: ``x2`` may be the same array as ``x1`` (equal shapes):
             the executor checks equality at run time and then computes the
             symmetric job.
+        variances_only: rectangular tiles carry per-position variances only
+            (exact for this network: :class:`~infinet.layout.Variances`).
     """
 
     side: int
@@ -64,6 +66,7 @@ class TilePlan:
     total: int
     symmetric: bool
     shared_inputs: bool
+    variances_only: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +100,7 @@ class Plan:
             tiled = f"{t.count} of {t.total} ({t.side}x{t.side})"
             tiled += ", symmetric" if t.symmetric else ""
             tiled += ", symmetric when x2 equals x1" if t.shared_inputs else ""
+            tiled += ", variances only" if t.variances_only else ""
         return (
             f"Plan(gram={self.gram!r}, layout=(batch={diag(self.diagonal_batch)}, "
             f"spatial={diag(self.diagonal_spatial)}), tiles={tiled}, "
@@ -169,7 +173,7 @@ def _tile_plan(support: LayoutSupport, x1: Any, x2: Any, ds: bool) -> TilePlan |
         groups = tiles.plan_rectangular(n1, n2, side)
     count = sum(g.rows.shape[0] for g in groups)
     total = len(tiles.plan_rectangular(n1, n2, side)[0].rows)
-    return TilePlan(side, count, total, symmetric, shared)
+    return TilePlan(side, count, total, symmetric, shared, support.variances.exact)
 
 
 def _is_kernel(x: Any) -> bool:

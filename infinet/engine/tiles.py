@@ -49,7 +49,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from infinet.kernel import KERNEL_FIELDS, Kernel, _namedtuple_for
-from infinet.layout import VariancesOnlyUnsupported
 
 # Working set allowed for the tensors of one tile (all intermediates), sized for
 # a CPU's last-level cache: the passes over a tile's tensors are memory-bound, so
@@ -184,15 +183,15 @@ def _as_dict(out: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     return dict(zip(fields, out))
 
 
-def _run_group(trace: Trace, g: TileGroup, x1: Any, x2: Any, axis: int, get: Any) -> Any:
+def _run_group(
+    trace: Trace, g: TileGroup, x1: Any, x2: Any, axis: int, get: Any, variances_only: bool
+) -> Any:
     """Runs one group of tiles in a ``lax.map``.
 
-    Rectangular tiles of ``nngp``/``ntk`` first try to carry only per-position
-    variances of their examples (``Kernel.cov_mode``): a t1 x t2 tile then costs
-    t1·t2 pair tensors instead of t1·t2 + t1 + t2. Networks with a layer that
-    needs cross-position self-covariances raise
-    :class:`~infinet.layout.VariancesOnlyUnsupported` while tracing, and the tile
-    is traced again with full self-covariances.
+    With ``variances_only`` (a static fact of the network,
+    :class:`~infinet.layout.Variances`), rectangular tiles of ``nngp``/``ntk``
+    carry only per-position variances of their examples (``Kernel.cov_mode``): a
+    t1 x t2 tile then costs t1·t2 pair tensors instead of t1·t2 + t1 + t2.
     """
 
     def tile(idx: tuple[jax.Array, jax.Array], variances_only: bool) -> Any:
@@ -205,12 +204,8 @@ def _run_group(trace: Trace, g: TileGroup, x1: Any, x2: Any, axis: int, get: Any
         return trace(a, b, get)
 
     idx = (jnp.asarray(g.rows), jnp.asarray(g.cols))
-    if not g.symmetric and get is not None and set(get) <= {"nngp", "ntk"}:
-        try:
-            return jax.lax.map(lambda i: tile(i, True), idx)
-        except VariancesOnlyUnsupported:
-            pass
-    return jax.lax.map(lambda i: tile(i, False), idx)
+    cheap = variances_only and not g.symmetric and get is not None and set(get) <= {"nngp", "ntk"}
+    return jax.lax.map(lambda i: tile(i, cheap), idx)
 
 
 def _scatter(buf: Any, idx: tuple[np.ndarray, ...], vals: jax.Array) -> Any:
@@ -226,6 +221,7 @@ def evaluate(
     diagonal_spatial: bool,
     tile: int,
     min_block: int = MIN_BLOCK,
+    variances_only: bool = False,
 ) -> Any:
     """The kernel of ``(x1, x2)`` assembled from tiles of at most ``tile²`` pairs.
 
@@ -240,6 +236,8 @@ def evaluate(
         tile: largest tile side (in examples).
         min_block: diagonal blocks of at most this many examples are computed as
             symmetric kernels.
+        variances_only: rectangular tiles may carry per-position variances only
+            (exact for the network: :attr:`infinet.layout.Variances.exact`).
 
     Returns:
         What ``trace(x1, x2, get)`` returns.
@@ -253,7 +251,8 @@ def evaluate(
         groups = plan_rectangular(n1, n2, tile)
     fields = _fields(get)
     request = None if get is None else fields
-    results = [_run_group(trace, g, x1, x1 if x2 is None else x2, axis, request) for g in groups]
+    other = x1 if x2 is None else x2
+    results = [_run_group(trace, g, x1, other, axis, request, variances_only) for g in groups]
     proto = next((r for r, g in zip(results, groups) if g.symmetric == (x2 is None)), results[0])
     out: dict[str, Any] = {}
     for f in fields:

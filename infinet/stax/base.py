@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeAlias, Union
 
@@ -37,7 +38,13 @@ from infinet import masking
 from infinet.engine.local import Evaluator
 from infinet.engine.plan import Plan
 from infinet.kernel import Kernel, validate_get
-from infinet.layout import LayoutSupport, VariancesOnlyUnsupported
+from infinet.layout import (
+    KEEPS_VARIANCES,
+    NEEDS_FULL,
+    LayoutSupport,
+    Variances,
+    VariancesOnlyUnsupported,
+)
 from infinet.stax.spec import LayerSpec
 
 Shape = tuple[int, ...]
@@ -191,6 +198,7 @@ def make_layer(
     mask_fn: masking.MaskFn | None = None,
     handles_variances: bool = False,
     spec: LayerSpec | None = None,
+    variances: Variances | None = None,
 ) -> Layer:
     """Builds a :class:`Layer` from its three parts.
 
@@ -198,10 +206,13 @@ def make_layer(
     NT's name and the constructor's arguments.
 
     ``handles_variances``: ``kernel_map`` also accepts kernels whose ``cov1``/``cov2``
-    hold per-position variances only (:attr:`Kernel.cov_mode`, used by the tiled
-    evaluation of :mod:`infinet.engine.tiles`); other layers raise
-    :class:`VariancesOnlyUnsupported` for them, and the evaluation falls back to
-    full self-covariances.
+    hold per-position variances only (:attr:`Kernel.cov_mode`, used by the tiles
+    of :mod:`infinet.engine.tiles`). ``variances`` states exactly what it does to
+    them (:class:`~infinet.layout.Variances`); the default is
+    :data:`~infinet.layout.KEEPS_VARIANCES` with ``handles_variances`` and
+    :data:`~infinet.layout.NEEDS_FULL` without. The plan reads this static fact
+    to decide whether tiles carry variances only; combinators pass the rule
+    composed from their children.
 
     Masks (:mod:`infinet.masking`): the kernel function zeroes the covariances
     of masked positions after ``kernel_map`` (:func:`~infinet.masking.remask`),
@@ -212,6 +223,9 @@ def make_layer(
     keep positions or only change channels. Both are no-ops without masks.
     """
     support = support or LayoutSupport()
+    if variances is None:
+        variances = KEEPS_VARIANCES if handles_variances else NEEDS_FULL
+    support = dataclasses.replace(support, variances=variances)
 
     def masked_kernel_map(k: Any, **kwargs: Any) -> Any:
         if not handles_variances and _variances_only(k):

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from functools import reduce
 from typing import Any
 
@@ -66,7 +67,14 @@ def serial(*layers: Layer) -> Layer:
     support = reduce(lambda a, b: a.then(b), (lyr.kernel_fn.support for lyr in layers))
     spec = LayerSpec.of("serial", children=tuple(lyr.kernel_fn.spec for lyr in layers))
     return make_layer(
-        init_fn, apply_fn, kernel_map, "serial", support, handles_variances=True, spec=spec
+        init_fn,
+        apply_fn,
+        kernel_map,
+        "serial",
+        support,
+        handles_variances=True,
+        spec=spec,
+        variances=support.variances,
     )
 
 
@@ -96,7 +104,14 @@ def parallel(*layers: Layer) -> Layer:
     support = reduce(lambda a, b: a.alongside(b), (lyr.kernel_fn.support for lyr in layers))
     spec = LayerSpec.of("parallel", children=tuple(lyr.kernel_fn.spec for lyr in layers))
     return make_layer(
-        init_fn, apply_fn, kernel_map, "parallel", support, handles_variances=True, spec=spec
+        init_fn,
+        apply_fn,
+        kernel_map,
+        "parallel",
+        support,
+        handles_variances=True,
+        spec=spec,
+        variances=support.variances,
     )
 
 
@@ -148,9 +163,20 @@ def repeat(layer: Layer, n: int) -> Layer:
         return k
 
     support = layer.kernel_fn.support
+    for _ in range(n - 1):
+        support = dataclasses.replace(
+            support, variances=support.variances.then(layer.kernel_fn.support.variances)
+        )
     spec = LayerSpec.of("repeat", {"n": n}, children=(layer.kernel_fn.spec,))
     return make_layer(
-        init_fn, apply_fn, kernel_map, "repeat", support, handles_variances=True, spec=spec
+        init_fn,
+        apply_fn,
+        kernel_map,
+        "repeat",
+        support,
+        handles_variances=True,
+        spec=spec,
+        variances=support.variances,
     )
 
 

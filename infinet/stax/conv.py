@@ -61,7 +61,7 @@ from jax import lax
 
 from infinet import masking
 from infinet.kernel import Kernel
-from infinet.layout import LayoutSupport, Spatial, map_tensors, spatial_diagonal
+from infinet.layout import LayoutSupport, Spatial, Variances, map_tensors, spatial_diagonal
 from infinet.stax import patches, random_init
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.dense import affine_kernel, check_parameterization
@@ -371,6 +371,7 @@ def _conv_layer(
         _conv_mask_fn(spec),
         handles_variances=True,
         spec=described,
+        variances=Variances("variances", "error"),
     )
 
 

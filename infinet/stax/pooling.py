@@ -53,7 +53,7 @@ import numpy as np
 
 from infinet import masking
 from infinet.kernel import Kernel
-from infinet.layout import LayoutSupport, Spatial, map_tensors, spatial_diagonal
+from infinet.layout import LayoutSupport, Spatial, Variances, map_tensors, spatial_diagonal
 from infinet.stax import patches
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.spec import LayerSpec
@@ -114,7 +114,14 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
 
     support = LayoutSupport(spatial=Spatial.REDUCE, batch_axis=batch_axis)
     return make_layer(
-        init_fn, apply_fn, kernel_map, "Flatten", support, handles_variances=True, spec=spec
+        init_fn,
+        apply_fn,
+        kernel_map,
+        "Flatten",
+        support,
+        handles_variances=True,
+        spec=spec,
+        variances=Variances("full", "lost"),  # Σ(x, x) of the flattened units is exact
     )
 
 
@@ -294,7 +301,15 @@ def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -
 
     support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
     return make_layer(
-        init_fn, apply_fn, kernel_map, name, support, mask_fn, handles_variances=True, spec=spec
+        init_fn,
+        apply_fn,
+        kernel_map,
+        name,
+        support,
+        mask_fn,
+        handles_variances=True,
+        spec=spec,
+        variances=Variances("lost", "lost"),  # the pooled self-covariance needs all positions
     )
 
 

@@ -204,7 +204,8 @@ def test_models_build_and_run():
 
 @pytest.mark.parametrize("net_name", list(_TILED_NETS))
 def test_variances_only_tiles_only_where_exact(net_name):
-    """Tiles carry variances only for nets that never read cross-position self-covariances."""
+    """The static rule (layout.Variances) says variances-only tiles are exact exactly for
+    nets that never read cross-position self-covariances; tracing agrees."""
     net = _TILED_NETS[net_name]()
     a, b = jnp.asarray(_images(2, (4, 3, 2))), jnp.asarray(_images(3, (4, 3, 2), 1))
     kw = dict(get="ntk", diagonal_batch=True, diagonal_spatial=False)
@@ -215,6 +216,7 @@ def test_variances_only_tiles_only_where_exact(net_name):
         return jax.jit(fn)(a, b)
 
     full = evaluate(False)
+    assert net.kernel_fn.support.variances.exact == (net_name == "variances_only")
     if net_name != "variances_only":
         with pytest.raises(VariancesOnlyUnsupported):
             evaluate(True)
