@@ -286,7 +286,7 @@ def self_variance(cov: Tensor, k: Kernel) -> Tensor:
     return spatial_diagonal(cov, 1, k.spatial_ndim)
 
 
-def _broadcast_pair(
+def broadcast_pair(
     v1: Tensor, v2: Tensor, batch_ndim: int, diagonal_spatial: bool
 ) -> tuple[Tensor, Tensor]:
     """Shapes per-position variances to broadcast against a stored covariance.
@@ -310,7 +310,7 @@ def pair_variances(k: Kernel) -> tuple[Tensor, Tensor]:
     """Variances ``(Σ(x1, x1), Σ(x2, x2))`` broadcastable against ``k.nngp``."""
     v1 = self_variance(k.cov1, k)
     v2 = v1 if k.cov2 is None else self_variance(k.cov2, k)
-    return _broadcast_pair(v1, v2, 2, k.diagonal_spatial)
+    return broadcast_pair(v1, v2, 2, k.diagonal_spatial)
 
 
 def _self_pair_variances(cov: Tensor, k: Kernel) -> tuple[Tensor, Tensor]:
@@ -319,7 +319,7 @@ def _self_pair_variances(cov: Tensor, k: Kernel) -> tuple[Tensor, Tensor]:
     batch_ndim = 1 if k.diagonal_batch else 2
     if k.diagonal_batch and (k.diagonal_spatial or k.cov_mode == "variances"):
         return v, v
-    return _broadcast_pair(v, v, batch_ndim, k.diagonal_spatial)
+    return broadcast_pair(v, v, batch_ndim, k.diagonal_spatial)
 
 
 def map_elementwise(k: Kernel, nngp_fn: CovarianceMap, dnngp_fn: CovarianceMap | None) -> Kernel:

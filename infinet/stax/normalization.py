@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from infinet.kernel import Kernel
-from infinet.layout import LayoutSupport, _broadcast_pair, self_variance
+from infinet.layout import LayoutSupport, broadcast_pair, self_variance
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.spec import LayerSpec
 
@@ -99,7 +99,7 @@ def layer_norm_kernel(k: Kernel, axes: tuple[int, ...], eps: float) -> Kernel:
     def scale(t: jax.Array | None, a: jax.Array, b: jax.Array, n_batch: int) -> Any:
         if t is None:
             return None
-        va, vb = _broadcast_pair(a, b, n_batch, ds)
+        va, vb = broadcast_pair(a, b, n_batch, ds)
         return t / jnp.sqrt(va * vb)
 
     cov_b = 1 if k.diagonal_batch else 2
