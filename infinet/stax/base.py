@@ -34,7 +34,7 @@ import numpy as np
 
 from infinet import layout, masking
 from infinet.host_gram import HostGram, host_gram, raise_if_non_finite
-from infinet.kernel import Kernel, select, validate_get
+from infinet.kernel import KERNEL_FIELDS, Kernel, canonical_get, select, validate_get
 from infinet.layout import LayoutSupport, Spatial, VariancesOnlyUnsupported
 from infinet.stax import pairwise
 
@@ -98,10 +98,19 @@ class KernelFn:
                 variable-length inputs); see :mod:`infinet.masking`.
             **kwargs: layer-specific options (e.g. ``pattern`` for graphs).
         """
-        if isinstance(get, list):
-            get = tuple(get)
-        if get is not None:
-            validate_get(get)
+        get = canonical_get(get)
+        if get is not None and not set(validate_get(get)) <= set(KERNEL_FIELDS):
+            # Metadata such as 'shape1' is static: select it outside jit (NT's get=).
+            kernel = self(
+                x1,
+                x2,
+                None,
+                diagonal_batch=diagonal_batch,
+                diagonal_spatial=diagonal_spatial,
+                mask_constant=mask_constant,
+                **kwargs,
+            )
+            return select(kernel, get)
         host = None
         if not _is_kernel_tree(x1):
             _check_inputs(x1, x2, finite=False)
