@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
@@ -249,7 +250,37 @@ def make_layer(
 
     channel_axis = -1 if support.channel_axis is None else support.channel_axis
     apply = masking.masked_apply(apply_fn, name, mask_fn, channel_axis)
-    return Layer(init_fn, apply, KernelFn(masked_kernel_map, support, name))
+    kernel_fn = KernelFn(masked_kernel_map, support, name)
+    # NT's function names ('ABRelu' for Relu, 'serial', ...), which users' code branches on.
+    fn_name = nt_function_name(name)
+    apply.__name__ = apply.__qualname__ = fn_name
+    kernel_fn.__name__ = kernel_fn.__qualname__ = fn_name  # type: ignore[attr-defined]
+    return Layer(_renamed(init_fn, fn_name), apply, kernel_fn)
+
+
+def nt_function_name(name: str) -> str:
+    """The ``__name__`` Neural Tangents 0.6.5 gives a layer's three functions.
+
+    It is the layer's name without its parameters (``'ABRelu(0.1, 1.0)'`` ->
+    ``'ABRelu'``), except that NT builds ``Cos`` from ``Sin`` and so names it ``'Sin'``.
+
+    Example:
+        >>> nt_function_name('ABRelu(0.0, 1.0)'), nt_function_name('Cos(1.0, 1.0, 0.0)')
+        ('ABRelu', 'Sin')
+    """
+    base = name.split("(")[0]
+    return "Sin" if base == "Cos" else base
+
+
+def _renamed(fn: InitFn, name: str) -> InitFn:
+    """``fn`` under another ``__name__``; ``fn`` itself (maybe shared) is left untouched."""
+
+    def renamed(key: jax.Array, input_shape: Any) -> tuple[Any, Params]:
+        return fn(key, input_shape)
+
+    functools.update_wrapper(renamed, fn)
+    renamed.__name__ = renamed.__qualname__ = name
+    return renamed
 
 
 def _variances_only(k: Any) -> bool:
