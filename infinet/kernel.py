@@ -186,6 +186,21 @@ jax.tree_util.register_dataclass(
 )
 
 
+def is_none_tree(x2: object) -> bool:
+    """NT's ``x2=None`` convention: ``None``, or a list/tuple of them, means ``x2 = x1``.
+
+    A two-input model takes ``x2=(None, None)``; this holds for ``kernel_fn``, the
+    empirical kernels and :func:`~infinet.monte_carlo_kernel_fn` alike.
+
+    Example:
+        >>> is_none_tree((None, [None])), is_none_tree((None, 1.0))
+        (True, False)
+    """
+    if x2 is None:
+        return True
+    return isinstance(x2, (list, tuple)) and all(is_none_tree(t) for t in x2)
+
+
 def field_names() -> tuple[str, ...]:
     """Every :class:`Kernel` field, in declaration order: the names ``get`` may use."""
     return tuple(f.name for f in dataclasses.fields(Kernel))

@@ -35,7 +35,14 @@ import numpy as np
 
 from infinet import layout, masking
 from infinet.host_gram import HostGram, host_gram, raise_if_non_finite
-from infinet.kernel import KERNEL_FIELDS, Kernel, canonical_get, select, validate_get
+from infinet.kernel import (
+    KERNEL_FIELDS,
+    Kernel,
+    canonical_get,
+    is_none_tree,
+    select,
+    validate_get,
+)
 from infinet.layout import LayoutSupport, Spatial, VariancesOnlyUnsupported
 from infinet.stax import pairwise
 
@@ -100,6 +107,7 @@ class KernelFn:
             **kwargs: layer-specific options (e.g. ``pattern`` for graphs).
         """
         get = canonical_get(get)
+        x2 = None if is_none_tree(x2) else x2  # NT: (None, None) means x2 = x1
         if get is not None and not set(validate_get(get)) <= set(KERNEL_FIELDS):
             # Metadata such as 'shape1' is static: select it outside jit (NT's get=).
             kernel = self(
@@ -126,8 +134,12 @@ class KernelFn:
         static = {k: v for k, v in kwargs.items() if _is_static(v)}
         dynamic = {k: v for k, v in kwargs.items() if k not in static}
 
+        # A traced mask_constant (NT allows it under jax.jit(kernel_fn)) cannot be a
+        # static argument: evaluate in the caller's trace instead of the inner jit.
+        traced_mask = isinstance(mask_constant, jax.core.Tracer)
+
         def call(a: Any, b: Any, g: Any) -> Any:
-            return self._jitted(
+            return (self._evaluate if traced_mask else self._jitted)(
                 a,
                 b,
                 dynamic,
@@ -346,8 +358,15 @@ def _input_kernels(
     )
 
 
-def _check_mask_constant(mask_constant: Any) -> float:
-    """A hashable scalar ``mask_constant``, or a clear error."""
+def _check_mask_constant(mask_constant: Any) -> Any:
+    """A hashable scalar ``mask_constant`` (a traced scalar stays traced), or a clear error."""
+    if isinstance(mask_constant, jax.core.Tracer):
+        if jax.numpy.ndim(mask_constant) != 0:
+            raise ValueError(
+                f"mask_constant must be a scalar, got a traced array of shape "
+                f"{jax.numpy.shape(mask_constant)}."
+            )
+        return mask_constant
     value = np.asarray(mask_constant)
     if value.ndim != 0 or not np.issubdtype(value.dtype, np.number):
         raise ValueError(
