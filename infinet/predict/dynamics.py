@@ -105,7 +105,7 @@ class Dynamics:
 
     def factors(self, t: Any) -> tuple[Any, Any]:
         """``1 − e^{−ηλt/n}`` and ``(1 − e^{−ηλt/n})/λ`` per eigenvalue, shape ``(*t, n)``."""
-        xp = linalg.xp_for(t, self.eig.values)
+        xp = linalg.xp_for(t, self.eig.values, self.rate)
         lam = self.eig.values
         rt = self.rate * xp.asarray(t, lam.dtype)[..., None]
         g = -xp.expm1(-rt * lam)
