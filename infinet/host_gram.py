@@ -85,6 +85,7 @@ class HostGram:
             diagonal_batch=self.diagonal_batch,
             shape1=self.shape1,
             shape2=self.shape2,
+            channel_axis=len(self.shape1) - 1,  # non-negative, as in NT
             is_input=True,
         )
 

@@ -287,7 +287,7 @@ def input_kernel(
         shape1=tuple(x1.shape),
         shape2=tuple(other.shape),
         batch_axis=0,
-        channel_axis=-1,
+        channel_axis=x1.ndim - 1,  # non-negative, as in NT
         is_input=True,
     )
 

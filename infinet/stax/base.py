@@ -258,7 +258,7 @@ def make_layer(
     def masked_kernel_map(k: Any, **kwargs: Any) -> Any:
         if not handles_variances and _variances_only(k):
             raise VariancesOnlyUnsupported(name)
-        return masking.remask(kernel_map(k, **kwargs))
+        return _not_input(masking.remask(kernel_map(k, **kwargs)))
 
     channel_axis = -1 if support.channel_axis is None else support.channel_axis
     apply = masking.masked_apply(apply_fn, name, mask_fn, channel_axis)
@@ -293,6 +293,15 @@ def _renamed(fn: InitFn, name: str) -> InitFn:
     functools.update_wrapper(renamed, fn)
     renamed.__name__ = renamed.__qualname__ = name
     return renamed
+
+
+def _not_input(k: Any) -> Any:
+    """Marks kernels as past a layer (NT's ``is_input=False`` after any layer)."""
+    if isinstance(k, Kernel):
+        return k if not k.is_input else k.replace(is_input=False)
+    if isinstance(k, (list, tuple)):
+        return type(k)(_not_input(t) for t in k)
+    return k
 
 
 def _variances_only(k: Any) -> bool:
