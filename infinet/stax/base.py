@@ -45,6 +45,7 @@ from infinet.kernel import (
 )
 from infinet.layout import LayoutSupport, Spatial, VariancesOnlyUnsupported
 from infinet.stax import pairwise
+from infinet.stax.spec import LayerSpec
 
 Shape = tuple[int, ...]
 Params = Any
@@ -60,12 +61,21 @@ class KernelFn:
         kernel_map: the layer's covariance map, ``(kernel, **kwargs) -> kernel``.
         support: the storage layouts the map is exact in.
         name: used in error messages.
+        spec: the layer's static description (name and hyperparameters); defaults
+            to a spec holding the name only.
     """
 
-    def __init__(self, kernel_map: KernelMap, support: LayoutSupport, name: str):
+    def __init__(
+        self,
+        kernel_map: KernelMap,
+        support: LayoutSupport,
+        name: str,
+        spec: LayerSpec | None = None,
+    ):
         self.kernel_map = kernel_map
         self.support = support
         self.name = name
+        self.spec = spec if spec is not None else LayerSpec.of(name)
         self._jitted = jax.jit(
             self._evaluate,
             static_argnames=(
@@ -236,8 +246,12 @@ def make_layer(
     support: LayoutSupport | None = None,
     mask_fn: masking.MaskFn | None = None,
     handles_variances: bool = False,
+    spec: LayerSpec | None = None,
 ) -> Layer:
     """Builds a :class:`Layer` from its three parts.
+
+    ``spec`` is the layer's static description (:class:`~infinet.stax.spec.LayerSpec`):
+    NT's name and the constructor's arguments.
 
     ``handles_variances``: ``kernel_map`` also accepts kernels whose ``cov1``/``cov2``
     hold per-position variances only (:attr:`Kernel.cov_mode`, used by the tiled
@@ -262,7 +276,7 @@ def make_layer(
 
     channel_axis = -1 if support.channel_axis is None else support.channel_axis
     apply = masking.masked_apply(apply_fn, name, mask_fn, channel_axis)
-    kernel_fn = KernelFn(masked_kernel_map, support, name)
+    kernel_fn = KernelFn(masked_kernel_map, support, name, spec)
     # NT's function names ('ABRelu' for Relu, 'serial', ...), which users' code branches on.
     fn_name = nt_function_name(name)
     apply.__name__ = apply.__qualname__ = fn_name
