@@ -170,7 +170,10 @@ def _repeat_zero(layer: Layer) -> Layer:
         return k
 
     support = layer.kernel_fn.support
-    return make_layer(init_fn, apply_fn, kernel_map, "repeat", support, handles_variances=True)
+    spec = LayerSpec.of("repeat", {"n": 0}, children=(layer.kernel_fn.spec,))
+    return make_layer(
+        init_fn, apply_fn, kernel_map, "repeat", support, handles_variances=True, spec=spec
+    )
 
 
 def _same_structure(a: Any, b: Any) -> bool:
