@@ -259,8 +259,9 @@ def parse_get(
             )
         name = entry.lower()
         if name not in allowed:
+            which = f"get={get!r}" if isinstance(get, str) else f"get={get!r}: {entry!r}"
             raise ValueError(
-                f"get={get!r}: {entry!r} does not exist here. Valid names are {allowed} "
+                f"{which} does not exist here. Valid names are {allowed} "
                 "(case-insensitive), a tuple of them, or None."
             )
         names.append(name)

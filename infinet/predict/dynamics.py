@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -107,7 +108,8 @@ class Dynamics:
         """``1 − e^{−ηλt/n}`` and ``(1 − e^{−ηλt/n})/λ`` per eigenvalue, shape ``(*t, n)``."""
         xp = linalg.xp_for(t, self.eig.values, self.rate)
         lam = self.eig.values
-        rt = self.rate * xp.asarray(t, lam.dtype)[..., None]
+        dtype = lam.dtype if xp is np else jax.dtypes.canonicalize_dtype(lam.dtype)
+        rt = self.rate * xp.asarray(t, dtype)[..., None]
         g = -xp.expm1(-rt * lam)
         tiny = xp.finfo(lam.dtype).tiny
         safe = xp.where(xp.abs(lam) > tiny, lam, 1.0)

@@ -636,14 +636,14 @@ def _fields(k: Kernel) -> dict:
 def test_kernel_fields_agree_with_nt(name: str) -> None:
     layer, x1, x2 = _networks()[name]
     for key, second in ((name, None), (name + "_x2", x2)):
-        ours, theirs = _fields(layer.kernel_fn(x1, second)), dict(NT_FIELDS[key])
+        kernel = layer.kernel_fn(x1, second)
+        ours, theirs = _fields(kernel), dict(NT_FIELDS[key])
         if theirs["ntk"] == []:  # NT's scalar 0.0 input NTK; ours is a zero array
             assert ours["ntk_sum"] == 0.0 and ours["ntk"] == ours["nngp"]
             ours.pop("ntk"), theirs.pop("ntk")
+        rtol = 1e-8 if kernel.nngp.dtype == np.float64 else 1e-4  # NT's numbers: float64
         for field in ("nngp_sum", "ntk_sum", "cov1_sum"):
-            np.testing.assert_allclose(
-                ours.pop(field), theirs.pop(field), rtol=1e-8, atol=1e-10
-            )  # float64 oracle
+            np.testing.assert_allclose(ours.pop(field), theirs.pop(field), rtol=rtol, atol=1e-6)
         assert ours == theirs, key
 
 
