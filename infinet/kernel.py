@@ -67,7 +67,7 @@ class Kernel:
         shape2: finite-width shape of the second batch of activations.
         batch_axis: batch axis of the activations.
         channel_axis: channel axis of the activations.
-        is_input: nothing with parameters has been applied yet.
+        is_input: this is the input kernel: no layer has been applied yet (as in NT).
         cov_mode: how ``cov1``/``cov2`` are stored: ``'full'`` (like ``nngp``),
             ``'variances'`` (per-position variances Σ(x, x)(s, s) only, shape
             ``(N, *S)``, while ``nngp``/``ntk`` keep cross-position entries) or

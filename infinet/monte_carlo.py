@@ -57,7 +57,13 @@ def monte_carlo_kernel_fn(
     ``kernel_fn`` averages :func:`~infinet.empirical.empirical_kernel_fn` over
     ``n_samples`` parameter draws ``init_fn(key_i, x1.shape)``. Sample ``i`` uses
     the same keys as Neural Tangents (``key, s = split(key)``; init key
-    ``split(s)[0]``), so the same ``init_fn`` gives the same estimate.
+    ``split(s)[0]``), so the same ``init_fn`` gives the same estimate (on the same JAX
+    version: JAX's random bits have changed since NT's). When ``apply_fn`` takes an
+    ``rng`` keyword (or ``**kwargs``) and none is given, each sample passes its own
+    ``rng=split(s)[1]``, as NT does for stochastic layers such as ``Dropout(mode='train')``.
+    ``x2`` may be ``None`` or a pytree of ``None`` (``x2 = x1``). With ``batch_size``,
+    keyword arguments given per input as a pair ``(v1, v2)`` (e.g. a graph's
+    ``pattern``) are split into blocks together with the inputs.
 
     Args:
         init_fn: ``init_fn(key, input_shape) -> (output_shape, params)``.
