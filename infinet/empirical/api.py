@@ -23,6 +23,7 @@ import jax
 from infinet.empirical import jacobian, ntk_vp, structured
 from infinet.empirical._axes import Axes, LabelMaker, einsum, finish, pair_output_axes
 from infinet.empirical._common import ApplyFn, NtkOptions, make_sides
+from infinet.kernel import parse_get
 
 _NAMEDTUPLES: dict[tuple[str, ...], type] = {}
 
@@ -197,15 +198,12 @@ def empirical_kernel_fn(
 
 
 def canonical_get(get: Any) -> tuple[str, ...]:
-    """``get`` as a tuple of ``'nngp'``/``'ntk'``; raises on anything else."""
-    names = ("nngp", "ntk") if get is None else (get,) if isinstance(get, str) else tuple(get)
-    for name in names:
-        if name not in ("nngp", "ntk"):
-            raise ValueError(
-                f"get={get!r}: empirical kernels provide only 'nngp' and 'ntk' "
-                "(cov1/cov2 exist only for infinite-width kernel_fn)."
-            )
-    return names
+    """``get`` as a tuple of ``'nngp'``/``'ntk'`` (case-insensitive); raises on anything else.
+
+    Parsed by :func:`infinet.kernel.parse_get`, the one parser of ``get``; ``None``
+    means both.
+    """
+    return parse_get(get, ("nngp", "ntk"), default=("nngp", "ntk"))[0]
 
 
 def namedtuple_for(names: tuple[str, ...], type_name: str) -> type:

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infinet.kernel import Kernel
+from infinet.kernel import Kernel, parse_get
 from infinet.predict import linalg
 
 
@@ -71,15 +71,10 @@ def gaussians(names: tuple[str, ...]) -> type:
 def canonical_get(get: Any, allowed: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
     """Normalises ``get`` to a tuple of names; also whether it was a single string.
 
-    ``None`` means ``('nngp', 'ntk')``.
+    ``None`` means ``('nngp', 'ntk')``; names are case-insensitive
+    (:func:`infinet.kernel.parse_get`, the one parser of ``get``).
     """
-    if get is None:
-        return ("nngp", "ntk"), False
-    names = (get,) if isinstance(get, str) else tuple(get)
-    for name in names:
-        if name not in allowed:
-            raise ValueError(f"get={name!r} is not supported here; use one of {allowed}.")
-    return names, isinstance(get, str)
+    return parse_get(get, allowed, default=("nngp", "ntk"))
 
 
 def kernel_part(k: Any, name: str, what: str) -> Any:

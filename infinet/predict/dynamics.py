@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -105,9 +106,10 @@ class Dynamics:
 
     def factors(self, t: Any) -> tuple[Any, Any]:
         """``1 − e^{−ηλt/n}`` and ``(1 − e^{−ηλt/n})/λ`` per eigenvalue, shape ``(*t, n)``."""
-        xp = linalg.xp_for(t, self.eig.values)
+        xp = linalg.xp_for(t, self.eig.values, self.rate)
         lam = self.eig.values
-        rt = self.rate * xp.asarray(t, lam.dtype)[..., None]
+        dtype = lam.dtype if xp is np else jax.dtypes.canonicalize_dtype(lam.dtype)
+        rt = self.rate * xp.asarray(t, dtype)[..., None]
         g = -xp.expm1(-rt * lam)
         tiny = xp.finfo(lam.dtype).tiny
         safe = xp.where(xp.abs(lam) > tiny, lam, 1.0)
@@ -194,6 +196,8 @@ def gradient_descent_mse(
         >>> np.allclose(predict_fn(None), y)
         True
     """
+    if _traces_batch_axis(y_train, trace_axes):
+        return _batch_traced(y_train, trace_axes)
     axes = OutputAxes.of(y_train, trace_axes)
     dyn = Dynamics(k_train_train, y_train, learning_rate, diag_reg, diag_reg_absolute_scale, axes)
     n = np.shape(y_train)[0]
@@ -222,6 +226,35 @@ def gradient_descent_mse(
         ktd = axes.flatten_k(linalg.to_working(k_test_train, *dyn.like), "k_test_train")
         fx_test = fs0 + axes.unflatten_y(dyn.test(t, ktd, r), m)
         return fx_train, linalg.finish(fx_test, jnp.result_type(out_dtype, k_test_train))
+
+    return predict_fn
+
+
+def _traces_batch_axis(y_train: Any, trace_axes: int | Sequence[int]) -> bool:
+    axes = (trace_axes,) if isinstance(trace_axes, int) else tuple(trace_axes)
+    ndim = np.ndim(y_train)
+    return ndim >= 1 and any(-ndim <= a < ndim and a % ndim == 0 for a in axes)
+
+
+def _batch_traced(y_train: Any, trace_axes: int | Sequence[int]) -> Callable[..., Any]:
+    """``trace_axes`` including the batch axis 0, which NT 0.6.5 accepts.
+
+    NT builds the predictor, and its infinite-time training-set prediction is
+    ``y_train``; every prediction that needs the kernel has no meaning with the batch
+    axis traced (NT fails there with an internal shape error). The same holds here,
+    with a clear error instead.
+    """
+
+    def predict_fn(
+        t: Any = None, fx_train_0: Any = 0.0, fx_test_0: Any = None, k_test_train: Any = None
+    ) -> Any:
+        if t is None and fx_test_0 is None and k_test_train is None:
+            return jnp.asarray(y_train)
+        raise ValueError(
+            f"trace_axes={trace_axes} includes the batch axis 0 of y_train "
+            f"{np.shape(y_train)}: only the infinite-time training prediction (y_train) is "
+            "defined. Trace output axes only, e.g. trace_axes=(-1,)."
+        )
 
     return predict_fn
 

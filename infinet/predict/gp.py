@@ -144,14 +144,19 @@ def _gp_inference(
 
 
 def _check_needs(names: tuple[str, ...], ktt: Any, kst: Any, kss: Any) -> None:
-    """NTK posterior covariance on a test set needs both kernels, not a bare array."""
+    """NTK posterior covariance on a test set needs both train-train and test-train kernels.
+
+    The test-test kernel enters only through its NNGP, so (as in NT) a bare array is
+    taken as the test-test NNGP.
+    """
     if "ntk" not in names or kst is None or kss is None:
         return
-    if any(base.is_plain_array(k) for k in (ktt, kst, kss)):
+    if any(base.is_plain_array(k) for k in (ktt, kst)):
         raise ValueError(
             "The 'ntk' posterior covariance needs both the NNGP and the NTK of the "
-            "train-train, test-train and test-test pairs, but a bare array was given. "
-            "Pass kernels computed with get=('nngp', 'ntk') or full Kernel objects."
+            "train-train and test-train pairs (and the NNGP of the test-test pair), but a "
+            "bare array was given. Pass kernels computed with get=('nngp', 'ntk') or full "
+            "Kernel objects."
         )
 
 

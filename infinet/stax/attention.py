@@ -64,6 +64,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from infinet.exceptions import NoClosedFormError
 from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport, Spatial
 from infinet.stax import random_init
@@ -205,7 +206,7 @@ def _sqrt_kernel(
 def attention_kernel(k: Kernel, o: AttentionOptions) -> Kernel:
     """The infinite-width attention map on every stored tensor."""
     if not o.linear_scaling and o.attention_mechanism != "IDENTITY":
-        raise ValueError(
+        raise NoClosedFormError(
             f"attention_mechanism={o.attention_mechanism!r} with linear_scaling=False "
             "has no known closed-form kernel (the attention weights stay random). Use "
             "linear_scaling=True, or attention_mechanism='IDENTITY'."

@@ -121,8 +121,10 @@ def repeat(layer: Layer, n: int) -> Layer:
     Each repetition has its own parameters: ``init_fn`` returns them stacked
     along a leading axis of size ``n``. ``layer`` must keep its input shape.
     """
-    if n < 1:
-        raise ValueError(f"repeat needs n >= 1, got {n}.")
+    if n < 0:
+        raise ValueError(f"repeat needs n >= 0 (n=0 is the identity, as in NT), got {n}.")
+    if n == 0:
+        return _repeat_zero(layer)
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, Any]:
         out_shape, _ = layer.init_fn(key, input_shape)
@@ -177,6 +179,26 @@ def repeat(layer: Layer, n: int) -> Layer:
         handles_variances=True,
         spec=spec,
         variances=support.variances,
+    )
+
+
+def _repeat_zero(layer: Layer) -> Layer:
+    """``repeat(layer, 0)``: the identity, with NT's empty stacked parameters."""
+
+    def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, Any]:
+        empty = jax.random.split(key, 0)
+        return input_shape, jax.vmap(lambda k: layer.init_fn(k, input_shape)[1])(empty)
+
+    def apply_fn(params: Any, x: Any, **kwargs: Any) -> Any:
+        return x
+
+    def kernel_map(k: Any, **kwargs: Any) -> Any:
+        return k
+
+    support = layer.kernel_fn.support
+    spec = LayerSpec.of("repeat", {"n": 0}, children=(layer.kernel_fn.spec,))
+    return make_layer(
+        init_fn, apply_fn, kernel_map, "repeat", support, handles_variances=True, spec=spec
     )
 
 

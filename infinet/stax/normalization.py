@@ -45,6 +45,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from infinet.exceptions import NoClosedFormError
 from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport, broadcast_pair, self_variance
 from infinet.stax.base import Layer, make_layer
@@ -86,9 +87,10 @@ def _mean_variance(cov: jax.Array, k: Kernel, axes: tuple[int, ...], mask: Any) 
 def layer_norm_kernel(k: Kernel, axes: tuple[int, ...], eps: float) -> Kernel:
     """Σ' = Σ / sqrt((v + ε) ⊗ (v' + ε)) for every stored tensor (module docstring)."""
     if not k.is_gaussian:
-        raise ValueError(
+        raise NoClosedFormError(
             "LayerNorm needs Gaussian inputs at infinite width (it divides by the "
-            "variance); put it right after a Dense or Conv layer."
+            "variance); put it right after a Dense or Conv layer, or estimate the "
+            "kernel with infinet.monte_carlo_kernel_fn."
         )
     v1 = _mean_variance(k.cov1, k, axes, k.mask1) + eps
     v2 = v1 if k.cov2 is None else _mean_variance(k.cov2, k, axes, k.mask2) + eps

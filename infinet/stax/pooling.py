@@ -109,6 +109,11 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
             cov2=None if k.cov2 is None else cov_flat(k.cov2, cov_batch),
             shape1=(k.shape1[0], math.prod(k.shape1[1:])),
             shape2=(k.shape2[0], math.prod(k.shape2[1:])),
+            # No positions are left: NT's flags for a dense kernel (channel axis 1, and
+            # diagonal_spatial False, which has no meaning without spatial axes).
+            diagonal_spatial=False,
+            batch_axis=0,
+            channel_axis=1,
             cov_mode="full" if var else k.cov_mode,  # Σ(x, x) of the flattened units is exact
         )
 
@@ -288,6 +293,8 @@ def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -
         return out.replace(
             shape1=(k.shape1[0], k.shape1[-1]),
             shape2=(k.shape2[0], k.shape2[-1]),
+            batch_axis=0,
+            channel_axis=1,  # the output is (N, C), as in NT
             is_gaussian=k.is_gaussian,
             cov_mode="lost" if lost else out.cov_mode,
         )
