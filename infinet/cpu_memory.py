@@ -65,6 +65,17 @@ def retain_freed_memory(max_bytes: int = 1 << 30) -> bool:
 
     Raises:
         ValueError: ``max_bytes`` out of range.
+
+    Example:
+        It changes the whole process, so call it first in a script (not run here):
+
+        >>> import infinet
+        >>> infinet.retain_freed_memory()  # doctest: +SKIP
+        True
+        >>> infinet.retain_freed_memory(max_bytes=1)  # checked before anything changes
+        Traceback (most recent call last):
+        ...
+        ValueError: max_bytes=1 is out of range: ...
     """
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
         raise ValueError(f"max_bytes must be an int number of bytes, got {max_bytes!r}")

@@ -42,6 +42,13 @@ def cpu_compiler_options() -> dict[str, str]:
         ``{'xla_cpu_experimental_ynn_fusion_type': ''}`` (no YNNPACK fusions) when
         the default backend is the CPU and its XLA knows that option, else ``{}``.
         Pass it as ``jax.jit(fn, compiler_options=cpu_compiler_options())``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from infinet import cpu_compiler_options
+        >>> f = jax.jit(lambda x: 2 * x, compiler_options=cpu_compiler_options())
+        >>> f(jnp.ones(2)).tolist()
+        [2.0, 2.0]
     """
     if jax.default_backend() != "cpu":
         return {}

@@ -7,7 +7,8 @@ automatically). The rules, in Google docstring style:
 * a function needs an ``Args:`` section (unless it takes no arguments), a
   ``Returns:`` (or ``Yields:``) section and an ``Example:`` with a ``>>>`` line
   (the examples run as doctests);
-* a class needs ``Args:`` or ``Attributes:`` and an ``Example:``;
+* a class needs ``Args:`` or ``Attributes:`` and an ``Example:``; an object that
+  is not callable (``stax.Slice``) needs an ``Example:``;
 * a ``Formula:`` section (or ``Math:``) is required for every ``stax`` layer,
   where it must give the output NNGP (Σ) and NTK (Θ), and for every function of
   ``predict``, ``empirical`` and the top level, except the few in ``NO_FORMULA``
@@ -78,6 +79,8 @@ def _problems(qualname: str, obj: Any, is_layer: bool) -> list[str]:
     example = "Example" in sections or "Examples" in sections
     if not example or ">>>" not in doc:
         missing.append("Example: with a >>> line")
+    if not callable(obj):  # an object such as stax.Slice: its class docstring
+        return missing
     if isinstance(obj, type):
         if not sections & {"Args", "Attributes"}:
             missing.append("Args: or Attributes:")
@@ -112,3 +115,36 @@ def test_exemptions_are_still_public() -> None:
     bare = {n.split(".")[-1] for n in names}
     assert set(EXEMPT) <= names, set(EXEMPT) - names
     assert {n.split(".")[-1] for n in NO_FORMULA} <= bare
+
+
+def test_the_check_catches_missing_sections() -> None:
+    def BareLayer(width: int) -> None:
+        """A layer documented in one line."""
+
+    def MathOnlyNNGP(width: int) -> None:
+        """A layer.
+
+        Formula:
+            Σ' = Σ.
+
+        Args:
+            width: the width.
+
+        Returns:
+            A layer.
+
+        Example:
+            >>> 1
+            1
+        """
+
+    assert _problems("stax.BareLayer", BareLayer, True) == [
+        "Example: with a >>> line",
+        "Args:",
+        "Returns:",
+        "Formula:",
+    ]
+    assert _problems("stax.MathOnlyNNGP", MathOnlyNNGP, True) == [
+        "Formula: giving both Σ (NNGP) and Θ (NTK)"
+    ]
+    assert _problems("MathOnlyNNGP", MathOnlyNNGP, False) == []

@@ -119,7 +119,8 @@ def Dense(
         s: ``(s_in, s_out)`` width scalings of the standard parameterization.
 
     Returns:
-        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``. ``params = (W, b)`` with ``W`` of shape ``(C, out)`` and ``b``
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+        ``params = (W, b)`` with ``W`` of shape ``(C, out)`` and ``b``
         broadcastable along ``channel_axis`` (or ``None``).
 
     Example:

@@ -99,7 +99,7 @@ def Relu(do_stabilize: bool = False) -> Layer:
         >>> import jax.numpy as jnp
         >>> from infinet import stax
         >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Relu())
-        >>> k = kernel_fn(jnp.array([[1.0, 0.0], [0.0, 1.0]]), None)  # Σ = I/2, θ = π/2 off the diagonal
+        >>> k = kernel_fn(jnp.eye(2), None)  # Σ = I/2: θ = π/2 off the diagonal
         >>> bool(jnp.isclose(k.nngp[0, 1], 0.5 / (2 * jnp.pi))), float(k.nngp[0, 0])
         (True, 0.25)
     """
