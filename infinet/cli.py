@@ -107,11 +107,16 @@ def parse_param(text: str) -> tuple[str, Any]:
         return name, value
 
 
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (found, not imported)."""
+    return importlib.util.find_spec(module) is not None
+
+
 def _progress_callback(quiet: bool) -> tuple[Callable[[int, int], None], Callable[[], None]]:
     """A ``(done, total)`` callback: a tqdm bar if tqdm is installed, else plain lines."""
     if quiet:
         return (lambda done, total: None), (lambda: None)
-    if importlib.util.find_spec("tqdm") is not None:
+    if _installed("tqdm"):
         from tqdm import tqdm
 
         bar = tqdm(unit="tile", file=sys.stderr)

@@ -46,7 +46,7 @@ def test_info_reports_version_backend_and_extras():
         assert f"extra {extra}" in res.stdout
 
 
-def test_kernel_matches_the_model_and_resumes(tmp_path):
+def test_kernel_matches_the_model_and_resumes(tmp_path, capsys):
     x1 = np.random.RandomState(0).randn(5, 3).astype(np.float32)
     x2 = np.random.RandomState(1).randn(4, 3).astype(np.float32)
     np.save(tmp_path / "x1.npy", x1)
@@ -63,11 +63,13 @@ def test_kernel_matches_the_model_and_resumes(tmp_path):
             np.load(tmp_path / f"k_{get}.npy"), np.asarray(getattr(expected, get)), rtol=1e-5
         )
     assert any((tmp_path / "tiles").iterdir())
-    # rerun in-process from the tiles on disk, plain-line progress
+    # rerun in-process from the tiles on disk, with plain-line progress (no tqdm)
     (tmp_path / "k_ntk.npy").unlink()
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path)
+        mp.setattr(cli, "_installed", lambda module: False)
         assert cli.main([*args]) == 0
+    assert "tile 6/6" in capsys.readouterr().err
     np.testing.assert_allclose(np.load(tmp_path / "k_ntk.npy"), np.asarray(expected.ntk), rtol=1e-5)
 
 
