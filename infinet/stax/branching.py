@@ -45,7 +45,8 @@ def FanOut(num: int) -> Layer:
         num: number of copies.
 
     Returns:
-        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``. ``apply_fn`` returns a list of ``num`` arrays.
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+        ``apply_fn`` returns a list of ``num`` arrays.
 
     Example:
         >>> import jax.numpy as jnp
@@ -75,9 +76,8 @@ def FanInSum() -> Layer:
     """Sums a list of inputs (e.g. a residual connection).
 
     Formula:
-        Branches f_i are independent at infinite width unless they share inputs
-        through their kernels, which the input kernels carry (Novak et al. 2020,
-        "Neural Tangents", appendix on residual networks):
+        For branches f_i that are independent at infinite width (Novak et al.
+        2020, "Neural Tangents", appendix on residual networks):
 
             Σ' = Σ_i Σ_i,      Θ' = Σ_i Θ_i.
 
@@ -137,7 +137,9 @@ def FanInProd() -> Layer:
         >>> import jax.numpy as jnp
         >>> from infinet import stax
         >>> _, _, kernel_fn = stax.serial(
-        ...     stax.FanOut(2), stax.parallel(stax.Dense(1, W_std=2.0), stax.Dense(1)), stax.FanInProd())
+        ...     stax.FanOut(2),
+        ...     stax.parallel(stax.Dense(1, W_std=2.0), stax.Dense(1)),
+        ...     stax.FanInProd())
         >>> k = kernel_fn(jnp.ones((1, 1)), None)   # Σ = 4 · 1, Θ = 4 · 1 + 1 · 4
         >>> float(k.nngp[0, 0]), float(k.ntk[0, 0])
         (4.0, 8.0)

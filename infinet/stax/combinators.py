@@ -45,15 +45,17 @@ def serial(*layers: Layer) -> Layer:
         *layers: the layers, first to last.
 
     Returns:
-        The composed :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``. ``apply_fn`` splits an ``rng`` keyword argument
-        among the layers.
+        The composed :class:`~infinet.stax.Layer` ``(init_fn, apply_fn,
+        kernel_fn)``. ``apply_fn`` splits an ``rng`` keyword argument among the
+        layers.
 
     Example:
         >>> import jax.numpy as jnp
         >>> from infinet import stax
         >>> a, b = stax.Dense(4, W_std=2.0), stax.Relu()
         >>> x = jnp.array([[1.0, 2.0]])
-        >>> bool(jnp.allclose(stax.serial(a, b).kernel_fn(x).nngp, b.kernel_fn(a.kernel_fn(x)).nngp))
+        >>> composed = stax.serial(a, b).kernel_fn(x).nngp
+        >>> bool(jnp.allclose(composed, b.kernel_fn(a.kernel_fn(x)).nngp))
         True
     """
     if not layers:
@@ -94,7 +96,8 @@ def parallel(*layers: Layer) -> Layer:
         *layers: one layer per input.
 
     Returns:
-        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``. Inputs, outputs and kernels are lists.
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+        Inputs, outputs and kernels are lists.
 
     Example:
         >>> import jax.numpy as jnp
