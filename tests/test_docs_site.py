@@ -27,6 +27,16 @@ def test_extension_renames_example_and_strips_sphinx_roles():
     out = ext.rewrite(text)
     assert "    Examples:\n" in out and "Example:\n" not in out.replace("Examples:", "")
     assert "`Dense`" in out and "`infinet.predict`" in out and ":func:" not in out
+    table = "Intro.\n\n====  ====\na     b\n====  ====\nx     y\n====  ====\n\nAfter."
+    assert ext.rewrite(table).splitlines()[2:9] == [
+        "```text",
+        "====  ====",
+        "a     b",
+        "====  ====",
+        "x     y",
+        "====  ====",
+        "```",
+    ]
 
 
 def _nav_files(nav) -> list[str]:

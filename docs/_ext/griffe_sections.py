@@ -1,9 +1,12 @@
 """A griffe extension for the API reference: infinet's docstrings, rendered well.
 
-infinet's docstrings are Google style with two habits griffe does not know:
-an ``Example:`` section (griffe knows ``Examples:``) and Sphinx roles such as
-``:func:`~infinet.stax.Dense``` in the text. Before griffe parses a docstring this
-renames the section and turns each role into inline code of the name it shows.
+infinet's docstrings are Google style with three habits griffe does not know:
+an ``Example:`` section (griffe knows ``Examples:``), Sphinx roles such as
+``:func:`~infinet.stax.Dense``` in the text, and reStructuredText "simple tables"
+(rows between lines of ``====``) in module docstrings. Before griffe parses a
+docstring this renames the section, turns each role into inline code of the name
+it shows, and puts each simple table in a fenced text block so that it keeps
+its columns.
 Used by ``mkdocs.yml`` only; the library does not import it.
 """
 
@@ -16,6 +19,7 @@ import griffe
 
 ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|exc|obj):`(~?)([\w.]+)`")
 EXAMPLE = re.compile(r"^(\s*)Example:\s*$", re.MULTILINE)
+RULE = re.compile(r"^\s*=+(\s+=+)+\s*$")
 
 
 def _role(match: re.Match[str]) -> str:
@@ -23,9 +27,26 @@ def _role(match: re.Match[str]) -> str:
     return f"`{name.rsplit('.', 1)[-1] if short else name}`"
 
 
+def _fence_tables(text: str) -> str:
+    """Wraps each reST simple table (three ``====`` rules) in a ```` ```text ```` fence."""
+    lines, out, rules = text.splitlines(), [], 0
+    for line in lines:
+        if RULE.match(line):
+            if rules == 0:
+                out.append("```text")
+            rules += 1
+            out.append(line)
+            if rules == 3:
+                out.append("```")
+                rules = 0
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
 def rewrite(text: str) -> str:
-    """The docstring text with ``Example:`` renamed and Sphinx roles as code."""
-    return EXAMPLE.sub(r"\1Examples:", ROLE.sub(_role, text))
+    """The docstring text with ``Example:`` renamed, Sphinx roles as code, tables fenced."""
+    return _fence_tables(EXAMPLE.sub(r"\1Examples:", ROLE.sub(_role, text)))
 
 
 class InfinetSections(griffe.Extension):
