@@ -74,6 +74,15 @@ class Kernel:
             ``'lost'`` (not available: a layer mixed positions). Only the tiled
             evaluation of :mod:`infinet.engine.tiles` uses the last two, for
             networks that never need cross-position self-covariances.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> k = stax.Dense(1, W_std=2.0).kernel_fn(jnp.ones((3, 4)))   # get=None: a Kernel
+        >>> k.nngp.shape, k.cov1.shape, k.diagonal_batch
+        ((3, 3), (3,), True)
+        >>> float((3.0 * k + 1.0).nngp[0, 0])      # the kernel of 3 f + 1: 9 Σ + 1
+        37.0
     """
 
     nngp: Float[Array, " n1 n2 *spatial"]

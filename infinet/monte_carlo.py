@@ -54,6 +54,14 @@ def monte_carlo_kernel_fn(
 ) -> Callable[..., Any]:
     """Returns ``kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs)``, a MC estimate.
 
+    Formula:
+        The Monte Carlo estimate over S = ``n_samples`` random networks θ_i (Novak
+        et al. 2019; Novak et al. 2020, "Neural Tangents"), which converges to the
+        infinite-width kernel as width and S grow:
+
+            K̂(x1, x2) = (1/S) Σ_i f_θi(x1) ⊗ f_θi(x2),
+            Θ̂(x1, x2) = (1/S) Σ_i J_θi(x1) J_θi(x2)ᵀ.
+
     ``kernel_fn`` averages :func:`~infinet.empirical.empirical_kernel_fn` over
     ``n_samples`` parameter draws ``init_fn(key_i, x1.shape)``. Sample ``i`` uses
     the same keys as Neural Tangents (``key, s = split(key)``; init key
@@ -76,8 +84,13 @@ def monte_carlo_kernel_fn(
         device_count: number of local devices to spread samples over; ``-1`` = all,
             ``0`` = no device parallelism (one device), as in Neural Tangents.
         store_on_device: ``False`` moves every block to host memory (NumPy).
-        trace_axes, diagonal_axes, vmap_axes, implementation, _j_rules, _s_rules,
-            _fwd: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        trace_axes: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        diagonal_axes: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        vmap_axes: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        implementation: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        _j_rules: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        _s_rules: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        _fwd: as in :func:`~infinet.empirical.empirical_ntk_fn`.
 
     Returns:
         ``kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs)``: ``get=None`` gives

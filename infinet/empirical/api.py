@@ -62,8 +62,16 @@ def empirical_ntk_fn(
 ) -> Callable[..., Any]:
     """Returns ``ntk_fn(x1, x2, params, **apply_fn_kwargs)``, the empirical NTK.
 
-    ``Θ(x1, x2) = Σ_θ ∂f(x1)/∂θ ⊗ ∂f(x2)/∂θ`` with the output axes paired per
-    ``trace_axes`` (averaged) and ``diagonal_axes``.
+    Formula:
+        The finite-width NTK (Jacot et al. 2018), computed by Jacobian
+        contraction, NTK-vector products or structured derivatives (Novak,
+        Sohl-Dickstein & Schoenholz 2022, "Fast finite width neural tangent
+        kernel"):
+
+            Θ(x1, x2) = Σ_θ ∂f(x1)/∂θ ⊗ ∂f(x2)/∂θ,
+
+        with the output axes paired per ``trace_axes`` (averaged) and
+        ``diagonal_axes`` (kept only on the diagonal).
 
     Args:
         f: ``f(params, x, **kwargs)``; params, inputs and outputs may be pytrees.
@@ -126,6 +134,13 @@ def empirical_nngp_fn(
 
     The output axes are paired exactly as for :func:`empirical_ntk_fn`.
 
+    Formula:
+        The empirical NNGP of one network (Lee et al. 2018):
+
+            K(x1, x2) = f(x1) ⊗ f(x2),
+
+        averaged over ``trace_axes`` and kept on the diagonal of ``diagonal_axes``.
+
     Args:
         f: ``f(params, x, **kwargs)``.
         trace_axes: output axes to average over.
@@ -170,7 +185,23 @@ def empirical_kernel_fn(
 
     ``get`` is ``'nngp'``, ``'ntk'``, a tuple of them (a namedtuple
     ``EmpiricalKernel`` in that order), or ``None`` (``EmpiricalKernel(nngp, ntk)``).
-    Arguments as in :func:`empirical_ntk_fn`.
+
+    Formula:
+        ``nngp`` = f(x1) ⊗ f(x2) (:func:`empirical_nngp_fn`) and
+        ``ntk`` = Σ_θ ∂f(x1)/∂θ ⊗ ∂f(x2)/∂θ (:func:`empirical_ntk_fn`).
+
+    Args:
+        f: ``f(params, x, **kwargs)``; params, inputs and outputs may be pytrees.
+        trace_axes: output axes to average the kernels over.
+        diagonal_axes: output axes to keep only on the diagonal.
+        vmap_axes: as in :func:`empirical_ntk_fn`.
+        implementation: a :class:`NtkImplementation` for the NTK.
+        _j_rules: as in :func:`empirical_ntk_fn`.
+        _s_rules: as in :func:`empirical_ntk_fn`.
+        _fwd: as in :func:`empirical_ntk_fn`.
+
+    Returns:
+        ``kernel_fn(x1, x2, get, params, **apply_fn_kwargs)``.
 
     Example:
         >>> import jax.numpy as jnp

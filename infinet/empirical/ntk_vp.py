@@ -32,8 +32,11 @@ def empirical_ntk_vp_fn(
 ) -> Callable[[Any], Any]:
     """The linear map ``c ↦ Θ(x1, x2) c`` without forming Θ or any Jacobian.
 
-    ``Θ(x1, x2) c = J(x1) J(x2)ᵀ c`` is one VJP at ``x2`` and one JVP at ``x1``
-    (Novak et al. 2022, §3.2).
+    Formula:
+        One VJP at ``x2`` and one JVP at ``x1`` (Novak, Sohl-Dickstein &
+        Schoenholz 2022, "Fast finite width neural tangent kernel", §3.2):
+
+            Θ(x1, x2) c = J(x1) (J(x2)ᵀ c),   J(x) = ∂f(params, x)/∂params.
 
     Args:
         f: ``f(params, x, **kwargs)``.

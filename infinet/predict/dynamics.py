@@ -167,11 +167,15 @@ def gradient_descent_mse(
 ) -> Callable[..., Any]:
     """Outputs of a network trained by gradient flow on MSE, at any time, in closed form.
 
-    ``f_D(t) = Y + e^{−ηΘt/n}(f_D(0) − Y)`` and
-    ``f_*(t) = f_*(0) + Θ_*D Θ⁻¹(I − e^{−ηΘt/n})(Y − f_D(0))`` with ``n = Y.size``
-    (the loss is ``½·mean((f − Y)²)``; Lee et al. 2019, eq. 9). The
-    eigendecomposition of ``Θ`` (float64 by default) is computed once and reused for
-    every call and every time.
+    The eigendecomposition of ``Θ`` (float64 by default) is computed once and
+    reused for every call and every time.
+
+    Formula:
+        For the loss ½·mean((f − Y)²), n = Y.size and Θ = Θ_DD (Lee et al. 2019,
+        "Wide neural networks of any depth evolve as linear models", eq. 9):
+
+            f_D(t) = Y + e^{−ηΘt/n} (f_D(0) − Y),
+            f_*(t) = f_*(0) + Θ_*D Θ⁻¹ (I − e^{−ηΘt/n}) (Y − f_D(0)).
 
     Args:
         k_train_train: train-train NTK ``(N, N, ...)``.
@@ -264,11 +268,15 @@ def max_learning_rate(
 ) -> float:
     """Largest learning rate at which full-batch gradient descent on MSE converges.
 
-    For the loss ``‖f − Y‖² / (2·n)`` gradient descent contracts iff
-    ``η < 2n / λ_max(Θ)``; with heavy-ball momentum ``m`` the bound is
-    ``2(1 + m)·n / λ_max(Θ)`` (Goh 2017, "Why momentum really works", Distill). We
-    return ``2(1 + m)·n / (λ_max + eps)``. Only the largest eigenvalue is computed
-    (NT 0.6.5's version fails on SciPy ≥ 1.14).
+    Only the largest eigenvalue is computed (NT 0.6.5's version fails on
+    SciPy ≥ 1.14).
+
+    Formula:
+        For the loss ‖f − Y‖² / (2n) gradient descent contracts iff
+        η < 2n / λ_max(Θ); with heavy-ball momentum m the bound is
+        2(1 + m) n / λ_max(Θ) (Goh 2017, "Why momentum really works", Distill):
+
+            η_max = 2 (1 + m) n / (λ_max(Θ) + eps).
 
     Args:
         ntk_train_train: train-train NTK ``(N, N)``, or ``(N, N, d, d', ...)`` with

@@ -130,13 +130,18 @@ def gradient_descent_mse_ensemble(
 ) -> Callable[..., Any]:
     """Mean and covariance of the infinite ensemble trained by gradient flow on MSE.
 
-    With ``M_t = Θ_*D Θ_r⁻¹ (I − e^{−ηΘ_r t/n})`` (``n = Y.size``, ``Θ_r`` the
-    regularised train-train NTK): ``μ(t) = M_t Y`` and
-    ``Σ(t) = K_** + M_t K_DD M_t^T − (M_t K_D* + K_*D M_t^T)``
-    (Lee et al. 2019, eqs. 15–16). ``get='nngp'`` uses the NNGP ``K`` in place of
-    ``Θ`` (only the readout trained); ``t=None`` is infinite time, where the
-    ``'nngp'`` result is the exact NNGP posterior. Kernels and factorisations are
-    computed on first use and reused by later calls.
+    ``get='nngp'`` uses the NNGP ``K`` in place of ``Θ`` (only the readout
+    trained); ``t=None`` is infinite time, where the ``'nngp'`` result is the exact
+    NNGP posterior. Kernels and factorisations are computed on first use and
+    reused by later calls.
+
+    Formula:
+        With M_t = Θ_*D Θ_r⁻¹ (I − e^{−ηΘ_r t/n}), n = Y.size and Θ_r the
+        regularised train-train NTK (Lee et al. 2019, "Wide neural networks of any
+        depth evolve as linear models", eqs. 15–16):
+
+            μ(t) = M_t Y,
+            Σ(t) = K_** + M_t K_DD M_tᵀ − (M_t K_D* + K_*D M_tᵀ).
 
     Args:
         kernel_fn: ``kernel_fn(x1, x2, get, **kwargs)`` of the network.

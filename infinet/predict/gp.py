@@ -198,13 +198,21 @@ def gp_inference(*args: Any, **kwargs: Any) -> Any:
       diag_reg=0., compute_cov=False)`` computes the kernels and returns the mean,
       or ``Gaussian(mean, covariance)`` with ``compute_cov=True``.
 
-    Formulas (``λ`` = ``diag_reg`` × mean diagonal, see the module docstring):
-    ``'nngp'``: ``μ = K_*D K_r⁻¹ Y``, ``Σ = K_** − K_*D K_r⁻¹ K_D*``;
-    ``'ntk'``: ``μ = Θ_*D Θ_r⁻¹ Y``,
-    ``Σ = K_** + Θ_*D Θ_r⁻¹ K_DD Θ_r⁻¹ Θ_D* − (Θ_*D Θ_r⁻¹ K_D* + h.c.)``;
-    ``'ntkgp'``: ``μ = Θ_*D Θ_r⁻¹ Y``, ``Σ = Θ_** − Θ_*D Θ_r⁻¹ Θ_D*``.
     The Cholesky factorisation (float64 by default) is computed once per kernel and
     reused by every call of ``predict_fn``.
+
+    Formula:
+        With K the NNGP, Θ the NTK, D the training set, * the test set,
+        K_r = K_DD + λI, Θ_r = Θ_DD + λI and λ = ``diag_reg`` × mean diagonal (or
+        ``diag_reg`` with ``diag_reg_absolute_scale=True``):
+
+            'nngp'  (Lee et al. 2018, eq. 4):
+                μ = K_*D K_r⁻¹ Y,   Σ = K_** − K_*D K_r⁻¹ K_D*;
+            'ntk'   (Lee et al. 2019, eqs. 15–16 at t = ∞):
+                μ = Θ_*D Θ_r⁻¹ Y,
+                Σ = K_** + Θ_*D Θ_r⁻¹ K_DD Θ_r⁻¹ Θ_D* − (Θ_*D Θ_r⁻¹ K_D* + h.c.);
+            'ntkgp' (He, Lakshminarayanan & Teh 2020):
+                μ = Θ_*D Θ_r⁻¹ Y,   Σ = Θ_** − Θ_*D Θ_r⁻¹ Θ_D*.
 
     Args:
         k_train_train: train-train kernel: a ``Kernel``, a namedtuple with ``nngp``

@@ -196,7 +196,29 @@ class KernelFn:
 
 
 class Layer(NamedTuple):
-    """A network building block; unpacks as ``init_fn, apply_fn, kernel_fn``."""
+    """A network building block; unpacks as ``init_fn, apply_fn, kernel_fn``.
+
+    Attributes:
+        init_fn: ``init_fn(key, input_shape) -> (output_shape, params)``: random
+            finite-width parameters (NTK parameterization unless a layer says
+            otherwise).
+        apply_fn: ``apply_fn(params, x, **kwargs) -> y``: the finite network.
+        kernel_fn: ``kernel_fn(x1, x2=None, get=None, **kwargs)``: the exact
+            infinite-width NNGP/NTK (a :class:`KernelFn`). ``get=None`` returns a
+            :class:`~infinet.Kernel`, ``'nngp'``/``'ntk'`` that array, a tuple a
+            namedtuple; ``kernel_fn(kernel)`` continues a composition.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from infinet import stax
+        >>> layer = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+        >>> init_fn, apply_fn, kernel_fn = layer            # unpacks as a triple
+        >>> out_shape, params = layer.init_fn(jax.random.key(0), (-1, 3))
+        >>> out_shape, apply_fn(params, jnp.ones((2, 3))).shape
+        ((-1, 1), (2, 1))
+        >>> kernel_fn(jnp.ones((2, 3)), jnp.ones((4, 3)), 'ntk').shape
+        (2, 4)
+    """
 
     init_fn: InitFn
     apply_fn: ApplyFn
