@@ -188,3 +188,14 @@ def matrix_free_predict(
         cov = None if kind is None else reg.covariance(mode, x_test, kind, job.chunk)
         out.append((mean, cov))
     return out
+
+
+def kernel_dtype(x: Any) -> Any:
+    """dtype of the kernels ``kernel_fn`` returns for inputs ``x`` (float32 unless x64).
+
+    Example:
+        >>> kernel_dtype(np.ones(2, np.float32))
+        dtype('float32')
+    """
+    dtype = np.result_type(np.asarray(x).dtype, np.float32)
+    return np.dtype(jax.dtypes.canonicalize_dtype(dtype))

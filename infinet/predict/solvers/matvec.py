@@ -40,12 +40,46 @@ from infinet.predict.solvers.progress import Progress
 KernelFn = Callable[..., Any]
 
 
+_JITTED: dict[tuple[int, str], tuple[KernelFn, Callable[..., Any]]] = {}
+
+
+def _jitted(kernel_fn: KernelFn, name: str, kwargs: dict[str, Any]) -> Callable[..., Any]:
+    """``jax.jit`` of ``(a, b) ↦ kernel_fn(a, b, name, **kwargs)``, reused across calls.
+
+    Only calls without keyword arguments are shared (at most 16 kept), so that a job
+    repeated on the same network compiles its tile shapes once per process.
+    """
+    fn = jax.jit(lambda a, b: kernel_fn(a, b, name, **kwargs))
+    if kwargs:
+        return fn
+    key = (id(kernel_fn), name)
+    hit = _JITTED.get(key)
+    if hit is not None and hit[0] is kernel_fn:
+        return hit[1]
+    if len(_JITTED) >= 16:
+        _JITTED.pop(next(iter(_JITTED)))
+    _JITTED[key] = (kernel_fn, fn)
+    return fn
+
+
 def _bucket(n: int, block: int) -> int:
-    """Padded size of a block of ``n`` rows: the next power of two, at most ``block``."""
+    """Padded size of ``n`` rows: ``block``, or 64 for at most 64 rows (few shapes)."""
+    if n > block:
+        raise ValueError(f"a tile of {n} rows exceeds the block size {block}.")
+    return 64 if n <= 64 < block else block
+
+
+def tile_size(n: int, block_size: int) -> int:
+    """Rows per tile for ``n`` examples: ``block_size``, or the power of two ≥ ``n``.
+
+    Example:
+        >>> tile_size(300, 2048), tile_size(10**6, 2048)
+        (512, 2048)
+    """
     size = 8
     while size < n:
         size *= 2
-    return max(n, min(size, block))
+    return min(size, block_size)
 
 
 def _pad(x: np.ndarray, size: int) -> np.ndarray:
@@ -73,6 +107,10 @@ class KernelTiles:
         name: ``'nngp'`` or ``'ntk'``.
         kwargs: keyword arguments for ``kernel_fn``.
         block_size: rows per tile.
+        jit: compile the tile function (one compilation per padded tile shape, shared
+            by every ``KernelTiles`` of the same ``kernel_fn`` and part); ``False``
+            calls ``kernel_fn`` directly. Tiles are padded to ``block_size`` rows
+            and columns (to 64 when they have at most 64), so few shapes occur.
 
     Example:
         >>> import numpy as np
@@ -89,18 +127,22 @@ class KernelTiles:
         name: str,
         kwargs: dict[str, Any] | None = None,
         block_size: int = 2048,
+        jit: bool = True,
     ):
         self.kernel_fn = kernel_fn
         self.name = name
         self.kwargs = dict(kwargs or {})
         self.block_size = int(block_size)
-        self._fn = jax.jit(lambda a, b: kernel_fn(a, b, name, **self.kwargs))
+        self.jit = jit
+        self._fn = _jitted(kernel_fn, name, self.kwargs) if jit else None
 
     def tile(self, a: Any, b: Any) -> np.ndarray:
         """``K(a, b)`` as a NumPy array ``(len(a), len(b))``, in the kernel's dtype."""
         a, b = np.asarray(a), np.asarray(b)
-        pa, pb = _pad(a, _bucket(len(a), self.block_size)), _pad(b, _bucket(len(b), self.block_size))
-        out = np.asarray(self._fn(pa, pb))
+        pa = _pad(a, _bucket(len(a), self.block_size))
+        pb = _pad(b, _bucket(len(b), self.block_size))
+        fn = self._fn or (lambda u, v: self.kernel_fn(u, v, self.name, **self.kwargs))
+        out = np.asarray(fn(pa, pb))
         if out.ndim != 2:
             raise ValueError(
                 f"kernel_fn(x1, x2, {self.name!r}) has shape {out.shape}; the matrix-free "
@@ -216,10 +258,13 @@ class SymmetricKernel:
 
     def columns(self, idx: np.ndarray) -> np.ndarray:
         """``K[:, idx]`` (float64), computed against every row block."""
-        cols = self.x[np.asarray(idx)]
-        return np.concatenate(
-            [self.tiles.tile(self.x[a:b], cols) for a, b in self.ranges]
-        ).astype(np.float64)
+        idx = np.asarray(idx)
+        out = np.empty((self.n, len(idx)))
+        for c0, c1 in blocks(len(idx), self.tiles.block_size):
+            cols = self.x[idx[c0:c1]]
+            for a, b in self.ranges:
+                out[a:b, c0:c1] = self.tiles.tile(self.x[a:b], cols)
+        return out
 
 
 def cross_matmul(tiles: KernelTiles, x_rows: Any, x_cols: Any, v: Any) -> np.ndarray:
@@ -298,7 +343,11 @@ class RectangularKernel:
         if i in self._memory:
             return self._memory[i]
         a0, a1 = self.ranges[i]
-        out = self.tiles.tile(self.x[a0:a1], self.centers)
+        out = np.concatenate(
+            [self.tiles.tile(self.x[a0:a1], self.centers[c0:c1])
+             for c0, c1 in blocks(len(self.centers), self.tiles.block_size)],
+            axis=1,
+        )  # fmt: skip
         if self.keep_in_memory:
             self._memory[i] = out
         return out

@@ -46,6 +46,7 @@ from infinet.predict.solvers.matvec import (
     SymmetricKernel,
     cross_kernel,
     cross_matmul,
+    tile_size,
 )
 from infinet.predict.solvers.nystrom import Falkon
 from infinet.predict.solvers.pivoted import LowRankPreconditioner, rp_cholesky
@@ -69,7 +70,7 @@ class _CG:
     def __init__(self, reg: KernelRegression, name: str):
         o = reg.options
         self.reg, self.name = reg, name
-        self.tiles = KernelTiles(reg.kernel_fn, name, reg.kwargs, o.block)
+        self.tiles = reg.tiles(name)
         self.op = SymmetricKernel(
             self.tiles, reg.x, reg.keep_tiles, o.cache_dir, bool(reg.progress)
         )
@@ -117,7 +118,7 @@ class _Nystrom:
     def __init__(self, reg: KernelRegression, name: str):
         o = reg.options
         self.reg, self.name = reg, name
-        self.tiles = KernelTiles(reg.kernel_fn, name, reg.kwargs, o.block)
+        self.tiles = reg.tiles(name)
         self.shift = reg.shift(self.tiles.diagonal(reg.x))
         self.model = Falkon(self.tiles, reg.x, reg.centers, self.shift, reg.keep_tiles,
                             o.tolerance, o.iterations, bool(reg.progress))
@@ -185,6 +186,14 @@ class KernelRegression:
             self.centers = self.x[np.sort(pick)]
         self._parts: dict[str, _CG | _Nystrom] = {}
         self._coef: dict[str, np.ndarray] = {}
+        self._tiles: dict[str, KernelTiles] = {}
+
+    def tiles(self, name: str) -> KernelTiles:
+        """Tiles of kernel part ``name`` (of :func:`~.matvec.tile_size` rows, jitted)."""
+        if name not in self._tiles:
+            size = tile_size(len(self.x), self.options.block)
+            self._tiles[name] = KernelTiles(self.kernel_fn, name, self.kwargs, size)
+        return self._tiles[name]
 
     def shift(self, diagonal: np.ndarray) -> float:
         """``λ``: ``diag_reg × mean(diag K)``, or ``diag_reg`` if absolute."""
@@ -228,7 +237,7 @@ class KernelRegression:
                 "get='ntkgp' (the NTK-GP posterior), or solver='cg'."
             )
         prior = "nngp" if mode == "ntk" else name
-        p, kt = self.part(name), KernelTiles(self.kernel_fn, prior, self.kwargs, self.options.block)
+        p, kt = self.part(name), self.tiles(prior)
         starts = range(0, len(x_test), chunk)
         if kind == "diag":
             out = kt.diagonal(x_test).astype(np.float64)
@@ -283,9 +292,10 @@ def measure_rate(kernel_fn: KernelFn, name: str, x: Any, kwargs: dict[str, Any],
         >>> measure_rate(kernel_fn, "ntk", np.ones((16, 2)), {}, 16) > 0
         True
     """
-    tiles = KernelTiles(kernel_fn, name, kwargs, block)
-    xb = np.asarray(x)[: min(len(x), block)]
-    tiles.tile(xb, xb)  # compile
+    size = tile_size(len(x), block)
+    tiles = KernelTiles(kernel_fn, name, kwargs, size)
+    xb = np.asarray(x)[:size]
+    tiles.tile(xb, xb)  # compile (shared with the job's own tiles)
     start = time.perf_counter()
     tiles.tile(xb, xb)
-    return len(xb) ** 2 / max(time.perf_counter() - start, 1e-6)
+    return size**2 / max(time.perf_counter() - start, 1e-6)
