@@ -179,8 +179,8 @@ class _MatrixFree:
                 train_kw, job.plan.keep_tiles, job.progress,
             )  # fmt: skip
         out = []
-        for mean, cov in dispatch.matrix_free_predict(self.reg, names, x_test, kind, job):
-            mu = linalg.finish(self.axes.unflatten_y(mean, m), dtype)
+        for flat_mean, cov in dispatch.matrix_free_predict(self.reg, names, x_test, kind, job):
+            mu = linalg.finish(self.axes.unflatten_y(flat_mean, m), dtype)
             out.append(mu if cov is None else Gaussian(mu, linalg.finish(cov, dtype)))
         return out
 

@@ -241,9 +241,10 @@ class SymmetricKernel:
         """``K @ v`` in one pass over the unordered tile pairs (float64 result)."""
         v = np.asarray(v, np.float64)
         out = np.zeros_like(v)
-        cached = self.keep_in_memory and len(self._memory) == len(self.ranges) * (
-            len(self.ranges) + 1
-        ) // 2
+        cached = (
+            self.keep_in_memory
+            and len(self._memory) == len(self.ranges) * (len(self.ranges) + 1) // 2
+        )
         total = len(self.ranges) * (len(self.ranges) + 1) // 2
         with Progress(total, "kernel tiles", self.progress and not cached) as bar:
             for i, j in self.pairs():
@@ -284,7 +285,8 @@ def cross_matmul(tiles: KernelTiles, x_rows: Any, x_cols: Any, v: Any) -> np.nda
         >>> import jax.numpy as jnp
         >>> kernel_fn = lambda a, b, get: jnp.exp(-jnp.sum((a[:, None] - b[None]) ** 2, -1))
         >>> x = np.eye(3, dtype=np.float32)
-        >>> cross_matmul(KernelTiles(kernel_fn, "nngp", block_size=2), x[:2], x, np.ones((3, 1))).shape
+        >>> tiles = KernelTiles(kernel_fn, "nngp", block_size=2)
+        >>> cross_matmul(tiles, x[:2], x, np.ones((3, 1))).shape
         (2, 1)
     """
     x_rows, x_cols = np.asarray(x_rows), np.asarray(x_cols)

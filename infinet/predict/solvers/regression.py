@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from infinet.predict.solvers import planner
 from infinet.predict.solvers.base import SolverOptions, check_converged
 from infinet.predict.solvers.cg import conjugate_gradient
 from infinet.predict.solvers.matvec import (
@@ -99,8 +98,9 @@ class _CG:
             progress=bool(self.reg.progress),
             desc=f"CG {self.name}",
         )
-        self.last = check_converged(out, f"CG on the train-train {self.name} kernel ({what})",
-                                    o.on_nonconvergence)
+        self.last = check_converged(
+            out, f"CG on the train-train {self.name} kernel ({what})", o.on_nonconvergence
+        )
         return out.solution
 
     def predict(self, x_test: Any, coef: np.ndarray) -> np.ndarray:
@@ -120,14 +120,23 @@ class _Nystrom:
         self.reg, self.name = reg, name
         self.tiles = reg.tiles(name)
         self.shift = reg.shift(self.tiles.diagonal(reg.x))
-        self.model = Falkon(self.tiles, reg.x, reg.centers, self.shift, reg.keep_tiles,
-                            o.tolerance, o.iterations, bool(reg.progress))
+        self.model = Falkon(
+            self.tiles,
+            reg.x,
+            reg.centers,
+            self.shift,
+            reg.keep_tiles,
+            o.tolerance,
+            o.iterations,
+            bool(reg.progress),
+        )
         self.last: Any = None
 
     def solve(self, r: np.ndarray, what: str) -> np.ndarray:
         out = self.model.solve(r, desc=f"Falkon {self.name}")
-        self.last = check_converged(out, f"Falkon CG on the {self.name} kernel ({what})",
-                                    self.reg.options.on_nonconvergence)
+        self.last = check_converged(
+            out, f"Falkon CG on the {self.name} kernel ({what})", self.reg.options.on_nonconvergence
+        )
         return out.solution
 
     def fit(self, y: np.ndarray) -> np.ndarray:
@@ -211,9 +220,7 @@ class KernelRegression:
         """``(K + λI)⁻¹ Y`` (``'cg'``) or the centres' ``H⁻¹ K_mD Y`` (``'nystrom'``)."""
         if name not in self._coef:
             p = self.part(name)
-            self._coef[name] = (
-                p.fit(self.y) if isinstance(p, _Nystrom) else p.solve(self.y, "mean")
-            )
+            self._coef[name] = p.fit(self.y) if isinstance(p, _Nystrom) else p.solve(self.y, "mean")
         return self._coef[name]
 
     def mean(self, name: str, x_test: Any) -> np.ndarray:
@@ -282,7 +289,9 @@ class KernelRegression:
         return -cross_matmul(p.tiles, x_test, self.x, w)
 
 
-def measure_rate(kernel_fn: KernelFn, name: str, x: Any, kwargs: dict[str, Any], block: int) -> float:
+def measure_rate(
+    kernel_fn: KernelFn, name: str, x: Any, kwargs: dict[str, Any], block: int
+) -> float:
     """Kernel entries per second of one (compiled) tile of ``min(N, block)`` rows.
 
     Example:

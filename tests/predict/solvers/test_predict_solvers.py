@@ -1,13 +1,15 @@
 """solver='cg' / 'nystrom' through the public predict calls, against the dense path."""
 
+import jax
 import numpy as np
 import pytest
 
-import jax
 from infinet import predict, stax
 from infinet.predict.solvers import ConvergenceError, MemoryPlanError
 
-_, _, KERNEL_FN = stax.serial(stax.Dense(64), stax.Relu(), stax.Dense(64), stax.Relu(), stax.Dense(1))
+_, _, KERNEL_FN = stax.serial(
+    stax.Dense(64), stax.Relu(), stax.Dense(64), stax.Relu(), stax.Dense(1)
+)
 
 
 def _data(n=60, m=12, d=4, seed=0, dtype=np.float64):
