@@ -28,15 +28,30 @@ SOLVERS: tuple[str, ...] = ("auto", "cholesky", "cg", "nystrom")
 
 
 class ConvergenceError(RuntimeError):
-    """An iterative solve did not reach its tolerance within ``max_iter`` iterations."""
+    """An iterative solve did not reach its tolerance within ``max_iter`` iterations.
+
+    Example:
+        >>> issubclass(ConvergenceError, RuntimeError)
+        True
+    """
 
 
 class ConvergenceWarning(RuntimeWarning):
-    """An iterative solve stopped unconverged (``on_nonconvergence='warn'``)."""
+    """An iterative solve stopped unconverged (``on_nonconvergence='warn'``).
+
+    Example:
+        >>> issubclass(ConvergenceWarning, RuntimeWarning)
+        True
+    """
 
 
 class MemoryPlanError(ValueError):
-    """A job's estimated peak memory exceeds the memory available to it."""
+    """A job's estimated peak memory exceeds the memory available to it.
+
+    Example:
+        >>> issubclass(MemoryPlanError, ValueError)
+        True
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +63,10 @@ class SolveResult:
         n_iter: iterations (operator applications) used.
         relative_residual: ``max_j ‖B_j − A X_j‖ / ‖B_j‖`` at the end.
         tol: the tolerance that was asked for.
+
+    Example:
+        >>> SolveResult(np.zeros((2, 1)), 10, 1e-3, 1e-6).converged
+        False
     """
 
     solution: np.ndarray
@@ -80,6 +99,14 @@ class SolverOptions:
         memory_limit: bytes the job may use (default: 90% of ``MemAvailable``).
         on_nonconvergence: ``'raise'`` (default) or ``'warn'``.
         seed: seed of the random pivots and centres.
+
+    Example:
+        >>> SolverOptions(solver="cg").tolerance
+        1e-06
+        >>> SolverOptions(solver="qr")
+        Traceback (most recent call last):
+        ...
+        ValueError: solver='qr' is not one of ('auto', 'cholesky', 'cg', 'nystrom').
     """
 
     solver: str = "auto"

@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 from jaxtyping import Float
 
-from infinet.predict.solvers.base import SolveResult
+from infinet.predict.solvers.base import ConvergenceError, SolveResult
 from infinet.predict.solvers.progress import Progress
 
 Operator = Callable[[np.ndarray], np.ndarray]
@@ -114,6 +114,11 @@ def _iterate(
         r = r - alpha * ap
         n_iter += 1
         rel = _relres(r, bnorm)
+        if not np.all(np.isfinite(rel)):
+            raise ConvergenceError(
+                "CG produced non-finite residuals: the operator is not positive definite "
+                "(check the kernel) or overflowed; raise diag_reg."
+            )
         active = ok & (rel > tol)
         z = pre(r)
         rz_new = np.sum(r * z, axis=0)

@@ -141,8 +141,7 @@ class KernelTiles:
         a, b = np.asarray(a), np.asarray(b)
         pa = _pad(a, _bucket(len(a), self.block_size))
         pb = _pad(b, _bucket(len(b), self.block_size))
-        fn = self._fn or (lambda u, v: self.kernel_fn(u, v, self.name, **self.kwargs))
-        out = np.asarray(fn(pa, pb))
+        out = np.asarray(self._call(pa, pb))
         if out.ndim != 2:
             raise ValueError(
                 f"kernel_fn(x1, x2, {self.name!r}) has shape {out.shape}; the matrix-free "
@@ -151,10 +150,20 @@ class KernelTiles:
             )
         return out[: len(a), : len(b)]
 
+    def _call(self, a: np.ndarray, b: np.ndarray) -> Any:
+        """The jitted tile function; ``kernel_fn`` itself if it cannot be traced."""
+        if self._fn is not None:
+            try:
+                return self._fn(a, b)
+            except jax.errors.JAXTypeError:
+                self._fn = None  # not traceable (e.g. NumPy inside): call it eagerly
+        return self.kernel_fn(a, b, self.name, **self.kwargs)
+
     def diagonal(self, x: Any) -> np.ndarray:
-        """``diag K(x, x)``, computed block by block (``N · block_size`` entries)."""
+        """``diag K(x, x)`` from diagonal tiles of at most 64 rows (``≤ 64·N`` entries)."""
         x = np.asarray(x)
-        parts = [np.diagonal(self.tile(x[s:e], x[s:e])) for s, e in blocks(len(x), self.block_size)]
+        step = min(64, self.block_size)
+        parts = [np.diagonal(self.tile(x[s:e], x[s:e])) for s, e in blocks(len(x), step)]
         return np.concatenate(parts)
 
     def fingerprint(self, *arrays: Any) -> str:
@@ -179,7 +188,8 @@ class SymmetricKernel:
     Args:
         tiles: the kernel part to evaluate.
         x: inputs ``(N, ...)``.
-        keep_in_memory: keep every computed tile (``≈ N²/2`` entries) for later passes.
+        keep_in_memory: keep every computed tile (``≈ N²/2`` entries, as float64) for
+            later passes.
         cache_dir: keep tiles as ``.npy`` files in this directory instead.
         progress: show progress of passes that compute tiles.
     """
@@ -200,6 +210,7 @@ class SymmetricKernel:
         self.progress = progress
         self.passes = 0
         self._memory: dict[tuple[int, int], np.ndarray] = {}
+        self._diagonal: np.ndarray | None = None
         self._dir: Path | None = None
         if cache_dir is not None:
             self._dir = Path(cache_dir)
@@ -224,6 +235,7 @@ class SymmetricKernel:
         else:
             out = self._compute(i, j)
         if self.keep_in_memory:
+            out = np.asarray(out, np.float64)  # later passes: float64 products, no casts
             self._memory[(i, j)] = out
         return out
 
@@ -234,8 +246,14 @@ class SymmetricKernel:
                 yield i, j
 
     def diagonal(self) -> np.ndarray:
-        """``diag K`` from the diagonal tiles."""
-        return np.concatenate([np.diagonal(self.tile(i, i)) for i in range(len(self.ranges))])
+        """``diag K`` (computed once): from the kept diagonal tiles, else 64 rows at a time."""
+        if self._diagonal is None:
+            if self.keep_in_memory or self._dir is not None:
+                parts = [np.diagonal(self.tile(i, i)) for i in range(len(self.ranges))]
+                self._diagonal = np.concatenate(parts)
+            else:
+                self._diagonal = self.tiles.diagonal(self.x)
+        return self._diagonal
 
     def matmul(self, v: Float[np.ndarray, "n q"]) -> np.ndarray:
         """``K @ v`` in one pass over the unordered tile pairs (float64 result)."""
@@ -324,7 +342,7 @@ class RectangularKernel:
         tiles: the kernel part.
         x: inputs ``(N, ...)``.
         centers: centres ``(M, ...)``.
-        keep_in_memory: keep the row tiles (``N·M`` entries) for later passes.
+        keep_in_memory: keep the row tiles (``N·M`` entries, float64) for later passes.
         progress: show progress of passes that compute tiles.
     """
 
@@ -351,6 +369,7 @@ class RectangularKernel:
             axis=1,
         )  # fmt: skip
         if self.keep_in_memory:
+            out = np.asarray(out, np.float64)
             self._memory[i] = out
         return out
 

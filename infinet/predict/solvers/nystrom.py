@@ -74,6 +74,15 @@ class Falkon:
         tol: relative residual of the preconditioned system.
         max_iter: most CG iterations.
         progress: show progress.
+
+    Example:
+        >>> import numpy as np
+        >>> from infinet.predict.solvers.matvec import KernelTiles
+        >>> kernel_fn = lambda a, b, get: np.exp(-np.sum((a[:, None] - b[None]) ** 2, -1))
+        >>> x = np.linspace(0, 1, 30)[:, None]
+        >>> model = Falkon(KernelTiles(kernel_fn, "ntk", jit=False), x, x[::3], 1e-3)
+        >>> model.fit(np.sin(x)).solution.shape
+        (10, 1)
     """
 
     def __init__(
@@ -113,8 +122,12 @@ class Falkon:
         return tri(self.t, tri(self.a, w))
 
     def h_matmul(self, v: Float[np.ndarray, "m q"]) -> np.ndarray:
-        """``H v = K_nmᵀ K_nm v + λ K_mm v`` (one pass over ``K_nm``)."""
-        return self.knm.normal_matmul(v) + self.shift * (self.kmm @ v)
+        """``H v = K_nmᵀ K_nm v + λ TᵀT v`` (one pass over ``K_nm``).
+
+        ``TᵀT`` is ``K_mm`` plus the jitter its factorisation needed (none for a
+        well-conditioned ``K_mm``), so ``H`` stays positive definite in round-off.
+        """
+        return self.knm.normal_matmul(v) + self.shift * (self.t.T @ (self.t @ v))
 
     def solve(self, r: Float[np.ndarray, "m q"], desc: str = "Falkon CG") -> SolveResult:
         """``H⁻¹ r`` by preconditioned CG; the residual reported is that of ``B⁻¹HB⁻ᵀ``."""

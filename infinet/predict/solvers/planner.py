@@ -7,9 +7,10 @@ The planner counts the large buffers each solver holds (``b`` = block size,
 * ``'cholesky'``: ``N²·(2s + 8)`` (the kernel, its float64 working copy, its
   factor in place) plus the test-train kernel ``m·N·(s + 8)``;
 * ``'cg'``: ``16·N·r`` (factor and Woodbury work) ``+ 64·N·q`` (CG vectors), plus
-  ``N²·s/2`` when the unordered tiles are kept in memory;
+  ``4·N²`` when the unordered tiles are kept in memory (as float64, if that fits in
+  half the budget);
 * ``'nystrom'``: ``24·M²`` (``K_mm`` and two factors) ``+ 64·M·q + 48·N·q``, plus
-  ``N·M·s`` when ``K_nm`` is kept in memory.
+  ``8·N·M`` when ``K_nm`` is kept in memory (float64, if it fits in half the budget).
 
 Time comes from one measured tile: kernel entries per second times the entries a
 job evaluates (``N²/2`` per CG pass unless tiles are kept; ``N·M`` per Falkon pass),
@@ -124,14 +125,15 @@ def estimate(
         entries, flops = n * n + m * n, n**3 / 3
     elif solver == "cg":
         base = 16 * n * rank + 64 * n * q + tile + 8 * m * q
-        keep = base + n * n * itemsize // 2 <= budget // 2
-        peak = base + (n * n * itemsize // 2 if keep else 0)
+        keep = base + 4 * n * n <= budget // 2
+        peak = base + (4 * n * n if keep else 0)
         passes = 1 if keep else iterations + 2
-        entries, flops = passes * n * n / 2 + n * rank + m * n, n * rank**2
+        entries = passes * n * n / 2 + n * rank + m * n
+        flops = n * rank**2 + (iterations * 4.0 * n * n if keep else 0)  # memory-bound passes
     elif solver == "nystrom":
         base = 24 * n_centers**2 + 64 * n_centers * q + 48 * n * q + tile
-        keep = base + n * n_centers * itemsize <= budget // 2
-        peak = base + (n * n_centers * itemsize if keep else 0)
+        keep = base + 8 * n * n_centers <= budget // 2
+        peak = base + (8 * n * n_centers if keep else 0)
         passes = 1 if keep else iterations + 2
         entries, flops = passes * n * n_centers + m * n_centers, iterations * 4.0 * n * n_centers
     else:

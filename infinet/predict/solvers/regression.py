@@ -162,6 +162,15 @@ class KernelRegression:
         kwargs: keyword arguments of ``kernel_fn``.
         keep_tiles: keep kernel tiles in memory between passes.
         progress: show progress bars.
+
+    Example:
+        >>> import numpy as np
+        >>> import jax.numpy as jnp
+        >>> kernel_fn = lambda a, b, get: jnp.exp(-jnp.sum((a[:, None] - b[None]) ** 2, -1))
+        >>> x = np.linspace(0, 1, 20)[:, None]
+        >>> reg = KernelRegression(kernel_fn, x, x**2, 1e-3, False, SolverOptions(), "nystrom")
+        >>> reg.covariance("nngp", x[:3], "diag", chunk=3).shape
+        (3,)
     """
 
     def __init__(
