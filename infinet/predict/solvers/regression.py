@@ -192,6 +192,12 @@ class KernelRegression:
             raise ValueError(f"diag_reg must be >= 0, got {diag_reg}.")
         self.kernel_fn, self.solver, self.options = kernel_fn, solver, options
         self.kwargs = dict(kwargs or {})
+        per_example = sorted(k for k, v in self.kwargs.items() if np.ndim(v) > 0)
+        if per_example:
+            raise ValueError(
+                f"kernel_fn keyword arguments {per_example} hold arrays (per-example masks "
+                "or patterns?), which the tiled solvers cannot slice; use solver='cholesky'."
+            )
         self.x = np.asarray(x_train)
         y = np.asarray(y_train, np.float64)
         self.y = y.reshape(len(y), -1)

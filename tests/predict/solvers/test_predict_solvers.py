@@ -174,3 +174,22 @@ def test_progress_lines(capsys):
     x, y, xt = _data()
     predict.gp_inference(KERNEL_FN, x, y, xt, "ntk", diag_reg=1e-2, solver="cg", progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_progress_plain_lines_without_tqdm(monkeypatch, capsys):
+    import sys
+
+    from infinet.predict.solvers.progress import Progress
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm -> ImportError
+    with Progress(4, "CG", enabled=True, interval=0.0) as bar:
+        for _ in range(4):
+            bar.update(note="residual 1e-3")
+    err = capsys.readouterr().err
+    assert "CG: 4/4" in err and "ETA" in err and "residual 1e-3" in err
+
+
+def test_per_example_kernel_kwargs_refused():
+    x, y, xt = _data()
+    with pytest.raises(ValueError, match="per-example"):
+        predict.gp_inference(KERNEL_FN, x, y, xt, "ntk", solver="cg", mask=np.ones(60))
