@@ -279,7 +279,7 @@ def gp_inference(*args: Any, **kwargs: Any) -> Any:
             :class:`~infinet.predict.solvers.ConvergenceError`.
         n_centers: Nyström centres (default ``min(N, 5000)``).
         preconditioner_rank: rank of CG's randomly pivoted Cholesky preconditioner
-            (default ``min(N, 500)``).
+            (default ``min(N, 1000)``).
         progress: show progress (``None``: for jobs estimated over 10 s).
         cache_dir: keep CG's kernel tiles as ``.npy`` files there.
         solver_options: further :class:`~infinet.predict.solvers.SolverOptions`

@@ -90,7 +90,7 @@ class SolverOptions:
         max_iter: most CG iterations (default ``1000``).
         n_centers: Nyström centres ``M`` (default ``min(N, 5000)``).
         preconditioner_rank: rank of the randomly pivoted Cholesky preconditioner of
-            ``'cg'`` (default ``min(N, 500)``; ``0`` turns preconditioning off).
+            ``'cg'`` (default ``min(N, 1000)``; ``0`` turns preconditioning off).
         progress: ``True`` / ``False``; ``None`` shows progress for jobs estimated
             to take over 10 s.
         cache_dir: directory for ``.npy`` tiles of the train-train kernel, reused by

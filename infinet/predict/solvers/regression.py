@@ -54,8 +54,8 @@ KernelFn = Callable[..., Any]
 
 
 def default_rank(n: int, options: SolverOptions) -> int:
-    """``preconditioner_rank`` or its default ``min(N, 500)``."""
-    return min(n, 500) if options.preconditioner_rank is None else options.preconditioner_rank
+    """``preconditioner_rank`` or its default ``min(N, 1000)``."""
+    return min(n, 1000) if options.preconditioner_rank is None else options.preconditioner_rank
 
 
 def default_centers(n: int, options: SolverOptions) -> int:
