@@ -70,28 +70,30 @@ def _rmse(a: Any, b: Any) -> float:
 
 
 def _solve(solver: str, n: int, centers: int = 20000, **extra: Any) -> dict[str, Any]:
+    import logging
+
     from infinet import predict
-    from infinet.predict.solvers import regression
+    from infinet.predict.solvers.base import LOG
 
     kernel_fn = network()
     x, y, xt, ft = make_data(n)
-    last: dict[str, Any] = {}
-    original = regression.KernelRegression.coef
+    reports: list[Any] = []
 
-    def coef(self: Any, name: str) -> Any:  # record the solver's convergence report
-        out = original(self, name)
-        last["report"] = self.part(name).last
-        return out
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            reports.append(getattr(record, "solve", None))
 
-    regression.KernelRegression.coef = coef  # type: ignore[method-assign]
+    handler = Keep(logging.INFO)
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
     start = time.perf_counter()
     mean = predict.gp_inference(
         kernel_fn, x, y, xt, "ntk", diag_reg=DIAG_REG, solver=solver, n_centers=centers, **extra
     )
     mean = np.asarray(mean)
     seconds = time.perf_counter() - start
-    regression.KernelRegression.coef = original  # type: ignore[method-assign]
-    report = last.get("report")
+    LOG.removeHandler(handler)
+    report = reports[-1] if reports else None
     return {
         "solver": solver,
         "n": n,

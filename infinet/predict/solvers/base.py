@@ -18,10 +18,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import warnings
 from typing import Literal
 
 import numpy as np
+
+LOG = logging.getLogger("infinet.predict.solvers")
+"""Logger of convergence reports (INFO: iterations and final residual of every solve)."""
 
 SolverName = Literal["auto", "cholesky", "cg", "nystrom"]
 SOLVERS: tuple[str, ...] = ("auto", "cholesky", "cg", "nystrom")
@@ -173,6 +177,14 @@ def check_converged(result: SolveResult, what: str, on_nonconvergence: str) -> S
         >>> check_converged(r, "K x = b", "raise").n_iter
         3
     """
+    LOG.info(
+        "%s: %d iterations, relative residual %.3g (tol %.3g)",
+        what,
+        result.n_iter,
+        result.relative_residual,
+        result.tol,
+        extra={"solve": result},
+    )
     if result.converged:
         return result
     message = (

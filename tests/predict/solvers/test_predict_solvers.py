@@ -193,3 +193,12 @@ def test_per_example_kernel_kwargs_refused():
     x, y, xt = _data()
     with pytest.raises(ValueError, match="per-example"):
         predict.gp_inference(KERNEL_FN, x, y, xt, "ntk", solver="cg", mask=np.ones(60))
+
+
+def test_convergence_report_is_logged(caplog):
+    x, y, xt = _data()
+    with caplog.at_level("INFO", logger="infinet.predict.solvers"):
+        predict.gp_inference(KERNEL_FN, x, y, xt, "ntk", diag_reg=1e-2, solver="cg", tol=1e-9)
+    (record,) = [r for r in caplog.records if "iterations" in r.getMessage()]
+    assert record.solve.converged and record.solve.relative_residual <= 1e-9
+    assert record.solve.n_iter >= 1
