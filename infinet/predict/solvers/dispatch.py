@@ -133,7 +133,7 @@ def plan_job(
             return Job("cholesky", plan, n_test or 1, bool(o.progress))
     rate = measure_rate(kernel_fn, name, x_train, kwargs, o.block)
     if o.solver == "auto":
-        plan = _auto({s: est(s, rate) for s in ("cholesky", "cg", "nystrom")})
+        plan = choose_solver({s: est(s, rate) for s in ("cholesky", "cg", "nystrom")})
     else:
         plan = planner.check(est(o.solver, rate))
     seconds = plan.seconds or 0.0
@@ -142,8 +142,26 @@ def plan_job(
     return Job(plan.solver, plan, chunk, progress)
 
 
-def _auto(plans: dict[str, planner.Plan]) -> planner.Plan:
-    """The fastest of cholesky/cg that fits, else nystrom (checked)."""
+def choose_solver(plans: dict[str, planner.Plan]) -> planner.Plan:
+    """``solver='auto'``: the faster of cholesky/cg that fits; else nystrom (checked).
+
+    ``'nystrom'`` is also chosen when ``'cg'`` is estimated to take over an hour.
+
+    Args:
+        plans: a :class:`~.planner.Plan` (with a time) per solver name.
+
+    Returns:
+        The chosen plan.
+
+    Raises:
+        MemoryPlanError: not even ``'nystrom'`` fits.
+
+    Example:
+        >>> p = {s: planner.estimate(s, 10**5, 0, 1, 4, 2048, 1000, 5000, 8 * 2**30, 1e8)
+        ...      for s in ("cholesky", "cg", "nystrom")}
+        >>> choose_solver(p).solver
+        'cg'
+    """
     fitting = [plans[s] for s in ("cholesky", "cg") if plans[s].fits]
     best = min(fitting, key=lambda p: p.seconds or 0.0, default=None)
     if best is None or (best.solver == "cg" and (best.seconds or 0.0) > 3600):

@@ -202,3 +202,19 @@ def test_convergence_report_is_logged(caplog):
     (record,) = [r for r in caplog.records if "iterations" in r.getMessage()]
     assert record.solve.converged and record.solve.relative_residual <= 1e-9
     assert record.solve.n_iter >= 1
+
+
+def test_auto_choice_from_plans():
+    from infinet.predict.solvers import dispatch, planner
+
+    def plans(rate, budget):
+        return {
+            s: planner.estimate(s, 50_000, 1000, 1, 4, 2048, 1000, 5000, budget, rate)
+            for s in ("cholesky", "cg", "nystrom")
+        }
+
+    assert dispatch.choose_solver(plans(1e8, 2**36)).solver in ("cholesky", "cg")
+    assert dispatch.choose_solver(plans(1e8, 8 * 2**30)).solver == "cg"  # dense does not fit 8 GB
+    assert dispatch.choose_solver(plans(1e4, 8 * 2**30)).solver == "nystrom"  # cg would take days
+    with pytest.raises(MemoryPlanError, match="n_centers"):
+        dispatch.choose_solver(plans(1e8, 2**20))
