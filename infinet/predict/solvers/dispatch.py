@@ -157,7 +157,7 @@ def choose_solver(plans: dict[str, planner.Plan]) -> planner.Plan:
         MemoryPlanError: not even ``'nystrom'`` fits.
 
     Example:
-        >>> p = {s: planner.estimate(s, 10**5, 0, 1, 4, 2048, 1000, 5000, 8 * 2**30, 1e8)
+        >>> p = {s: planner.estimate(s, 5 * 10**4, 0, 1, 4, 2048, 1000, 5000, 8 * 2**30, 1e8)
         ...      for s in ("cholesky", "cg", "nystrom")}
         >>> choose_solver(p).solver
         'cg'
