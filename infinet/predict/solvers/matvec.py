@@ -134,6 +134,7 @@ class KernelTiles:
         self.kwargs = dict(kwargs or {})
         self.block_size = int(block_size)
         self.jit = jit
+        self.dtype: np.dtype = np.dtype(np.float32)  # of the tiles, once one is computed
         self._fn = _jitted(kernel_fn, name, self.kwargs) if jit else None
 
     def tile(self, a: Any, b: Any) -> np.ndarray:
@@ -142,6 +143,7 @@ class KernelTiles:
         pa = _pad(a, _bucket(len(a), self.block_size))
         pb = _pad(b, _bucket(len(b), self.block_size))
         out = np.asarray(self._call(pa, pb))
+        self.dtype = out.dtype
         if out.ndim != 2:
             raise ValueError(
                 f"kernel_fn(x1, x2, {self.name!r}) has shape {out.shape}; the matrix-free "

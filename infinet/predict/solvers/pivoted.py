@@ -38,6 +38,7 @@ def rp_cholesky(
     seed: int = 0,
     block: int = 64,
     rtol: float = 1e-12,
+    floor: float = 0.0,
 ) -> np.ndarray:
     """Block randomly pivoted Cholesky (Chen et al. 2022) of a PSD matrix ``K``.
 
@@ -48,6 +49,10 @@ def rp_cholesky(
         seed: seed of the pivot sampling.
         block: pivots sampled per step.
         rtol: stop once the residual trace is below ``rtol × trace K``.
+        floor: residual variances at or below it are noise (e.g. float32 round-off of
+            the kernel): pivots stop when every residual diagonal entry is below it,
+            and Schur-complement eigenvalues below it are dropped, so that round-off
+            is never amplified into the factor.
 
     Returns:
         ``F`` of shape ``(n, r)``, ``r ≤ rank``, float64, with ``K ≈ F Fᵀ``.
@@ -63,11 +68,11 @@ def rp_cholesky(
     rank = min(int(rank), n)
     total = float(d.sum())
     f = np.zeros((n, 0))
-    while f.shape[1] < rank and d.sum() > rtol * total and total > 0:
+    while f.shape[1] < rank and d.sum() > rtol * total and total > 0 and d.max() > floor:
         k = min(block, rank - f.shape[1])
         picks = np.unique(rng.choice(n, size=k, p=d / d.sum()))
         g = np.asarray(columns(picks), np.float64) - f @ f[picks].T
-        new = _eliminate(g, picks)
+        new = _eliminate(g, picks, floor)
         if new.shape[1] == 0:
             break
         f = np.concatenate([f, new], axis=1)
@@ -76,11 +81,11 @@ def rp_cholesky(
     return f
 
 
-def _eliminate(g: np.ndarray, picks: np.ndarray) -> np.ndarray:
+def _eliminate(g: np.ndarray, picks: np.ndarray, floor: float) -> np.ndarray:
     """``G H^{-1/2}`` with ``H = G[picks]``: eigenvalues below round-off are dropped."""
     h = (g[picks] + g[picks].T) / 2
     w, u = np.linalg.eigh(h)
-    keep = w > max(w.max(initial=0.0), 0.0) * len(picks) * 1e-12
+    keep = w > max(max(w.max(initial=0.0), 0.0) * len(picks) * 1e-12, floor)
     if not np.any(keep):
         return np.zeros((len(g), 0))
     return (g @ u[:, keep]) / np.sqrt(w[keep])

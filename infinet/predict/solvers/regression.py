@@ -82,8 +82,13 @@ class _CG:
         if rank == 0:
             return None
         if self._pre is None:
-            f = rp_cholesky(self.op.diagonal(), self.op.columns, rank, self.reg.options.seed)
-            mean_diag = float(np.mean(self.op.diagonal()))
+            diag = self.op.diagonal()
+            # Kernel round-off (≈ 30 ulps of the largest variance) must not become a
+            # pivot: amplified by H^{-1/2} it would wreck the preconditioner.
+            eps = float(np.finfo(self.tiles.dtype).eps)
+            floor = max(32 * eps * float(np.max(diag)), 0.01 * self.shift)
+            f = rp_cholesky(diag, self.op.columns, rank, self.reg.options.seed, floor=floor)
+            mean_diag = float(np.mean(diag))
             self._pre = LowRankPreconditioner(f, max(self.shift, 1e-10 * mean_diag))
         return self._pre
 
