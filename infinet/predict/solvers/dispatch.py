@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from infinet.predict.solvers import planner
@@ -76,7 +77,7 @@ def cov_kind(compute_cov: Any) -> str | None:
 
 def kernel_itemsize(x: Any) -> int:
     """Bytes per kernel entry for inputs ``x`` (8 only for float64 under x64)."""
-    dtype = np.result_type(np.asarray(x).dtype, np.float32)
+    dtype = np.result_type(jnp.result_type(x), np.float32)
     return int(np.dtype(jax.dtypes.canonicalize_dtype(dtype)).itemsize)
 
 
@@ -215,5 +216,5 @@ def kernel_dtype(x: Any) -> Any:
         >>> kernel_dtype(np.ones(2, np.float32))
         dtype('float32')
     """
-    dtype = np.result_type(np.asarray(x).dtype, np.float32)
+    dtype = np.result_type(jnp.result_type(x), np.float32)
     return np.dtype(jax.dtypes.canonicalize_dtype(dtype))

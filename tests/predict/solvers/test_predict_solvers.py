@@ -218,3 +218,10 @@ def test_auto_choice_from_plans():
     assert dispatch.choose_solver(plans(1e4, 8 * 2**30)).solver == "nystrom"  # cg would take days
     with pytest.raises(MemoryPlanError, match="n_centers"):
         dispatch.choose_solver(plans(1e8, 2**20))
+
+
+def test_legacy_form_under_jit_keeps_dense_path():
+    x, y, xt = _data(n=8, m=3)
+    f = jax.jit(lambda a: predict.gp_inference(KERNEL_FN, a, y, xt, "nngp", diag_reg=1e-3))
+    ref = predict.gp_inference(KERNEL_FN, x, y, xt, "nngp", diag_reg=1e-3)
+    np.testing.assert_allclose(f(x), ref, rtol=2e-4, atol=2e-5)
