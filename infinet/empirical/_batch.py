@@ -79,7 +79,7 @@ def kwargs_differ(kw1: dict, kw2: dict) -> bool:
     return any(kw1[k] is not kw2[k] for k in kw1)
 
 
-def _prefix_map(fn: Callable[[Any, Any], Any], prefix: Any, tree: Any) -> Any:
+def prefix_map(fn: Callable[[Any, Any], Any], prefix: Any, tree: Any) -> Any:
     """Applies ``fn(axis, leaf)`` with ``axis`` broadcast from a pytree prefix."""
     if prefix is None or isinstance(prefix, int):
         return jax.tree.map(lambda leaf: fn(prefix, leaf), tree)
@@ -105,7 +105,7 @@ class _AxisOf:
 
 def flat_out_axes(out_axes: Any, out_shapes: Any) -> list[int]:
     """Non-negative batch axis of every output leaf (flattened order)."""
-    axes = _prefix_map(lambda ax, s: _AxisOf(ax, len(s.shape)), out_axes, out_shapes)
+    axes = prefix_map(lambda ax, s: _AxisOf(ax, len(s.shape)), out_axes, out_shapes)
     flat = jax.tree.leaves(axes, is_leaf=lambda t: isinstance(t, _AxisOf))
     out = []
     for ax, ndim in ((a.axis, a.ndim) for a in flat):
@@ -133,8 +133,8 @@ def per_example(
 
     def run(squeeze: list[int | None] | None) -> Any:
         def one(xn: Any, kwn: dict) -> Any:
-            xn = _prefix_map(_expand, vm.in_axes, xn)
-            kwn = {k: _prefix_map(_expand, kw_axes[k], v) for k, v in kwn.items()}
+            xn = prefix_map(_expand, vm.in_axes, xn)
+            kwn = {k: prefix_map(_expand, kw_axes[k], v) for k, v in kwn.items()}
             outs = body(xn, kwn)
             if squeeze is None:
                 return outs
@@ -149,7 +149,7 @@ def per_example(
 def batch_size(x: Any, in_axes: Any) -> int:
     """Number of examples along ``in_axes``."""
     sizes = jax.tree.leaves(
-        _prefix_map(lambda ax, leaf: None if ax is None else leaf.shape[ax], in_axes, x)
+        prefix_map(lambda ax, leaf: None if ax is None else leaf.shape[ax], in_axes, x)
     )
     if not sizes:
         raise ValueError("vmap_axes in_axes maps no input axis; nothing to batch over.")

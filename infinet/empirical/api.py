@@ -13,38 +13,19 @@ kernels (no cross-leaf terms).
 
 from __future__ import annotations
 
-import enum
 from collections import namedtuple
 from collections.abc import Callable
 from typing import Any
 
 import jax
 
-from infinet.empirical import jacobian, ntk_vp, structured
+from infinet.empirical import auto, jacobian, ntk_vp, structured
 from infinet.empirical._axes import Axes, LabelMaker, einsum, finish, pair_output_axes
 from infinet.empirical._common import ApplyFn, NtkOptions, make_sides
+from infinet.empirical.implementation import NtkImplementation
 from infinet.kernel import parse_get
 
 _NAMEDTUPLES: dict[tuple[str, ...], type] = {}
-
-
-class NtkImplementation(enum.IntEnum):
-    """Algorithm for the empirical NTK (Novak et al. 2022, arXiv 2206.08720).
-
-    Attributes:
-        AUTO: pick the cheapest of the three by the compiled computation's cost
-            (see :mod:`infinet.empirical.auto`).
-        JACOBIAN_CONTRACTION: materialise ``∂f/∂θ`` and contract it.
-        NTK_VECTOR_PRODUCTS: one VJP and one JVP per output basis vector; never
-            holds a Jacobian.
-        STRUCTURED_DERIVATIVES: contract per-primitive structure (dense, conv,
-            elementwise weights) in the cheapest order.
-    """
-
-    AUTO = 0
-    JACOBIAN_CONTRACTION = 1
-    NTK_VECTOR_PRODUCTS = 2
-    STRUCTURED_DERIVATIVES = 3
 
 
 DEFAULT_NTK_IMPLEMENTATION = NtkImplementation.JACOBIAN_CONTRACTION
@@ -112,8 +93,6 @@ def resolve(
     """The concrete algorithm for ``impl`` (``AUTO`` is decided by cost)."""
     if impl is not NtkImplementation.AUTO:
         return impl
-    from infinet.empirical import auto
-
     return auto.choose(f, params, sides, opts)
 
 
@@ -245,8 +224,14 @@ def namedtuple_for(names: tuple[str, ...], type_name: str) -> type:
     return _NAMEDTUPLES[key]
 
 
+def _jacobian_contraction(f: ApplyFn, params: Any, sides: Any, opts: NtkOptions) -> Any:
+    """Jacobian contraction, with NT's per-primitive Jacobian rules when ``opts.j_rules``."""
+    jac_fn = structured.jacobians if opts.j_rules else jacobian.jacobians
+    return jacobian.ntk(f, params, sides, opts, jac_fn)
+
+
 _ALGORITHMS = {
-    NtkImplementation.JACOBIAN_CONTRACTION: jacobian.ntk,
+    NtkImplementation.JACOBIAN_CONTRACTION: _jacobian_contraction,
     NtkImplementation.NTK_VECTOR_PRODUCTS: ntk_vp.ntk,
     NtkImplementation.STRUCTURED_DERIVATIVES: structured.ntk,
 }

@@ -31,6 +31,7 @@ import numpy as np
 from infinet.empirical import jacobian, structured
 from infinet.empirical._batch import batch_size
 from infinet.empirical._common import ApplyFn, NtkOptions, Sides, output_structure, size
+from infinet.empirical.implementation import NtkImplementation as Impl
 
 _CACHE: dict[Any, Any] = {}
 MEASURE_RATIO = 1.5  # time candidates whose FLOPs are within this factor of the fewest
@@ -48,8 +49,6 @@ def choose(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
         >>> impl.name in ('JACOBIAN_CONTRACTION', 'NTK_VECTOR_PRODUCTS', 'STRUCTURED_DERIVATIVES')
         True
     """
-    from infinet.empirical.api import NtkImplementation as Impl
-
     abstract = _abstract((params, sides.x1, sides.x2, sides.kw1, sides.kw2))
     # repr(opts): its vmap axes hold a dict, so the options themselves do not hash.
     key: Any = (f, jax.tree.structure(abstract), _shapes(abstract), repr(opts), sides.same)

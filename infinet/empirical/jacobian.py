@@ -16,6 +16,7 @@ memory is the full Jacobian, ``|f(x)| × |θ|`` numbers; Novak et al. 2022
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -68,8 +69,17 @@ def _choose_mode(fwd: bool | None, n_params: int, n_out: int) -> Any:
     return jax.jacfwd if fwd else jax.jacrev
 
 
-def ntk(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
+def ntk(
+    f: ApplyFn,
+    params: Any,
+    sides: Sides,
+    opts: NtkOptions,
+    jac_fn: Callable[..., Any] | None = None,
+) -> Any:
     """Empirical NTK by Jacobian contraction (see module docstring).
+
+    ``jac_fn`` computes the Jacobians (default :func:`jacobians`); the structured
+    per-primitive rules (:func:`infinet.empirical.structured.jacobians`) fit too.
 
     Example:
         >>> import jax.numpy as jnp
@@ -78,10 +88,7 @@ def ntk(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
         >>> ntk(f, jnp.ones((3, 4)), sides, NtkOptions(trace_axes=())).shape
         (2, 2, 4, 4)
     """
-    if opts.j_rules:  # NT's `_j_rules`: Jacobians from per-primitive rules
-        from infinet.empirical.structured import jacobians as jac_fn
-    else:
-        jac_fn = jacobians
+    jac_fn = jacobians if jac_fn is None else jac_fn
     j1, outs1, out_tree = jac_fn(f, params, sides.x1, sides.kw1, opts)
     if sides.same:
         j2, outs2 = j1, outs1

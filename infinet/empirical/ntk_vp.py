@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from infinet.empirical._axes import LabelMaker, einsum, finish, pair_output_axes
-from infinet.empirical._batch import _prefix_map, batch_size, flat_out_axes, split_kwargs
+from infinet.empirical._batch import prefix_map, batch_size, flat_out_axes, split_kwargs
 from infinet.empirical._common import ApplyFn, NtkOptions, Sides, output_structure, size
 
 # Numbers held per chunk of basis vectors (parameter-sized vectors), ~256 MB in float32.
@@ -158,7 +158,7 @@ def _take(tree: Any, axes: Any, m: jax.Array) -> Any:
     def take(ax: Any, leaf: Any) -> Any:
         return leaf if ax is None else lax.dynamic_index_in_dim(leaf, m, ax, keepdims=True)
 
-    return _prefix_map(take, axes, tree)
+    return prefix_map(take, axes, tree)
 
 
 def _pair(full: jax.Array, shape1: Any, shape2: Any, opts: NtkOptions) -> jax.Array:
