@@ -308,7 +308,8 @@ def select(kernel: Any, get: str | tuple[str, ...] | list[str] | None) -> Any:
         get: ``None`` returns the kernel; a field name (``'nngp'``, ``'ntk'``,
             ``'cov1'``, ``'cov2'``, or any other :class:`Kernel` field such as
             ``'shape1'``; case-insensitive) returns that value; a tuple of names
-            returns a namedtuple with those fields, in that order.
+            returns a namedtuple (``AnalyticKernel``, as in NT) with those fields, in that
+            order.
 
     Returns:
         The kernel, one field's value, or a namedtuple of fields.
@@ -356,5 +357,6 @@ def namedtuple_for(names: tuple[str, ...]) -> type:
         ('nngp', 'ntk')
     """
     if names not in _NAMEDTUPLES:
-        _NAMEDTUPLES[names] = namedtuple("Kernel", names)  # type: ignore[misc]
+        # NT's type name for a tuple get.
+        _NAMEDTUPLES[names] = namedtuple("AnalyticKernel", names)  # type: ignore[misc]
     return _NAMEDTUPLES[names]

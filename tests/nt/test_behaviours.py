@@ -50,7 +50,7 @@ def test_repeat_zero_is_the_identity() -> None:  # item 4
 def test_get_is_case_insensitive_and_names_any_field() -> None:  # item 5
     kernel_fn = MLP.kernel_fn
     upper = kernel_fn(X, X2, ("NTK", "Nngp"))
-    assert upper._fields == ("ntk", "nngp")
+    assert upper._fields == ("ntk", "nngp") and type(upper).__name__ == "AnalyticKernel"
     assert_close(upper.ntk, kernel_fn(X, X2, "ntk"))
     assert kernel_fn(X, X2, ("shape1", "SHAPE2")) == ((3, 1), (2, 1))
     assert kernel_fn(X, None, "is_gaussian") is True
