@@ -182,7 +182,9 @@ def _read_files(p: Path, names: Sequence[str]) -> dict[str, bytes]:
                         out[base] = f.read()
         return out
     except tarfile.TarError as e:
-        raise ValueError(f"cifar10: {str(p)!r} is not a readable tar archive ({e}). {_WHERE}")
+        raise ValueError(
+            f"cifar10: {str(p)!r} is not a readable tar archive ({e}). {_WHERE}"
+        ) from e
 
 
 def _decode(raw: dict, name: str, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -287,7 +289,7 @@ def _present(p: Path) -> set[str]:
 
 
 def standardize(
-    x_train: Float[np.ndarray, "n *dims c"] | UInt8[np.ndarray, "n *dims c"],
+    x_train: Float[np.ndarray, "n ... c"] | UInt8[np.ndarray, "n *dims c"],
     *others: np.ndarray,
     eps: float = 1e-8,
 ) -> tuple[np.ndarray, ...]:
@@ -320,7 +322,7 @@ def standardize(
 
 
 def zca_whiten(
-    x_train: Float[np.ndarray, "n *dims"],
+    x_train: Float[np.ndarray, "n ..."],
     *others: np.ndarray,
     strength: float = 0.1,
 ) -> tuple[np.ndarray, ...]:

@@ -1,6 +1,5 @@
 """infinet.datasets: loading (restricted unpickler, archive and directory) and preprocessing."""
 
-import io
 import pickle
 import tarfile
 
