@@ -47,3 +47,11 @@ __all__ = [
     "gradient_descent_mse_ensemble",
     "max_learning_rate",
 ]
+from infinet.predict.marginal import (  # noqa: E402
+    ConvergenceWarning,
+    FitResult,
+    fit_hyperparameters,
+    log_marginal_likelihood,
+)
+
+__all__ += ["ConvergenceWarning", "FitResult", "fit_hyperparameters", "log_marginal_likelihood"]
