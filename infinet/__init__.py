@@ -25,6 +25,9 @@ _SUBMODULES = (
     "monte_carlo",
     "batching",
     "models",
+    "datasets",
+    "classify",
+    "sklearn",
 )
 
 # public name -> module that defines it

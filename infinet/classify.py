@@ -38,6 +38,8 @@ import numpy as np
 from jaxtyping import Float, Integer
 from scipy.special import ndtr
 
+__all__ = ["DEFAULT_GRID", "DiagRegSearch", "accuracy", "class_probabilities", "select_diag_reg"]
+
 DEFAULT_GRID = tuple(10.0**e for e in range(-6, 1))
 
 
@@ -172,6 +174,11 @@ class DiagRegSearch(NamedTuple):
         mse: validation mean squared error per candidate.
         n_fit: training points used to fit.
         n_val: training points held out for validation.
+
+    Example:
+        >>> from infinet.classify import DiagRegSearch
+        >>> DiagRegSearch(1e-3, (1e-3,), (0.9,), (0.1,), 8, 2).diag_reg
+        0.001
     """
 
     diag_reg: float

@@ -44,6 +44,17 @@ from typing import Any, NamedTuple
 import numpy as np
 from jaxtyping import Float, Integer, UInt8
 
+__all__ = [
+    "CIFAR10",
+    "ENV_VAR",
+    "cifar10",
+    "cifar10_batches",
+    "load_pickle",
+    "one_hot",
+    "standardize",
+    "zca_whiten",
+]
+
 _DIR = "cifar-10-batches-py"
 _WHERE = (
     "Download 'CIFAR-10 python version' (cifar-10-python.tar.gz) from "
@@ -65,6 +76,13 @@ class CIFAR10(NamedTuple):
         x_test: test images, ``(m, 32, 32, 3)``.
         y_test: test labels, ``(m,)``.
         class_names: the ten class names, in label order.
+
+    Example:
+        >>> import numpy as np
+        >>> from infinet.datasets import CIFAR10
+        >>> z = np.zeros((1, 32, 32, 3), np.uint8)
+        >>> CIFAR10(z, np.zeros(1, int), z, np.zeros(1, int), ("a",) * 10).x_train.shape
+        (1, 32, 32, 3)
     """
 
     x_train: np.ndarray

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from jaxtyping import Float
 
+__all__ = ["NeuralKernelClassifier", "NeuralKernelRegressor"]
+
 
 def _sklearn_base() -> tuple[type, type, type]:
     try:

@@ -53,6 +53,8 @@ import numpy as np
 from infinet import classify, datasets, models, predict
 from infinet.batching import batch
 
+__all__ = ["MODELS", "main", "n_entries"]
+
 MODELS: dict[str, Callable[[], Any]] = {
     "fc": lambda: models.FullyConnected(depth=3, W_std=2**0.5, b_std=0.05),
     "cnn": lambda: models.ConvNet(depth=8, readout="flatten", W_std=2**0.5, b_std=0.05),
@@ -334,6 +336,12 @@ def main(argv: list[str] | None = None, progress: Any = None) -> dict[str, Any]:
 
     Returns:
         The ``results.json`` content.
+
+    Example (``--kernels sketch`` stops before any work until sketches exist):
+        >>> main(["--out", "unused", "--kernels", "sketch"])
+        Traceback (most recent call last):
+        ...
+        SystemExit: --kernels sketch is not available yet: ...
     """
     args = parse_args(argv)
     if args.kernels == "sketch":

@@ -32,9 +32,17 @@ from jaxtyping import Array, Float
 
 from infinet.predict import base, linalg
 
+__all__ = ["ConvergenceWarning", "FitResult", "fit_hyperparameters", "log_marginal_likelihood"]
+
 
 class ConvergenceWarning(RuntimeWarning):
-    """An iterative fit stopped at its step limit before meeting its tolerance."""
+    """An iterative fit stopped at its step limit before meeting its tolerance.
+
+    Example:
+        >>> from infinet.predict import ConvergenceWarning
+        >>> issubclass(ConvergenceWarning, RuntimeWarning)
+        True
+    """
 
 
 def _as_matrix(k_train_train: Any, get: str) -> Any:
@@ -124,6 +132,11 @@ class FitResult(NamedTuple):
         converged: whether the relative change fell below ``tol``.
         steps: steps taken.
         seconds: wall time.
+
+    Example:
+        >>> from infinet.predict import FitResult
+        >>> FitResult({"W_std": 1.0}, 0.1, -3.0, [-3.0], True, 1, 0.5).converged
+        True
     """
 
     params: dict[str, float]
