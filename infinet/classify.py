@@ -84,10 +84,15 @@ def _variances(var: Any, shape: tuple[int, int]) -> np.ndarray:
         v = np.diagonal(v)  # an (m, m) posterior covariance shared by every class
     if v.ndim == 1:
         v = v[:, None]
-    v = np.broadcast_to(v, shape) if v.shape[0] == shape[0] else v
+    v = (
+        np.broadcast_to(v, shape)
+        if v.ndim == 2 and v.shape[0] == shape[0] and v.shape[1] == 1
+        else v
+    )
     if v.shape != shape:
         raise ValueError(
-            f"var must be (m,), (m, C) or an (m, m) covariance for mean {shape}; got {var.shape}."
+            f"var must be (m,), (m, C) or an (m, m) covariance for mean {shape}; "
+            f"got {np.shape(var)}."
         )
     if not np.all(np.isfinite(v)) or np.any(v < 0):
         raise ValueError("var must be finite and >= 0 (posterior variances).")
