@@ -40,7 +40,7 @@ from scipy.special import ndtr
 
 __all__ = ["DEFAULT_GRID", "DiagRegSearch", "accuracy", "class_probabilities", "select_diag_reg"]
 
-DEFAULT_GRID = tuple(10.0**e for e in range(-6, 1))
+DEFAULT_GRID = tuple(10.0**e for e in range(-6, 2))
 
 
 def _labels_of(y: np.ndarray) -> np.ndarray:
