@@ -28,7 +28,8 @@ global average pooling (the "CNN" of the claim FC < CNN < WRN); ``wrn`` =
 ``WideResnet(block_size=1)``; ``myrtle5`` = Myrtle-5 (Shankar et al. 2020).
 ``seconds`` counts the kernel computation shared by NNGP and NTK (both come from one
 pass) plus that kernel's ``diag_reg`` search and solve; ``ms_per_entry`` is the kernel
-time over the ``N(N+1)/2 + M·N`` computed entries.
+time over the ``N(N+1)/2 + M·N`` entries (on a resumed run, tiles loaded from
+``--cache-dir`` cost almost nothing; ``tile_ms_per_entry`` keeps the measured cost).
 
 Example (the whole run is ``main([...])``; here only the entry count):
     >>> n_entries(2000, 1000)
