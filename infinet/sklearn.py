@@ -13,13 +13,11 @@ The architecture is any :mod:`infinet.stax` layer ``(init_fn, apply_fn, kernel_f
 ``(n, *input_shape)`` when ``input_shape`` is given, so image networks accept the flat
 2-D arrays scikit-learn passes around.
 
-Example:
-    >>> import numpy as np
+Example (fitting is shown on each estimator):
+    >>> from sklearn.base import clone
     >>> from infinet.sklearn import NeuralKernelRegressor
-    >>> X = np.linspace(-1, 1, 8)[:, None]; y = np.sin(3 * X[:, 0])
-    >>> reg = NeuralKernelRegressor(diag_reg=1e-3).fit(X, y)
-    >>> reg.predict(X[:2]).shape, reg.predict(X[:2], return_std=True)[1].shape
-    ((2,), (2,))
+    >>> clone(NeuralKernelRegressor(get='ntk', diag_reg=1e-3)).get_params()['get']
+    'ntk'
 """
 
 from __future__ import annotations
@@ -163,6 +161,8 @@ class NeuralKernelRegressor(_RegressorMixin, _KernelModel):  # type: ignore[misc
         >>> pipe = make_pipeline(StandardScaler(), NeuralKernelRegressor(get='ntk'))
         >>> round(pipe.fit(X, y).score(X, y), 3)
         1.0
+        >>> pipe.predict(X[:2], return_std=True)[1].shape
+        (2,)
     """
 
     def __init__(
