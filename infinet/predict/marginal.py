@@ -65,8 +65,10 @@ def log_marginal_likelihood(
 ) -> Float[Array, ""]:
     """Exact log marginal likelihood of ``y_train`` under the GP with kernel ``k_train_train``.
 
-    ``log p(Y) = −½ tr(Yᵀ K_r⁻¹ Y) − (p/2) log det K_r − (n p/2) log 2π`` with
-    ``K_r = K + λ I`` (Rasmussen & Williams 2006, eq. 2.30; ``p`` independent columns).
+    Formula:
+        ``log p(Y) = −½ tr(Yᵀ K_r⁻¹ Y) − (p/2) log det K_r − (n p/2) log 2π`` with
+        ``K_r = K + λ I`` (Rasmussen & Williams 2006, eq. 2.30; ``p`` independent
+        columns), computed from the Cholesky factor ``K_r = L Lᵀ``.
 
     Args:
         k_train_train: ``(n, n)`` kernel, or a ``Kernel``/namedtuple (``get`` picks the part).
@@ -186,6 +188,10 @@ def fit_hyperparameters(
     optimizer: Any = None,
 ) -> FitResult:
     """Maximises the log marginal likelihood over layer hyperparameters and noise (optax).
+
+    Formula:
+        ``θ*, σ²* = argmax log p(Y | K_θ + σ² I)``, with ``K_θ`` = ``kernel_fn(x, x, get)``
+        of ``make_kernel_fn(**θ)`` and ``log p`` from :func:`log_marginal_likelihood`.
 
     The objective is :func:`log_marginal_likelihood` of ``kernel_fn(x, None, get)`` with
     ``kernel_fn = make_kernel_fn(**params)[2]`` (or the function itself if it is not a
