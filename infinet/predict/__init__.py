@@ -48,10 +48,9 @@ __all__ = [
     "max_learning_rate",
 ]
 from infinet.predict.marginal import (  # noqa: E402
-    ConvergenceWarning,
     FitResult,
     fit_hyperparameters,
     log_marginal_likelihood,
 )
 
-__all__ += ["ConvergenceWarning", "FitResult", "fit_hyperparameters", "log_marginal_likelihood"]
+__all__ += ["FitResult", "fit_hyperparameters", "log_marginal_likelihood"]

@@ -39,7 +39,7 @@ class ConvergenceWarning(RuntimeWarning):
     """An iterative fit stopped at its step limit before meeting its tolerance.
 
     Example:
-        >>> from infinet.predict import ConvergenceWarning
+        >>> from infinet.predict.marginal import ConvergenceWarning
         >>> issubclass(ConvergenceWarning, RuntimeWarning)
         True
     """

@@ -8,11 +8,11 @@ from scipy.stats import multivariate_normal
 
 from infinet import stax
 from infinet.predict import (
-    ConvergenceWarning,
     FactorizationError,
     fit_hyperparameters,
     log_marginal_likelihood,
 )
+from infinet.predict.marginal import ConvergenceWarning
 
 
 def _psd(n, seed=0):
