@@ -26,6 +26,9 @@ _SUBMODULES = (
     "batching",
     "models",
     "experimental",
+    "datasets",
+    "classify",
+    "sklearn",
 )
 
 # public name -> module that defines it

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from infinet.empirical._axes import LabelMaker, einsum, finish, pair_output_axes
-from infinet.empirical._batch import prefix_map, batch_size, flat_out_axes, split_kwargs
+from infinet.empirical._batch import batch_size, flat_out_axes, prefix_map, split_kwargs
 from infinet.empirical._common import ApplyFn, NtkOptions, Sides, output_structure, size
 
 # Numbers held per chunk of basis vectors (parameter-sized vectors), ~256 MB in float32.

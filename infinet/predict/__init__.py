@@ -51,3 +51,10 @@ __all__ = [
     "gradient_descent_mse_ensemble",
     "max_learning_rate",
 ]
+from infinet.predict.marginal import (  # noqa: E402
+    FitResult,
+    fit_hyperparameters,
+    log_marginal_likelihood,
+)
+
+__all__ += ["FitResult", "fit_hyperparameters", "log_marginal_likelihood"]
