@@ -109,7 +109,7 @@ def _tile_task(payload: tuple[Any, ...], index: Index, plan: TilePlan, store: An
             return None  # written by an earlier attempt of this task
     tile = jax.device_get(compute_tile(kernel_fn, x1, x2, index, plan, args, kwargs))
     if store is None:
-        return tile
+        return to_leaves(tile)  # plain arrays: the caller rebuilds the pytree
     tiles.save(index, to_leaves(tile))
     return None
 
@@ -171,6 +171,8 @@ def run_dask(
                         "cannot read it there: cache_dir must be on a filesystem that the "
                         "workers and the caller share."
                     )
+            else:
+                result = jax.tree.unflatten(job.treedef(index), result)
             tiles[index] = result
             if progress is not None:
                 progress(len(tiles), len(plan))
