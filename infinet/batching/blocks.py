@@ -95,8 +95,6 @@ def batch(
     report = _progress_fn(progress)
 
     def batched(x1: Any, x2: Any = None, get: Any = None, *args: Any, **kwargs: Any) -> Any:
-        if "get" in kwargs and (get is not None or args):
-            raise TypeError("batched kernel function got get both by position and by name.")
         extra = (kwargs.pop("get", get), *args)
         if isinstance(extra[0], list) and all(isinstance(g, str) for g in extra[0]):
             extra = (tuple(extra[0]), *extra[1:])
