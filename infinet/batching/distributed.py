@@ -102,12 +102,13 @@ def dask_client(client: Any) -> Iterator[Any]:
 
 def _tile_task(payload: tuple[Any, ...], index: Index, plan: TilePlan, store: Any) -> Any:
     """Runs on a worker: one tile, returned or written to the shared tile store."""
-    kernel_fn, x1, x2, args, kwargs = payload
+    kernel_fn, x1, x2, args, kwargs, x64 = payload
     if store is not None:
         tiles = TileStore(*store)
         if tiles.verified(index):
             return None  # written by an earlier attempt of this task
-    tile = jax.device_get(compute_tile(kernel_fn, x1, x2, index, plan, args, kwargs))
+    with jax.enable_x64(x64):  # the caller's precision, not the worker's default
+        tile = jax.device_get(compute_tile(kernel_fn, x1, x2, index, plan, args, kwargs))
     if store is None:
         return to_leaves(tile)  # plain arrays: the caller rebuilds the pytree
     tiles.save(index, to_leaves(tile))
@@ -153,7 +154,8 @@ def run_dask(
         progress(len(tiles), len(plan))
     todo = [index for index in plan if index not in tiles]
     if todo:
-        payload = (job.kernel_fn, job.x1, job.x2, job.args, job.kwargs)
+        x64 = bool(jax.config.read("jax_enable_x64"))
+        payload = (job.kernel_fn, job.x1, job.x2, job.args, job.kwargs, x64)
         [shared] = client.scatter([payload], broadcast=True, hash=False)
         where = None if store is None else (str(store.root), store.fingerprint, store.job)
         futures = {
