@@ -84,7 +84,7 @@ def dask_client(client: Any) -> Iterator[Any]:
             n_workers=os.cpu_count() or 1,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
         )
         local = distributed.Client(cluster)
         try:
@@ -139,7 +139,7 @@ def run_dask(
     Example:
         >>> import numpy as np
         >>> from distributed import Client
-        >>> with Client(processes=False, dashboard_address=None) as c:  # doctest: +SKIP
+        >>> with Client(processes=False, dashboard_address=":0") as c:  # doctest: +SKIP
         ...     run_dask(TileJob(np.dot, np.eye(2), None, (), {}, 1), None, c, True, None)
     """
     distributed = require_distributed()
