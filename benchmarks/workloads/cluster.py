@@ -109,6 +109,17 @@ def _counting_fn(log: str) -> Any:
     return counted
 
 
+def _killer(victim: int, at: int, killed: list[int]) -> Any:
+    """A progress callback that SIGKILLs ``victim`` once ``at`` tiles are done."""
+
+    def progress(done: int, total: int) -> None:
+        if not killed and done >= at:
+            os.kill(victim, signal.SIGKILL)
+            killed.append(done)
+
+    return progress
+
+
 def worker_kills(n: int, b: int, trials: int, seed: int = 0) -> list[dict[str, Any]]:
     """Kill one of two workers after a random number of finished tiles, ``trials`` times."""
     from infinet import batch
@@ -125,12 +136,7 @@ def worker_kills(n: int, b: int, trials: int, seed: int = 0) -> list[dict[str, A
         n_tiles = -(-n // b) * (-(-n // b) + 1) // 2
         at = rng.randint(1, max(1, n_tiles - 1))
         killed: list[int] = []
-
-        def progress(done: int, total: int) -> None:
-            if not killed and done >= at:
-                os.kill(victim, signal.SIGKILL)
-                killed.append(done)
-
+        progress = _killer(victim, at, killed)
         fn = batch(_counting_fn(log), b, client=client, progress=progress)
         out = np.asarray(fn(x, None, "ntk"))
         runs = len(Path(log).read_text().splitlines())
@@ -232,8 +238,10 @@ def main() -> None:
         for r in rows:
             print(json.dumps({"worker_kill": r}), flush=True)
         done = sum(r["completed"] and r["bit_identical"] for r in rows)
-        print(f"worker kills: {done}/{len(rows)} completed bit-identical, recomputed tiles "
-              f"{[r['recomputed_tiles'] for r in rows]}")
+        print(
+            f"worker kills: {done}/{len(rows)} completed bit-identical, recomputed tiles "
+            f"{[r['recomputed_tiles'] for r in rows]}"
+        )
     if a.what in ("caller-kills", "all"):
         rows = caller_kills(a.n, a.batch, a.trials)
         for r in rows:

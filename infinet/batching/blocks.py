@@ -136,9 +136,7 @@ def _check_batch_size(batch_size: Any) -> None:
             else f"batch_size must be an int, got {type(batch_size).__name__}."
         )
     if batch_size < 0:
-        raise ValueError(
-            f"batch_size must be >= 0 (0 = one block, no batching), got {batch_size}."
-        )
+        raise ValueError(f"batch_size must be >= 0 (0 = one block, no batching), got {batch_size}.")
 
 
 def _devices(device_count: int) -> list[Any]:

@@ -54,7 +54,8 @@ def require_distributed() -> ModuleType:
         import distributed
     except ImportError as e:
         raise ImportError(
-            'batch(..., client=...) runs on Dask, which is not installed: pip install "infinet[distributed]"'
+            "batch(..., client=...) runs on Dask, which is not installed: "
+            'pip install "infinet[distributed]"'
         ) from e
     return distributed
 

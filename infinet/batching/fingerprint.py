@@ -146,7 +146,7 @@ def _describe(v: Any, name: str) -> Any:
 def _hash_tree(h: Any, x: Any, name: str) -> list[Any]:
     leaves, treedef = jax.tree.flatten(x)
     h.update(str(treedef).encode())
-    shapes = []
+    shapes: list[Any] = []
     for leaf in leaves:
         if isinstance(leaf, jax.core.Tracer):
             raise ValueError(
