@@ -234,3 +234,23 @@ def test_killed_caller_resumes_without_losing_or_recomputing_tiles(tmp_path):
         assert (job / name).read_text() == text
     ref, _ = _reference()
     np.testing.assert_array_equal(out, ref)
+
+
+def test_memmap_kernel_is_written_tile_by_tile_and_checked(tmp_path):
+    kernel_fn = stax.serial(stax.Dense(8, 1.3, 0.1), stax.Erf(), stax.Dense(2)).kernel_fn
+    x = np.random.RandomState(1).randn(5, 4, 3)  # full spatial layout: mirrored pairs
+    out = batch(kernel_fn, 2, cache_dir=tmp_path, memmap=True)(x, None, "ntk")
+    assert isinstance(out, np.memmap) and out.shape == (5, 5, 4, 4)
+    np.testing.assert_allclose(out, kernel_fn(x, None, "ntk"), **tol(np.float64))
+    (job,) = _job_dirs(tmp_path)
+    again = batch(kernel_fn, 2, cache_dir=tmp_path, memmap=True)(x, None, "ntk")
+    np.testing.assert_array_equal(again, out)
+    del out, again
+    data = bytearray((job / "kernel.npy").read_bytes())
+    data[-1] ^= 0xFF
+    (job / "kernel.npy").write_bytes(bytes(data))
+    with pytest.warns(TileWarning, match=r"kernel\.npy.*sha256"):
+        rebuilt = batch(kernel_fn, 2, cache_dir=tmp_path, memmap=True)(x, None, "ntk")
+    np.testing.assert_allclose(rebuilt, kernel_fn(x, None, "ntk"), **tol(np.float64))
+    with pytest.raises(ValueError, match="cache_dir"):
+        batch(kernel_fn, 2, memmap=True)

@@ -28,10 +28,12 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 from infinet.batching.fingerprint import job_fingerprint
 from infinet.batching.job import TileJob
 from infinet.batching.local import run_local
+from infinet.batching.memmap import KernelFile
 from infinet.batching.tiles import TileStore
 
 Progress = Callable[[int, int], None]
@@ -47,6 +49,7 @@ def batch(
     job_key: str | None = None,
     client: Any = None,
     progress: bool | Progress = False,
+    memmap: bool = False,
 ) -> Callable[..., Any]:
     """Returns a ``kernel_fn`` with the same signature that computes block by block.
 
@@ -73,6 +76,9 @@ def batch(
             that the workers share.
         progress: ``True`` shows a progress bar (tqdm if installed, else ``tile k/n`` on
             stderr); a callable receives ``(done, total)``.
+        memmap: with ``cache_dir`` and an array result (``get='nngp'`` or ``'ntk'``):
+            write the kernel tile by tile into ``<job>/kernel.npy`` and return it
+            memory-mapped, read-only (never whole in memory; for out-of-core solvers).
 
     Returns:
         ``batched(x1, x2=None, get=None, *args, **kwargs)``: the same result as
@@ -91,6 +97,8 @@ def batch(
         (5, 5)
     """
     _check_batch_size(batch_size)
+    if memmap and cache_dir is None:
+        raise ValueError("batch(memmap=True) writes the kernel into cache_dir; pass cache_dir=.")
     devices = _devices(device_count)
     report = _progress_fn(progress)
 
@@ -114,15 +122,26 @@ def batch(
             return batched(x, None, "nngp", **kwargs)
 
         on_host = not store_on_device
+        sink = None
+        if memmap and store is not None:
+            done = store.verified_file("kernel.npy")
+            if done is not None:
+                return np.load(done, mmap_mode="r", allow_pickle=False)
+            meta = job.meta(True) if job.plan.symmetric else None
+            sink = KernelFile(store.directory / "kernel.npy", job.plan, meta)
         if client is not None:
             if _traced(x1, x2):
                 raise ValueError("batch(client=...) cannot run inside jax.jit; call it outside.")
             from infinet.batching.distributed import dask_client, run_dask
 
             with dask_client(client) as c:
-                return run_dask(job, store, c, on_host, report, full_cov)
-        placement = [None] if _traced(x1, x2) else devices
-        return run_local(job, store, placement, on_host, report, full_cov)
+                out = run_dask(job, store, c, on_host, report, full_cov, sink)
+        else:
+            placement = [None] if _traced(x1, x2) else devices
+            out = run_local(job, store, placement, on_host, report, full_cov, sink)
+        if sink is not None and store is not None:
+            store.record_file(job.plan.indices, "kernel.npy")
+        return out
 
     return batched
 
@@ -167,7 +186,7 @@ def _progress_fn(progress: bool | Progress) -> Progress | None:
     if not progress:
         return None
     try:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
     except ImportError:
         return lambda done, total: print(f"tile {done}/{total}", file=sys.stderr, flush=True)
     bar: dict[str, Any] = {}

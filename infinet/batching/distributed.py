@@ -30,7 +30,8 @@ from typing import Any
 import jax
 
 from infinet.batching.job import TileJob
-from infinet.batching.local import load_tile, to_leaves
+from infinet.batching.local import keep, load_tile, to_leaves
+from infinet.batching.memmap import KernelFile
 from infinet.batching.plan import Index, TilePlan, compute_tile
 from infinet.batching.tiles import TileStore
 
@@ -123,6 +124,7 @@ def run_dask(
     on_host: bool,
     progress: Progress | None,
     full_cov: Callable[[Any], Any] | None = None,
+    sink: KernelFile | None = None,
 ) -> Any:
     """Computes the missing tiles of ``job`` as Dask tasks and assembles the kernel.
 
@@ -133,9 +135,10 @@ def run_dask(
         on_host: return numpy arrays.
         progress: called with ``(done, total)`` as tiles finish.
         full_cov: see :meth:`TileJob.assemble`.
+        sink: write each tile into this file instead of keeping it in memory.
 
     Returns:
-        The assembled kernel.
+        The assembled kernel (the sink's memory map with a sink).
 
     Example:
         >>> import numpy as np
@@ -150,7 +153,7 @@ def run_dask(
         for index in plan:
             tile = load_tile(job, store, index)
             if tile is not None:
-                tiles[index] = tile
+                keep(tiles, index, tile, sink)
     if progress is not None and tiles:
         progress(len(tiles), len(plan))
     todo = [index for index in plan if index not in tiles]
@@ -176,10 +179,12 @@ def run_dask(
                     )
             else:
                 result = jax.tree.unflatten(job.treedef(index), result)
-            tiles[index] = result
+            keep(tiles, index, result, sink)
             if progress is not None:
                 progress(len(tiles), len(plan))
         del shared
     if store is not None:
         store.finish(plan)
+    if sink is not None:
+        return sink.finish()
     return job.assemble(tiles, on_host, full_cov)

@@ -7,6 +7,7 @@ process are skipped and picked up once that process has written them (or has die
 Example:
     >>> import numpy as np
     >>> from infinet.batching.job import TileJob
+from infinet.batching.memmap import KernelFile
     >>> from infinet.batching.local import run_local
     >>> job = TileJob(lambda a, b: a @ b.T, np.eye(3), None, (), {}, 2)
     >>> run_local(job, None, [None], on_host=True, progress=None).shape
@@ -23,6 +24,7 @@ import jax
 import numpy as np
 
 from infinet.batching.job import TileJob
+from infinet.batching.memmap import KernelFile
 from infinet.batching.plan import Index
 from infinet.batching.tiles import TileStore
 
@@ -77,6 +79,7 @@ def run_local(
     on_host: bool,
     progress: Progress | None,
     full_cov: Callable[[Any], Any] | None = None,
+    sink: KernelFile | None = None,
 ) -> Any:
     """Computes (or loads) every tile of ``job`` and assembles the kernel.
 
@@ -87,9 +90,10 @@ def run_local(
         on_host: gather tiles into host memory and return numpy arrays.
         progress: called with ``(done, total)`` after each tile.
         full_cov: see :meth:`TileJob.assemble`.
+        sink: write each tile into this file instead of keeping it in memory.
 
     Returns:
-        The assembled kernel.
+        The assembled kernel (the sink's memory map with a sink).
 
     Example:
         >>> job = TileJob(lambda a, b: a @ b.T, np.eye(2), None, (), {}, 1)
@@ -104,15 +108,38 @@ def run_local(
         if tile is None:
             waiting.append(index)
             continue
-        tiles[index] = tile
+        keep(tiles, index, tile, sink)
         if progress is not None:
             progress(len(tiles), len(plan))
-    _wait_for_others(job, store, waiting, tiles, devices[0], on_host, progress, len(plan))
+    _wait_for_others(job, store, waiting, tiles, devices[0], on_host, progress, sink)
     if store is not None:
         store.finish(plan)
+    if sink is not None:
+        return sink.finish()
     if not on_host and len(devices) > 1:
         tiles = {k: jax.device_put(v, devices[0]) for k, v in tiles.items()}
     return job.assemble(tiles, on_host, full_cov)
+
+
+def keep(tiles: dict[Index, Any], index: Index, tile: Any, sink: KernelFile | None) -> None:
+    """Records a finished tile: in ``tiles``, or written to ``sink`` and dropped.
+
+    Args:
+        tiles: finished tiles by index.
+        index: the tile.
+        tile: its value.
+        sink: a :class:`~infinet.batching.memmap.KernelFile`, or ``None``.
+
+    Example:
+        >>> t = {}
+        >>> keep(t, (0, 0), 1.0, None)
+        >>> t
+        {(0, 0): 1.0}
+    """
+    if sink is not None:
+        sink.write(index, jax.device_get(tile))
+        tile = None
+    tiles[index] = tile
 
 
 def _obtain(
@@ -154,7 +181,7 @@ def _wait_for_others(
     device: Any,
     on_host: bool,
     progress: Progress | None,
-    total: int,
+    sink: KernelFile | None,
 ) -> None:
     """Tiles claimed by other processes: load them when written, take over if abandoned."""
     delay = 0.01
@@ -165,9 +192,9 @@ def _wait_for_others(
             if tile is None:
                 still.append(index)
                 continue
-            tiles[index] = tile
+            keep(tiles, index, tile, sink)
             if progress is not None:
-                progress(len(tiles), total)
+                progress(len(tiles), job.plan.n_tiles)
         if still:
             time.sleep(delay)
             delay = min(2 * delay, 0.5)

@@ -56,7 +56,16 @@ Index = tuple[int, ...]
 
 
 class TileWarning(UserWarning):
-    """A stored tile, sidecar or manifest was damaged or foreign; it is being recomputed."""
+    """A stored tile, sidecar or manifest was damaged or foreign; it is being recomputed.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as w:
+        ...     warnings.simplefilter("always")
+        ...     warnings.warn("tile_0_0.npz: does not match its sha256", TileWarning)
+        >>> w[0].category.__name__
+        'TileWarning'
+    """
 
 
 class TileStore:
@@ -132,14 +141,34 @@ class TileStore:
         }
         _atomic_write(self.manifest_path, json.dumps(data, indent=1, default=str).encode())
 
-    def finish(self, indices: Sequence[Index]) -> None:
+    def finish(self, indices: Sequence[Index], **extra: Any) -> None:
         """Records in the manifest that the job is complete, with every tile's checksum."""
         tiles = {}
         for index in indices:
             meta = self._sidecar(index)
             if meta is not None:
                 tiles[_name(index)] = meta["sha256"]
-        self._write_manifest({"complete": len(tiles) == len(indices), "tiles": tiles})
+        complete = len(tiles) == len(indices)
+        self._write_manifest({"complete": complete, "tiles": tiles, **extra})
+
+    def verified_file(self, name: str) -> Path | None:
+        """A finished job's extra file (e.g. ``kernel.npy``) if its manifest checksum matches.
+
+        The manifest keeps the file's sha256 under ``name``; a mismatch gives a
+        :class:`TileWarning` and ``None``.
+        """
+        manifest = self.manifest()
+        path = self.directory / name
+        if manifest is None or not isinstance(manifest.get(name), str) or not path.exists():
+            return None
+        if _sha256_file(path) != manifest[name]:
+            _warn(path, "does not match its sha256 checksum; rebuilding it")
+            return None
+        return path
+
+    def record_file(self, indices: Sequence[Index], name: str) -> None:
+        """Adds the sha256 of ``<job>/name`` to the manifest."""
+        self.finish(indices, **{name: _sha256_file(self.directory / name)})
 
     def stored(self) -> list[Index]:
         """Indices of tiles with a sidecar (not yet checksum-verified; see :meth:`load`)."""
@@ -303,6 +332,14 @@ class TileStore:
             return host == socket.gethostname() and not _alive(int(pid))
         except (ValueError, KeyError, TypeError):
             return age > 5.0  # unreadable claim (being written, or damaged)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _name(index: Index) -> str:
