@@ -126,3 +126,11 @@ def test_import_infinet_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_progress_bar(capsys):
+    kernel_fn = _net().kernel_fn
+    x = _x(4)
+    out = batch(kernel_fn, 2, progress=True)(x, None, "ntk")
+    np.testing.assert_allclose(out, kernel_fn(x, None, "ntk"), **tol(np.float64))
+    assert "3/3" in capsys.readouterr().err
