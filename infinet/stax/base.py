@@ -37,6 +37,7 @@ from infinet.host_gram import HostGram, host_gram, raise_if_non_finite
 from infinet.kernel import Kernel, select, validate_get
 from infinet.layout import LayoutSupport, Spatial, VariancesOnlyUnsupported
 from infinet.stax import pairwise
+from infinet.stax.spec import LayerSpec
 
 Shape = tuple[int, ...]
 Params = Any
@@ -52,12 +53,21 @@ class KernelFn:
         kernel_map: the layer's covariance map, ``(kernel, **kwargs) -> kernel``.
         support: the storage layouts the map is exact in.
         name: used in error messages.
+        spec: the layer's static description (name and hyperparameters); defaults
+            to a spec holding the name only.
     """
 
-    def __init__(self, kernel_map: KernelMap, support: LayoutSupport, name: str):
+    def __init__(
+        self,
+        kernel_map: KernelMap,
+        support: LayoutSupport,
+        name: str,
+        spec: LayerSpec | None = None,
+    ):
         self.kernel_map = kernel_map
         self.support = support
         self.name = name
+        self.spec = spec if spec is not None else LayerSpec.of(name)
         self._jitted = jax.jit(
             self._evaluate,
             static_argnames=(
@@ -214,8 +224,12 @@ def make_layer(
     support: LayoutSupport | None = None,
     mask_fn: masking.MaskFn | None = None,
     handles_variances: bool = False,
+    spec: LayerSpec | None = None,
 ) -> Layer:
     """Builds a :class:`Layer` from its three parts.
+
+    ``spec`` is the layer's static description (:class:`~infinet.stax.spec.LayerSpec`):
+    NT's name and the constructor's arguments.
 
     ``handles_variances``: ``kernel_map`` also accepts kernels whose ``cov1``/``cov2``
     hold per-position variances only (:attr:`Kernel.cov_mode`, used by the tiled
@@ -240,7 +254,7 @@ def make_layer(
 
     channel_axis = -1 if support.channel_axis is None else support.channel_axis
     apply = masking.masked_apply(apply_fn, name, mask_fn, channel_axis)
-    return Layer(init_fn, apply, KernelFn(masked_kernel_map, support, name))
+    return Layer(init_fn, apply, KernelFn(masked_kernel_map, support, name, spec))
 
 
 def _variances_only(k: Any) -> bool:
