@@ -87,16 +87,24 @@ def test_rerun_loads_every_tile_and_computes_none(tmp_path):
 
 def test_function_without_spec_needs_job_key(tmp_path):
     x = _x()
+    # jax.jit keeps the spec; the jitted function's tiles are a job of their own.
     jitted = jax.jit(_net().kernel_fn, static_argnames="get")
-    with pytest.raises(ValueError, match="job_key="):
-        batch(jitted, 2, cache_dir=tmp_path)(x, None, "ntk")
+    batch(jitted, 2, cache_dir=tmp_path)(x, None, "ntk")
+    batch(_net().kernel_fn, 2, cache_dir=tmp_path)(x, None, "ntk")
+    assert len(_job_dirs(tmp_path)) == 2
     calls: list[int] = []
     counted = _counting(_net().kernel_fn, calls)
+    with pytest.raises(ValueError, match="job_key="):
+        batch(counted, 2, cache_dir=tmp_path)(x, None, "ntk")
     out = batch(counted, 2, cache_dir=tmp_path, job_key="erf-net-v1")(x, None, "ntk")
     np.testing.assert_allclose(out, _net().kernel_fn(x, None, "ntk"), **tol(np.float64))
     assert len(calls) == 6  # 3 x 3 blocks, symmetric: 6 tiles
     batch(counted, 2, cache_dir=tmp_path, job_key="erf-net-v1")(x, None, "ntk")
     assert len(calls) == 6  # resumed: none recomputed
+    assert len(_job_dirs(tmp_path)) == 3
+    custom = stax.serial(stax.Dense(4), stax.ElementwiseNumerical(np.tanh, deg=8)).kernel_fn
+    with pytest.raises(ValueError, match="ElementwiseNumerical.*job_key="):
+        batch(custom, 2, cache_dir=tmp_path)(x, None, "ntk")
     with pytest.raises(TypeError, match="job_key"):
         batch(counted, 2, cache_dir=tmp_path, job_key=3)(x, None, "ntk")  # type: ignore[arg-type]
 

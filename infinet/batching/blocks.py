@@ -68,7 +68,7 @@ def batch(
         cache_dir: a directory for durable, resumable tiles. One directory serves many
             jobs, each in a sub-directory named by its fingerprint.
         job_key: names the kernel function in the fingerprint, for functions without a
-            ``.spec`` (``jax.jit``-wrapped, empirical, custom). Change it whenever the
+            ``.spec`` (empirical, custom). Change it whenever the
             function's numbers would change.
         client: a ``dask.distributed.Client``, or ``'local'`` for a ``LocalCluster`` with
             one worker per core: each tile becomes a task (``pip install

@@ -34,14 +34,17 @@ _PLAIN = (bool, int, float, complex, str, bytes, type(None))
 
 
 def architecture_token(kernel_fn: Callable[..., Any]) -> str:
-    """``kernel_fn.spec.token()``, or a clear error asking for ``job_key=``.
+    """``kernel_fn.spec.token()`` and the function's type, or an error asking for ``job_key=``.
+
+    ``jax.jit(kernel_fn)`` keeps the spec; its type is part of the token because a
+    differently compiled function may round differently.
 
     Args:
         kernel_fn: a kernel function; analytic ones from :mod:`infinet.stax` carry a
             ``.spec`` describing the architecture.
 
     Returns:
-        The spec's stable hex token.
+        A stable token: the wrapper's type name and the spec's hex token.
 
     Raises:
         ValueError: the function has no ``.spec`` or it cannot be fingerprinted.
@@ -56,14 +59,15 @@ def architecture_token(kernel_fn: Callable[..., Any]) -> str:
     why = f"{kernel_fn!r} has no .spec describing its architecture"
     if spec is not None and callable(getattr(spec, "token", None)):
         try:
-            return str(spec.token())
+            # A wrapper (e.g. jax.jit) may round differently: its tiles are its own.
+            return f"{type(kernel_fn).__qualname__}:{spec.token()}"
         except TypeError as e:
             why = f"its architecture cannot be fingerprinted ({e})"
     raise ValueError(
         "batch(cache_dir=...) needs to know which network computed the stored tiles, but "
-        f"{why} (e.g. a jax.jit-wrapped or empirical kernel function, or a custom "
-        "callable). Pass job_key='<a name that changes whenever the network or its "
-        "hyperparameters change>' to batch()."
+        f"{why}. Pass job_key='<a name that changes whenever the network or its "
+        "hyperparameters change>' to batch() (needed for empirical kernel functions, custom "
+        "callables and custom nonlinearities)."
     )
 
 
