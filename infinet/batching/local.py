@@ -7,7 +7,6 @@ process are skipped and picked up once that process has written them (or has die
 Example:
     >>> import numpy as np
     >>> from infinet.batching.job import TileJob
-from infinet.batching.memmap import KernelFile
     >>> from infinet.batching.local import run_local
     >>> job = TileJob(lambda a, b: a @ b.T, np.eye(3), None, (), {}, 2)
     >>> run_local(job, None, [None], on_host=True, progress=None).shape
