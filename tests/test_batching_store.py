@@ -274,3 +274,16 @@ def test_memmap_kernel_is_written_tile_by_tile_and_checked(tmp_path):
     np.testing.assert_allclose(rebuilt, kernel_fn(x, None, "ntk"), **tol(np.float64))
     with pytest.raises(ValueError, match="cache_dir"):
         batch(kernel_fn, 2, memmap=True)
+
+
+def test_equal_tiles_are_equal_files(tmp_path):
+    a, b = TileStore(tmp_path, "aa"), TileStore(tmp_path, "bb")
+    leaves = [np.arange(6.0).reshape(2, 3), np.ones((1,), np.float32)]
+    a.save((0, 0), leaves)
+    b.save((0, 0), leaves)
+    assert (tmp_path / "aa/tile_0_0.npz").read_bytes() == (
+        tmp_path / "bb/tile_0_0.npz"
+    ).read_bytes()
+    for x, y in zip(a.load((0, 0), 2), leaves):
+        np.testing.assert_array_equal(x, y)
+        assert x.dtype == y.dtype

@@ -45,6 +45,7 @@ import socket
 import tempfile
 import time
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,14 @@ Index = tuple[int, ...]
 class TileWarning(UserWarning):
     """A stored tile, sidecar or manifest was damaged or foreign; it is being recomputed.
 
-    Example:
-        >>> import warnings
-        >>> with warnings.catch_warnings(record=True) as w:
-        ...     warnings.simplefilter("always")
-        ...     warnings.warn("tile_0_0.npz: does not match its sha256", TileWarning)
-        >>> w[0].category.__name__
-        'TileWarning'
+        Example:
+            >>> import warnings
+    import zipfile
+            >>> with warnings.catch_warnings(record=True) as w:
+            ...     warnings.simplefilter("always")
+            ...     warnings.warn("tile_0_0.npz: does not match its sha256", TileWarning)
+            >>> w[0].category.__name__
+            'TileWarning'
     """
 
 
@@ -211,9 +213,7 @@ class TileStore:
         for k, a in arrays.items():
             if a.dtype.hasobject:
                 raise TypeError(f"tile {index} leaf {k} has dtype object; only arrays are stored.")
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)  # type: ignore[arg-type]
-        data = buf.getvalue()
+        data = _npz_bytes(arrays)
         _atomic_write(self._path(index, ".npz"), data)
         meta = {
             "format": FORMAT,
@@ -332,6 +332,17 @@ class TileStore:
             return host == socket.gethostname() and not _alive(int(pid))
         except (ValueError, KeyError, TypeError):
             return age > 5.0  # unreadable claim (being written, or damaged)
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An uncompressed ``.npz`` with fixed timestamps: equal arrays give equal bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
 
 
 def _sha256_file(path: Path) -> str:
