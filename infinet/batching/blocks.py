@@ -102,6 +102,19 @@ def batch(
     devices = _devices(device_count)
     report = _progress_fn(progress)
 
+    def _full_cov(live_client: Any) -> Callable[[Any], Any]:
+        again = batch(
+            kernel_fn,
+            batch_size,
+            device_count,
+            store_on_device,
+            cache_dir=cache_dir,
+            job_key=job_key,
+            client=live_client,
+            progress=progress,
+        )
+        return lambda x, **kw: again(x, None, "nngp", **kw)
+
     def batched(x1: Any, x2: Any = None, get: Any = None, *args: Any, **kwargs: Any) -> Any:
         extra = (kwargs.pop("get", get), *args)
         if isinstance(extra[0], list) and all(isinstance(g, str) for g in extra[0]):
@@ -118,27 +131,26 @@ def batch(
             )
             store = TileStore(cache_dir, key, description)
 
-        def full_cov(x: Any) -> Any:
-            return batched(x, None, "nngp", **kwargs)
-
         on_host = not store_on_device
         sink = None
         if memmap and store is not None:
+            if job.analytic and not isinstance(job.tile_get, str):
+                raise ValueError(f"batch(memmap=True) needs get='nngp' or 'ntk', got {get!r}.")
             done = store.verified_file("kernel.npy")
             if done is not None:
                 return np.load(done, mmap_mode="r", allow_pickle=False)
             meta = job.meta(True) if job.plan.symmetric else None
             sink = KernelFile(store.directory / "kernel.npy", job.plan, meta)
-        if client is not None:
+        if client is None:
+            placement = [None] if _traced(x1, x2) else devices
+            out = run_local(job, store, placement, on_host, report, _full_cov(None), sink)
+        else:
             if _traced(x1, x2):
                 raise ValueError("batch(client=...) cannot run inside jax.jit; call it outside.")
             from infinet.batching.distributed import dask_client, run_dask
 
             with dask_client(client) as c:
-                out = run_dask(job, store, c, on_host, report, full_cov, sink)
-        else:
-            placement = [None] if _traced(x1, x2) else devices
-            out = run_local(job, store, placement, on_host, report, full_cov, sink)
+                out = run_dask(job, store, c, on_host, report, _full_cov(c), sink)
         if sink is not None and store is not None:
             store.record_file(job.plan.indices, "kernel.npy")
         return out

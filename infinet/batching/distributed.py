@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 import jax
 
+from infinet.batching.fingerprint import architecture_token
 from infinet.batching.job import TileJob
 from infinet.batching.local import keep, load_tile, to_leaves
 from infinet.batching.memmap import KernelFile
@@ -102,9 +105,47 @@ def dask_client(client: Any) -> Iterator[Any]:
     yield client
 
 
+# On each worker: kernel functions by key, so that every job with the same function
+# reuses one object and its compiled tiles (an unpickled copy would compile again).
+_WORKER_FNS: dict[str, Any] = {}
+_CALLER_KEYS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def function_key(kernel_fn: Any) -> str:
+    """A key naming ``kernel_fn`` on the workers: its spec token, else a per-object id.
+
+    Args:
+        kernel_fn: the kernel function.
+
+    Returns:
+        Equal keys for functions that compute the same numbers.
+
+    Example:
+        >>> function_key(abs) == function_key(abs)
+        True
+    """
+    try:
+        return architecture_token(kernel_fn)
+    except ValueError:
+        pass
+    try:
+        return _CALLER_KEYS.setdefault(kernel_fn, uuid.uuid4().hex)
+    except TypeError:  # not weak-referenceable: no reuse across jobs
+        return uuid.uuid4().hex
+
+
+def _worker_fn(key: str, kernel_fn: Any) -> Any:
+    if key not in _WORKER_FNS:
+        if len(_WORKER_FNS) >= 16:
+            _WORKER_FNS.pop(next(iter(_WORKER_FNS)))
+        _WORKER_FNS[key] = kernel_fn
+    return _WORKER_FNS[key]
+
+
 def _tile_task(payload: tuple[Any, ...], index: Index, plan: TilePlan, store: Any) -> Any:
     """Runs on a worker: one tile, returned or written to the shared tile store."""
-    kernel_fn, x1, x2, args, kwargs, x64 = payload
+    key, kernel_fn, x1, x2, args, kwargs, x64 = payload
+    kernel_fn = _worker_fn(key, kernel_fn)
     if store is not None:
         tiles = TileStore(*store)
         if tiles.verified(index):
@@ -159,7 +200,8 @@ def run_dask(
     todo = [index for index in plan if index not in tiles]
     if todo:
         x64 = bool(jax.config.read("jax_enable_x64"))
-        payload = (job.kernel_fn, job.x1, job.x2, job.args, job.kwargs, x64)
+        key = function_key(job.kernel_fn)
+        payload = (key, job.kernel_fn, job.x1, job.x2, job.args, job.kwargs, x64)
         [shared] = client.scatter([payload], broadcast=True, hash=False)
         where = None if store is None else (str(store.root), store.fingerprint, store.job)
         futures = {

@@ -197,8 +197,9 @@ class TileJob:
     ) -> Any:
         """The whole kernel from its computed tiles.
 
-        ``full_cov(x)`` computes ``kernel_fn(x, None, 'nngp')`` batched, needed only for a
-        full-batch (``diagonal_batch=False``) kernel with ``x2`` given and ``get=None``.
+        ``full_cov(x, **kwargs)`` computes ``kernel_fn(x, None, 'nngp', **kwargs)`` batched,
+        needed only for a full-batch (``diagonal_batch=False``) kernel with ``x2`` given
+        and ``get=None``.
         """
         xp = np if on_host else jnp
         plan = self.plan
@@ -220,7 +221,7 @@ class TileJob:
         covs: Any = None
         needs_covs = self.x2 is not None and full_cov is not None
         if needs_covs and not all(k.diagonal_batch for k in _kernels(first)):
-            covs = (full_cov(self.x1), full_cov(self.x2))
+            covs = (full_cov(self.x1, **self.kwargs), full_cov(self.x2, **self.kwargs))
 
         def one(path: tuple[int, ...], cov_pair: Any) -> Kernel:
             grid_k = [[_at(t, path) for t in row] for row in rows]
