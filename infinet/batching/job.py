@@ -178,13 +178,14 @@ class TileJob:
         diagonal = self.plan.symmetric and index[0] == index[1]
         key = ("treedef", diagonal)
         if key not in self._meta:
-            p = TilePlan(1, 1, 1, diagonal)
+            n = self.plan.size
+            p = TilePlan(n, n, n, diagonal)
             out = jax.eval_shape(
                 lambda x1, x2: compute_tile(
                     self.kernel_fn, x1, x2, (0, 0), p, self.args, self.kwargs
                 ),
-                block(self.x1, 0, 1),
-                None if diagonal else block(self.x1 if self.x2 is None else self.x2, 0, 1),
+                block(self.x1, 0, n),
+                None if diagonal else block(self.x1 if self.x2 is None else self.x2, 0, n),
             )
             self._meta[key] = jax.tree.structure(out)  # type: ignore[index]
         return self._meta[key]  # type: ignore[index]
