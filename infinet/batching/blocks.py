@@ -99,63 +99,73 @@ def batch(
     _check_batch_size(batch_size)
     if memmap and cache_dir is None:
         raise ValueError("batch(memmap=True) writes the kernel into cache_dir; pass cache_dir=.")
-    devices = _devices(device_count)
-    report = _progress_fn(progress)
-
-    def _full_cov(live_client: Any) -> Callable[[Any], Any]:
-        again = batch(
-            kernel_fn,
-            batch_size,
-            device_count,
-            store_on_device,
-            cache_dir=cache_dir,
-            job_key=job_key,
-            client=live_client,
-            progress=progress,
-        )
-        return lambda x, **kw: again(x, None, "nngp", **kw)
+    _devices(device_count)
+    options = dict(
+        batch_size=batch_size,
+        device_count=device_count,
+        store_on_device=store_on_device,
+        cache_dir=cache_dir,
+        job_key=job_key,
+        client=client,
+        progress=progress,
+        memmap=memmap,
+    )
 
     def batched(x1: Any, x2: Any = None, get: Any = None, *args: Any, **kwargs: Any) -> Any:
         extra = (kwargs.pop("get", get), *args)
         if isinstance(extra[0], list) and all(isinstance(g, str) for g in extra[0]):
             extra = (tuple(extra[0]), *extra[1:])
-        if _is_kernel(x1) or (batch_size == 0 and cache_dir is None and client is None):
+        plain = cache_dir is None and client is None
+        if _is_kernel(x1) or (batch_size == 0 and plain):
             return kernel_fn(x1, x2, *extra, **kwargs)
         job = TileJob(kernel_fn, x1, x2, extra, kwargs, batch_size)
-        if job.plan.n_tiles == 1 and cache_dir is None and client is None:
+        if job.plan.n_tiles == 1 and plain:
             return kernel_fn(x1, x2, *extra, **kwargs)
-        store = None
-        if cache_dir is not None:
-            key, description = job_fingerprint(
-                kernel_fn, x1, x2, extra, kwargs, job.plan.size, job_key
-            )
-            store = TileStore(cache_dir, key, description)
-
-        on_host = not store_on_device
-        sink = None
-        if memmap and store is not None:
-            if job.analytic and not isinstance(job.tile_get, str):
-                raise ValueError(f"batch(memmap=True) needs get='nngp' or 'ntk', got {get!r}.")
-            done = store.verified_file("kernel.npy")
-            if done is not None:
-                return np.load(done, mmap_mode="r", allow_pickle=False)
-            meta = job.meta(True) if job.plan.symmetric else None
-            sink = KernelFile(store.directory / "kernel.npy", job.plan, meta)
-        if client is None:
-            placement = [None] if _traced(x1, x2) else devices
-            out = run_local(job, store, placement, on_host, report, _full_cov(None), sink)
-        else:
-            if _traced(x1, x2):
-                raise ValueError("batch(client=...) cannot run inside jax.jit; call it outside.")
-            from infinet.batching.distributed import dask_client, run_dask
-
-            with dask_client(client) as c:
-                out = run_dask(job, store, c, on_host, report, _full_cov(c), sink)
-        if sink is not None and store is not None:
-            store.record_file(job.plan.indices, "kernel.npy")
-        return out
+        return _run(kernel_fn, job, options)
 
     return batched
+
+
+def _run(kernel_fn: Callable[..., Any], job: TileJob, options: dict[str, Any]) -> Any:
+    """Runs a job in this process or on the cluster, with or without a store or memmap."""
+    cache_dir, client = options["cache_dir"], options["client"]
+    store = sink = None
+    if cache_dir is not None:
+        key, description = job_fingerprint(
+            kernel_fn, job.x1, job.x2, job.args_given, job.kwargs, job.plan.size, options["job_key"]
+        )
+        store = TileStore(cache_dir, key, description)
+    if options["memmap"] and store is not None:
+        if job.analytic and not isinstance(job.tile_get, str):
+            raise ValueError(f"batch(memmap=True) needs get='nngp' or 'ntk', got {job.get!r}.")
+        done = store.verified_file("kernel.npy")
+        if done is not None:
+            return np.load(done, mmap_mode="r", allow_pickle=False)
+        meta = job.meta(True) if job.plan.symmetric else None
+        sink = KernelFile(store.directory / "kernel.npy", job.plan, meta)
+    on_host, report = not options["store_on_device"], _progress_fn(options["progress"])
+    traced = _traced(job.x1, job.x2)
+    if client is None:
+        placement = [None] if traced else _devices(options["device_count"])
+        out = run_local(
+            job, store, placement, on_host, report, _full_cov(kernel_fn, options, None), sink
+        )
+    else:
+        if traced:
+            raise ValueError("batch(client=...) cannot run inside jax.jit; call it outside.")
+        from infinet.batching.distributed import dask_client, run_dask
+
+        with dask_client(client) as c:
+            out = run_dask(job, store, c, on_host, report, _full_cov(kernel_fn, options, c), sink)
+    if sink is not None and store is not None:
+        store.record_file(job.plan.indices, "kernel.npy")
+    return out
+
+
+def _full_cov(kernel_fn: Callable[..., Any], options: dict[str, Any], client: Any) -> Any:
+    """``x -> batched kernel_fn(x, None, 'nngp')`` with the same options (and live client)."""
+    again = batch(kernel_fn, **{**options, "client": client})
+    return lambda x, **kw: again(x, None, "nngp", **kw)
 
 
 def _check_batch_size(batch_size: Any) -> None:

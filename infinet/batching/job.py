@@ -135,7 +135,8 @@ class TileJob:
         self.n1 = n_examples(x1, "x1")
         self.n2 = self.n1 if x2 is None else n_examples(x2, "x2")
         size = min(batch_size, max(self.n1, self.n2)) if batch_size else max(self.n1, self.n2)
-        self._meta: dict[bool, Any] = {}
+        self._meta: dict[Any, Any] = {}
+        self.args_given = args
         self.get = args[0] if args and is_get(args[0]) else None
         self.analytic = bool(len(args) <= 1 and (not args or is_get(args[0])) and self._probe())
         if self.analytic:
@@ -187,8 +188,8 @@ class TileJob:
                 block(self.x1, 0, n),
                 None if diagonal else block(self.x1 if self.x2 is None else self.x2, 0, n),
             )
-            self._meta[key] = jax.tree.structure(out)  # type: ignore[index]
-        return self._meta[key]  # type: ignore[index]
+            self._meta[key] = jax.tree.structure(out)
+        return self._meta[key]
 
     def assemble(
         self,

@@ -59,14 +59,13 @@ Index = tuple[int, ...]
 class TileWarning(UserWarning):
     """A stored tile, sidecar or manifest was damaged or foreign; it is being recomputed.
 
-        Example:
-            >>> import warnings
-    import zipfile
-            >>> with warnings.catch_warnings(record=True) as w:
-            ...     warnings.simplefilter("always")
-            ...     warnings.warn("tile_0_0.npz: does not match its sha256", TileWarning)
-            >>> w[0].category.__name__
-            'TileWarning'
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as w:
+        ...     warnings.simplefilter("always")
+        ...     warnings.warn("tile_0_0.npz: does not match its sha256", TileWarning)
+        >>> w[0].category.__name__
+        'TileWarning'
     """
 
 
