@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -208,6 +209,7 @@ def caller_kills(n: int, b: int, trials: int, seed: int = 0) -> list[dict[str, A
         lost = sum(1 for k in before if k not in after)
         rewritten = sum(1 for k, v in before.items() if k in after and after[k] != v)
         result = np.load(out)
+        shutil.rmtree(work, ignore_errors=True)
         rows.append(
             {
                 "trial": trial,

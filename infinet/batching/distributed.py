@@ -187,7 +187,6 @@ def run_dask(
         >>> with Client(processes=False, dashboard_address=":0") as c:  # doctest: +SKIP
         ...     run_dask(TileJob(np.dot, np.eye(2), None, (), {}, 1), None, c, True, None)
     """
-    distributed = require_distributed()
     plan = job.plan.indices
     tiles: dict[Index, Any] = {}
     if store is not None:
@@ -198,35 +197,43 @@ def run_dask(
     if progress is not None and tiles:
         progress(len(tiles), len(plan))
     todo = [index for index in plan if index not in tiles]
-    if todo:
-        x64 = bool(jax.config.read("jax_enable_x64"))
-        key = function_key(job.kernel_fn)
-        payload = (key, job.kernel_fn, job.x1, job.x2, job.args, job.kwargs, x64)
-        [shared] = client.scatter([payload], broadcast=True, hash=False)
-        where = None if store is None else (str(store.root), store.fingerprint, store.job)
-        futures = {
-            client.submit(_tile_task, shared, index, job.plan, where, pure=False): index
-            for index in todo
-        }
-        for future, result in distributed.as_completed(futures, with_results=True):
-            index = futures[future]
-            future.release()
-            if store is not None:
-                result = load_tile(job, store, index)
-                if result is None:
-                    raise RuntimeError(
-                        f"a worker wrote tile {index} to {store.directory}, but the caller "
-                        "cannot read it there: cache_dir must be on a filesystem that the "
-                        "workers and the caller share."
-                    )
-            else:
-                result = jax.tree.unflatten(job.treedef(index), result)
-            keep(tiles, index, result, sink)
-            if progress is not None:
-                progress(len(tiles), len(plan))
-        del shared
+    for index, result in _submit(job, store, client, todo):
+        if store is not None:
+            result = load_tile(job, store, index)
+            if result is None:
+                raise RuntimeError(
+                    f"a worker wrote tile {index} to {store.directory}, but the caller "
+                    "cannot read it there: cache_dir must be on a filesystem that the "
+                    "workers and the caller share."
+                )
+        else:
+            result = jax.tree.unflatten(job.treedef(index), result)
+        keep(tiles, index, result, sink)
+        if progress is not None:
+            progress(len(tiles), len(plan))
     if store is not None:
         store.finish(plan)
     if sink is not None:
         return sink.finish()
     return job.assemble(tiles, on_host, full_cov)
+
+
+def _submit(
+    job: TileJob, store: TileStore | None, client: Any, todo: list[Index]
+) -> Iterator[tuple[Index, Any]]:
+    """One task per tile, inputs and function scattered once; yields results as they finish."""
+    if not todo:
+        return
+    distributed = require_distributed()
+    x64 = bool(jax.config.read("jax_enable_x64"))
+    key = function_key(job.kernel_fn)
+    payload = (key, job.kernel_fn, job.x1, job.x2, job.args, job.kwargs, x64)
+    [shared] = client.scatter([payload], broadcast=True, hash=False)
+    where = None if store is None else (str(store.root), store.fingerprint, store.job)
+    futures = {
+        client.submit(_tile_task, shared, index, job.plan, where, pure=False): index
+        for index in todo
+    }
+    for future, result in distributed.as_completed(futures, with_results=True):
+        future.release()
+        yield futures[future], result

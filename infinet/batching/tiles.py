@@ -393,6 +393,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide tiles from other users
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
