@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,7 @@ def _killer(victim: int, at: int, killed: list[int]) -> Any:
     return progress
 
 
-def worker_kills(n: int, b: int, trials: int, seed: int = 0) -> list[dict[str, Any]]:
+def worker_kills(n: int, b: int, trials: int, seed: int = 0) -> Iterator[dict[str, Any]]:
     """Kill one of two workers after a random number of finished tiles, ``trials`` times."""
     from infinet import batch
 
@@ -129,7 +130,6 @@ def worker_kills(n: int, b: int, trials: int, seed: int = 0) -> list[dict[str, A
     x = inputs(n)
     ref = np.asarray(batch(kernel_fn(), b)(x, None, "ntk"))
     cluster, client = _cluster()
-    rows = []
     for trial in range(trials):
         log = tempfile.mktemp(prefix="infinet-tiles-")
         pids = list(client.run(os.getpid).values())
@@ -142,7 +142,7 @@ def worker_kills(n: int, b: int, trials: int, seed: int = 0) -> list[dict[str, A
         out = np.asarray(fn(x, None, "ntk"))
         runs = len(Path(log).read_text().splitlines())
         os.unlink(log)
-        rows.append(
+        yield (
             {
                 "trial": trial,
                 "killed_after_tiles": killed[0] if killed else None,
@@ -155,7 +155,6 @@ def worker_kills(n: int, b: int, trials: int, seed: int = 0) -> list[dict[str, A
         client.wait_for_workers(2, timeout=120)
     client.close()
     cluster.close()
-    return rows
 
 
 _CALLER = """
@@ -185,14 +184,13 @@ def _sidecars(cache: str) -> dict[str, str]:
     return {p.name: p.read_text() for p in Path(cache).glob("*/tile_*.json")}
 
 
-def caller_kills(n: int, b: int, trials: int, seed: int = 0) -> list[dict[str, Any]]:
+def caller_kills(n: int, b: int, trials: int, seed: int = 0) -> Iterator[dict[str, Any]]:
     """Kill the caller (and its LocalCluster) at a random moment, then rerun."""
     from infinet import batch
 
     rng = random.Random(seed)
     ref = np.asarray(batch(kernel_fn(), b)(inputs(n), None, "ntk"))
     n_tiles = -(-n // b) * (-(-n // b) + 1) // 2
-    rows = []
     for trial in range(trials):
         work = tempfile.mkdtemp(prefix="infinet-caller-")
         cache, out = os.path.join(work, "cache"), os.path.join(work, "out.npy")
@@ -210,7 +208,7 @@ def caller_kills(n: int, b: int, trials: int, seed: int = 0) -> list[dict[str, A
         rewritten = sum(1 for k, v in before.items() if k in after and after[k] != v)
         result = np.load(out)
         shutil.rmtree(work, ignore_errors=True)
-        rows.append(
+        yield (
             {
                 "trial": trial,
                 "tiles": n_tiles,
@@ -222,7 +220,6 @@ def caller_kills(n: int, b: int, trials: int, seed: int = 0) -> list[dict[str, A
                 "bit_identical": bool(np.array_equal(result, ref)),
             }
         )
-    return rows
 
 
 def main() -> None:
@@ -232,12 +229,14 @@ def main() -> None:
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     if a.what in ("speed", "all"):
         print(json.dumps({"speed": speed(a.n, a.batch)}), flush=True)
     if a.what in ("worker-kills", "all"):
-        rows = worker_kills(a.n, a.batch, a.trials)
-        for r in rows:
+        rows = []
+        for r in worker_kills(a.n, a.batch, a.trials, a.seed):
+            rows.append(r)
             print(json.dumps({"worker_kill": r}), flush=True)
         done = sum(r["completed"] and r["bit_identical"] for r in rows)
         print(
@@ -245,8 +244,9 @@ def main() -> None:
             f"{[r['recomputed_tiles'] for r in rows]}"
         )
     if a.what in ("caller-kills", "all"):
-        rows = caller_kills(a.n, a.batch, a.trials)
-        for r in rows:
+        rows = []
+        for r in caller_kills(a.n, a.batch, a.trials, a.seed):
+            rows.append(r)
             print(json.dumps({"caller_kill": r}), flush=True)
         ok = sum(
             r["resumed"] and r["bit_identical"] and not r["lost"] and not r["recomputed_finished"]
