@@ -209,7 +209,8 @@ def _reference(n=12):
 def test_two_concurrent_writers_share_the_work(tmp_path):
     # Writer 1: another process. Writer 2: this one, started once the other has begun.
     cache = tmp_path / "c"
-    proc = _spawn(cache, 0.1, tmp_path / "out.npy")
+    proc = _spawn(cache, 0.15, tmp_path / "out.npy")
+    ref, _ = _reference()  # meanwhile: also compiles this process's tiles
     _wait_for_tiles(cache, 1, proc)
     calls: list[int] = []
 
@@ -222,7 +223,6 @@ def test_two_concurrent_writers_share_the_work(tmp_path):
     mine = batch(slow, 2, cache_dir=cache, job_key="slow-erf")(_x(12), None, "ntk")
     theirs = int(proc.communicate(timeout=120)[0].split()[-1])
     assert len(calls) + theirs == 21 and min(len(calls), theirs) > 0  # shared, none twice
-    ref, _ = _reference()
     np.testing.assert_array_equal(mine, ref)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), ref)
     (job,) = _job_dirs(cache)
@@ -239,7 +239,7 @@ def _wait_for_tiles(cache: Path, n: int, proc: subprocess.Popen[str]) -> None:
 
 def test_killed_caller_resumes_without_losing_or_recomputing_tiles(tmp_path):
     cache = tmp_path / "c"
-    proc = _spawn(cache, 0.1, tmp_path / "never.npy")
+    proc = _spawn(cache, 0.2, tmp_path / "never.npy")
     _wait_for_tiles(cache, 5, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
