@@ -53,9 +53,6 @@ def batch(
 ) -> Callable[..., Any]:
     """Returns a ``kernel_fn`` with the same signature that computes block by block.
 
-    ``K = [K(x1[I_i], x2[I_j])]_{ij}`` over blocks ``I_i`` of ``batch_size`` examples;
-    ``K(x_j, x_i) = K(x_i, x_j)^T`` (each spatial pair swapped too) for ``x2=None``.
-
     Args:
         kernel_fn: an analytic ``kernel_fn`` (from :mod:`infinet.stax`, also wrapped in
             ``jax.jit``), an empirical kernel function ``(x1, x2, params, **kw)``, or any
@@ -79,6 +76,13 @@ def batch(
         memmap: with ``cache_dir`` and an array result (``get='nngp'`` or ``'ntk'``):
             write the kernel tile by tile into ``<job>/kernel.npy`` and return it
             memory-mapped, read-only (never whole in memory; for out-of-core solvers).
+
+    Formula:
+        With x1, x2 split into blocks x1[i], x2[j] of ``batch_size`` examples,
+
+            K(x1, x2)[i, j] = kernel_fn(x1[i], x2[j]),   K(x, x)[j, i] = K(x, x)[i, j]ᵀ
+
+        (for a kernel with full spatial covariance, each spatial pair is swapped too).
 
     Returns:
         ``batched(x1, x2=None, get=None, *args, **kwargs)``: the same result as

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from infinet.kernel import Kernel
-from infinet.layout import CovarianceMap, map_elementwise
+from infinet.layout import CovarianceMap, Variances, map_elementwise
 from infinet.stax.activations import fastmath
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.spec import LayerSpec
@@ -56,7 +56,10 @@ def elementwise_layer(
         return map_elementwise(k, nngp_fn, dnngp_fn)
 
     described = dataclasses.replace(LayerSpec.of(name) if spec is None else spec, fn=fn)
-    return make_layer(init_fn, apply_fn, kernel_map, name, handles_variances=True, spec=described)
+    rule = Variances("variances", "error")  # reads the variances; none after GlobalAvgPool
+    return make_layer(
+        init_fn, apply_fn, kernel_map, name, handles_variances=True, spec=described, variances=rule
+    )
 
 
 def derivative_in_q(nngp_fn: CovarianceMap) -> CovarianceMap:
