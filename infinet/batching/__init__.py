@@ -1,6 +1,6 @@
-"""Batching: big kernels block by block, over devices, with resumable tiles on disk."""
+"""Batching: big kernels block by block, over devices or a Dask cluster, with durable tiles."""
 
 from infinet.batching.blocks import batch
-from infinet.batching.tiles import TileStore
+from infinet.batching.tiles import TileStore, TileWarning
 
-__all__ = ["TileStore", "batch"]
+__all__ = ["TileStore", "TileWarning", "batch"]
