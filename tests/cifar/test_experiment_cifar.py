@@ -43,13 +43,13 @@ def test_killed_run_resumes_from_its_tiles_and_matches_a_fresh_run(fake_cifar, t
 
     with pytest.raises(_Killed):
         cifar.main(_argv(fake_cifar, tmp_path / "a", cache), progress=kill_after_two)
-    saved = sorted(p.name for p in cache.rglob("tile_*"))
+    saved = sorted(p.name for p in cache.rglob("tile_*.npz"))
     assert len(saved) == 2  # the two finished tiles survived the kill
     seen = []
     resumed = cifar.main(
         _argv(fake_cifar, tmp_path / "b", cache), progress=lambda d, t: seen.append(d)
     )
-    assert len(list(cache.rglob("tile_*"))) == len(seen) > 2  # 6 train + 6 test tiles, all stored
+    assert len(list(cache.rglob("tile_*.npz"))) == len(seen) > 2  # 6 train + 6 test tiles, all stored
     fresh = cifar.main(_argv(fake_cifar, tmp_path / "c"), progress=lambda d, t: None)
     for get in ("nngp", "ntk"):
         a, b = resumed["results"]["fc"][get], fresh["results"]["fc"][get]
