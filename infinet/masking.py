@@ -64,6 +64,12 @@ class MaskedArray:
         masked_value: the activations.
         mask: boolean, broadcastable against ``masked_value`` (``True`` =
             masked out).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> m = MaskedArray(jnp.ones(3), jnp.array([False, True, False]))
+        >>> [leaf.shape for leaf in jax.tree.leaves(m)]
+        [(3,), (3,)]
     """
 
     masked_value: Array

@@ -36,6 +36,11 @@ EXEMPT = {
     "empirical.NtkImplementation": "an enum; its members are documented in its docstring",
     "NtkImplementation": "an enum; its members are documented in its docstring",
     "stax.KernelFn": "the type of kernel_fn; documented by the Layer contract",
+    "stax.AggregateImplementation": "a string enum (NT's name); members documented",
+    "stax.AttentionMechanism": "a string enum (NT's name); members documented",
+    "stax.Padding": "a string enum (NT's name); members documented",
+    "stax.PositionalEmbedding": "a string enum (NT's name); members documented",
+    "stax.Bool": "an enum of NT's requirement algebra; members documented",
 }
 
 # functions that compute no formula (configuration and process settings)
@@ -43,6 +48,10 @@ NO_FORMULA = {
     "cpu_compiler_options": "returns XLA compiler options",
     "retain_freed_memory": "sets malloc options of the process",
     "predict.factorization_dtype": "a context manager setting a precision",
+    "stax.layer": "NT-style plumbing: turns a function returning three functions into a Layer",
+    "stax.requires": "NT-style plumbing: attaches layout requirements",
+    "stax.supports_masking": "NT-style plumbing: marks a layer as mask-aware",
+    "stax.unmask_fn": "NT-style plumbing: strips masks from an apply_fn's inputs",
 }
 
 SECTION = re.compile(r"^\s*([A-Z][A-Za-z ]*):\s*$", re.MULTILINE)

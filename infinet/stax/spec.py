@@ -76,6 +76,12 @@ class LayerSpec:
         children: the specs of the layers a combinator is built from, in order.
         fn: for an elementwise nonlinearity, φ itself (``x -> φ(x)``); else ``None``.
             Not part of equality, hashing or :meth:`token`.
+
+    Example:
+        >>> from infinet import stax
+        >>> spec = stax.Dense(3, W_std=2.0).kernel_fn.spec
+        >>> spec.name, spec.param('W_std'), spec == stax.Dense(3, W_std=2.0).kernel_fn.spec
+        ('Dense', 2.0, True)
     """
 
     name: str
@@ -164,12 +170,15 @@ def _freeze(key: str, value: Any) -> Hashable:
         return tuple(_freeze(key, v) for v in value)
     if isinstance(value, dict):
         return tuple(sorted((str(k), _freeze(key, v)) for k, v in value.items()))
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():
-        return value.item()  # numpy / jax scalars
-    if hasattr(value, "shape"):  # arrays: by value
+    if hasattr(value, "shape"):  # numpy / jax scalars and arrays: by value
         import numpy as np
 
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except Exception:  # a traced value (e.g. a hyperparameter under jit or grad)
+            return Unfingerprintable(key, value)
+        if arr.shape == ():
+            return arr.item()
         return ("array", arr.dtype.str, arr.shape, tuple(arr.ravel().tolist()))
     if value is None or isinstance(value, (bool, int, float, str, Unfingerprintable)):
         return value
