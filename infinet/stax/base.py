@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from infinet import layout, masking
+from infinet import layout, masking, validate
 from infinet.host_gram import HostGram, host_gram, raise_if_non_finite
 from infinet.kernel import Kernel, select, validate_get
 from infinet.layout import LayoutSupport, Spatial, VariancesOnlyUnsupported
@@ -98,6 +98,9 @@ class KernelFn:
                 variable-length inputs); see :mod:`infinet.masking`.
             **kwargs: layer-specific options (e.g. ``pattern`` for graphs).
         """
+        validate.check_kwargs(kwargs, validate.KERNEL_KWARGS, f"kernel_fn ({self.name})")
+        inputs = (x1, x2)
+        validate.check_get(get)
         if isinstance(get, list):
             get = tuple(get)
         if get is not None:
@@ -148,8 +151,8 @@ class KernelFn:
                 self, x1, x2, get, diagonal_batch, diagonal_spatial, trace
             )
             if tiled is not None:
-                return tiled
-        return call(x1, x2, get)
+                return validate.checked_kernel(tiled, self, *inputs, kwargs)
+        return validate.checked_kernel(call(x1, x2, get), self, *inputs, kwargs)
 
     def _host_input_gram(
         self, x1: Any, x2: Any, diagonal_batch: Any, diagonal_spatial: Any, kwargs: Any
@@ -332,6 +335,7 @@ def _check_inputs(x1: Any, x2: Any, finite: bool = True) -> None:
     for name, x in (("x1", x1), ("x2", None if x2 is x1 else x2)):
         if x is None or isinstance(x, jax.core.Tracer):
             continue
+        validate.check_array(name, x, finite=False)
         dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
         if not np.issubdtype(dtype, np.number):
             raise TypeError(f"{name} must be a numeric array, got dtype {dtype}.")

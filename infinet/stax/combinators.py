@@ -15,14 +15,17 @@ Example:
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable, Hashable, Sequence
 from functools import reduce
 from typing import Any
 
 import jax
+import numpy as np
 
-from infinet.kernel import Kernel
 from infinet.stax import random_init
 from infinet.stax.base import Layer, make_layer
+from infinet.stax.reshape import Identity
 
 
 def _split(rng: jax.Array | None, n: int) -> list[jax.Array | None]:
@@ -57,13 +60,138 @@ def serial(*layers: Layer) -> Layer:
             x = layer.apply_fn(p, x, rng=r, **kwargs)
         return x
 
+    groups = group_runs(layers)
+
     def kernel_map(k: Any, **kwargs: Any) -> Any:
-        for layer in layers:
-            k = layer.kernel_fn.kernel_map(k, **kwargs)
+        for block, n in groups:
+            k = loop_kernel_map(_chain(block), k, n, kwargs)
         return k
 
     support = reduce(lambda a, b: a.then(b), (lyr.kernel_fn.support for lyr in layers))
-    return make_layer(init_fn, apply_fn, kernel_map, "serial", support, handles_variances=True)
+    out = make_layer(init_fn, apply_fn, kernel_map, "serial", support, handles_variances=True)
+    _CHILDREN[out.kernel_fn] = layers
+    return out
+
+
+# The longest block searched for when grouping repeated runs.
+_MAX_PERIOD = 8
+# serial/repeat kernel functions -> their layers in order, for naming the layer
+# where a kernel overflows (only read on that failure path).
+_CHILDREN: weakref.WeakKeyDictionary[Any, tuple[Layer, ...]] = weakref.WeakKeyDictionary()
+
+
+def locate_overflow(kernel_fn: Any, x1: Any, x2: Any, kwargs: dict[str, Any]) -> str | None:
+    """Names the first layer of a ``serial``/``repeat`` whose kernel is not finite.
+
+    Re-evaluates the network layer by layer (only after an overflow was seen).
+
+    Args:
+        kernel_fn: the network's kernel function.
+        x1: the inputs of the failed call.
+        x2: the second inputs, or ``None``.
+        kwargs: its keyword arguments.
+
+    Returns:
+        e.g. ``'57 of 201 (ABRelu(0.0, 1.0))'``, or ``None`` if not found.
+    """
+    layers = _flat_layers(kernel_fn)
+    k: Any = None
+    for i, layer in enumerate(layers):
+        try:
+            if k is None:
+                k = Identity().kernel_fn(x1, x2, **kwargs)
+            k = layer.kernel_fn.kernel_map(k, **kwargs)
+        except Exception:  # noqa: BLE001 - a diagnosis must not mask the overflow error
+            return None
+        leaves = [np.asarray(t) for t in jax.tree.leaves(k) if hasattr(t, "dtype")]
+        if not all(np.all(np.isfinite(t)) for t in leaves if t.dtype.kind == "f"):
+            return f"{i + 1} of {len(layers)} ({layer.kernel_fn.name})"
+    return None
+
+
+def _flat_layers(kernel_fn: Any) -> list[Layer]:
+    out: list[Layer] = []
+    for layer in _CHILDREN.get(kernel_fn, ()):
+        if layer.kernel_fn in _CHILDREN:
+            out.extend(_flat_layers(layer.kernel_fn))
+        else:
+            out.append(layer)
+    return out
+
+
+def _layer_key(layer: Layer) -> Hashable:
+    """Equal keys mean equal kernel maps.
+
+    Uses the layer's static description ``kernel_fn.spec`` where it exists (equal
+    specs are equal maps, except user-defined elementwise functions, compared by
+    identity of φ), else the identity of the kernel function.
+    """
+    spec = getattr(layer.kernel_fn, "spec", None)
+    if spec is None:
+        return ("id", id(layer.kernel_fn))
+    try:
+        hash(spec)
+    except TypeError:
+        return ("id", id(layer.kernel_fn))
+    fn = getattr(spec, "fn", None)
+    if getattr(spec, "name", "") in ("Elementwise", "ElementwiseNumerical"):
+        return ("spec", spec, id(fn))
+    return ("spec", spec)
+
+
+def group_runs(layers: Sequence[Layer]) -> list[tuple[tuple[Layer, ...], int]]:
+    """Splits ``layers`` into runs ``(block, n)``: ``block`` repeated ``n`` times.
+
+    Greedy from the front: at each position the block (of at most ``_MAX_PERIOD``
+    layers) whose consecutive repetitions cover the most layers is taken, e.g.
+    ``[Dense, Relu] * 100`` is one run of 100 blocks. Single layers form runs of 1.
+    """
+    keys = [_layer_key(lyr) for lyr in layers]
+    groups: list[tuple[tuple[Layer, ...], int]] = []
+    i = 0
+    while i < len(layers):
+        best_p, best_n = 1, 1
+        for p in range(1, min(_MAX_PERIOD, (len(layers) - i) // 2) + 1):
+            n = 1
+            while keys[i + n * p : i + (n + 1) * p] == keys[i : i + p]:
+                n += 1
+            if n > 1 and n * p > best_n * best_p:
+                best_p, best_n = p, n
+        groups.append((tuple(layers[i : i + best_p]), best_n))
+        i += best_p * best_n
+    return groups
+
+
+def _chain(block: tuple[Layer, ...]) -> Callable[..., Any]:
+    def step(k: Any, **kwargs: Any) -> Any:
+        for layer in block:
+            k = layer.kernel_fn.kernel_map(k, **kwargs)
+        return k
+
+    return step
+
+
+def loop_kernel_map(step: Callable[..., Any], k: Any, n: int, kwargs: dict[str, Any]) -> Any:
+    """``step`` applied ``n`` times to ``k``, as a ``lax.scan`` once the state is stable.
+
+    The first steps may change static metadata (e.g. ``is_gaussian``, shapes), which
+    a scan carry cannot; they run unrolled until two consecutive states have the
+    same structure. The scan keeps ``kernel_fn`` differentiable.
+    """
+    k = step(k, **kwargs)
+    for done in range(1, n):
+        nxt = step(k, **kwargs)
+        if _same_structure(nxt, k):
+            k = nxt
+            if n - done - 1 > 0:
+
+                def body(k: Any, _: None) -> tuple[Any, None]:
+                    return step(k, **kwargs), None
+
+                k, _ = jax.lax.scan(body, k, None, length=n - done - 1)
+            return k
+        k = nxt
+    return k
 
 
 def parallel(*layers: Layer) -> Layer:
@@ -123,25 +251,12 @@ def repeat(layer: Layer, n: int) -> Layer:
         return x
 
     def kernel_map(k: Any, **kwargs: Any) -> Any:
-        # The first step may change static metadata (e.g. is_gaussian), which a
-        # scan carry cannot; later steps are structurally identical.
-        k = layer.kernel_fn.kernel_map(k, **kwargs)
-        if n == 1:
-            return k
-        nxt = layer.kernel_fn.kernel_map(k, **kwargs)
-        if not _same_structure(nxt, k):
-            for _ in range(n - 2):
-                nxt = layer.kernel_fn.kernel_map(nxt, **kwargs)
-            return nxt
-
-        def body(k: Kernel, _: None) -> tuple[Kernel, None]:
-            return layer.kernel_fn.kernel_map(k, **kwargs), None
-
-        k, _ = jax.lax.scan(body, nxt, None, length=n - 2)
-        return k
+        return loop_kernel_map(layer.kernel_fn.kernel_map, k, n, kwargs)
 
     support = layer.kernel_fn.support
-    return make_layer(init_fn, apply_fn, kernel_map, "repeat", support, handles_variances=True)
+    out = make_layer(init_fn, apply_fn, kernel_map, "repeat", support, handles_variances=True)
+    _CHILDREN[out.kernel_fn] = (layer,) * n
+    return out
 
 
 def _same_structure(a: Any, b: Any) -> bool:

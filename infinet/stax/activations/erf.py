@@ -34,25 +34,26 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     def fn(x: jax.Array) -> jax.Array:
         return a * jax.scipy.special.erf(b * x) + c
 
-    def rho(q: jax.Array, v1: jax.Array, v2: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        # The row/column factors are computed once per example, not per entry.
-        r1 = jax.lax.rsqrt(1 + 2 * b * b * v1)
-        r2 = jax.lax.rsqrt(1 + 2 * b * b * v2)
-        return jnp.clip((2 * b * b * q * r1) * r2, -1.0, 1.0), r1, r2
+    def rho(q: jax.Array, v1: jax.Array, v2: jax.Array) -> tuple[jax.Array, jax.Array]:
+        # r = 1/sqrt((1 + 2b²v1)(1 + 2b²v2)) is formed from the commutative product
+        # first, so (i, j) and (j, i) give bit-identical values (exact symmetry);
+        # XLA may reassociate products with constants, never across the rsqrt.
+        r = jax.lax.rsqrt((1 + 2 * b * b * v1) * (1 + 2 * b * b * v2))
+        return jnp.clip((2 * b * b * q) * r, -1.0, 1.0), r
 
     def nngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         return a * a * (2 / math.pi) * fastmath.arcsin(rho(q, v1, v2)[0]) + c * c
 
     def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         # det = (1 + 2b²v1)(1 + 2b²v2)(1 - ρ²)
-        r, r1, r2 = rho(q, v1, v2)
+        r, r12 = rho(q, v1, v2)
         return (
             a
             * a
             * b
             * b
             * (4 / math.pi)
-            * (r1 * r2)
+            * r12
             * jax.lax.rsqrt(jnp.maximum(1 - r * r, jnp.finfo(r.dtype).tiny))
         )
 
