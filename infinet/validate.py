@@ -413,3 +413,22 @@ def checked_kernel(result: Any, kernel_fn: Any, x1: Any, x2: Any, kwargs: dict[s
 
     check_kernel_output(result, locate)
     return result
+
+
+def check_hyperparameters(
+    layer: str, widths: dict[str, Any] | None = None, stds: dict[str, Any] | None = None
+) -> None:
+    """A layer constructor's widths (positive ints) and standard deviations (finite, >= 0).
+
+    Args:
+        layer: the layer, for the message.
+        widths: ``{name: value}`` of widths, e.g. ``{'out_dim': 3}``.
+        stds: ``{name: value}`` of standard deviations, e.g. ``{'W_std': 1.5}``.
+
+    Example:
+        >>> check_hyperparameters("Dense", {"out_dim": 3}, {"W_std": 1.0, "b_std": None})
+    """
+    for name, value in (widths or {}).items():
+        check_width(name, value, layer)
+    for name, value in (stds or {}).items():
+        check_std(name, value, layer)

@@ -96,11 +96,13 @@ def locate_overflow(kernel_fn: Any, x1: Any, x2: Any, kwargs: dict[str, Any]) ->
     """
     layers = _flat_layers(kernel_fn)
     k: Any = None
+    jitted: dict[int, Callable[..., Any]] = {}
     for i, layer in enumerate(layers):
         try:
             if k is None:
                 k = Identity().kernel_fn(x1, x2, **kwargs)
-            k = layer.kernel_fn.kernel_map(k, **kwargs)
+            fn = jitted.setdefault(id(layer), jax.jit(layer.kernel_fn.kernel_map))
+            k = fn(k, **kwargs)
         except Exception:  # noqa: BLE001 - a diagnosis must not mask the overflow error
             return None
         leaves = [np.asarray(t) for t in jax.tree.leaves(k) if hasattr(t, "dtype")]

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from infinet import validate
 from infinet.layout import CovarianceMap
 from infinet.stax.activations.base import elementwise_layer
 from infinet.stax.base import Layer
@@ -136,6 +137,7 @@ def Polynomial(coef: Sequence[float]) -> Layer:
         Array([17.], dtype=float32)
     """
     coef = list(coef)
+    validate.check_finite_coefficients("coef", coef, "Polynomial")
 
     def fn(x: jax.Array) -> jax.Array:
         return _horner(coef, x) if coef else jnp.zeros_like(x)
