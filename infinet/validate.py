@@ -195,8 +195,8 @@ def check_array(name: str, x: Any, *, finite: bool = True, min_rows: int = 1) ->
     with np.errstate(over="ignore", invalid="ignore"):
         if finite and not np.all(np.isfinite(arr)):
             raise ValueError(
-                f"{name} contains NaN or infinite values; the kernel would be NaN. "
-                "Clean or impute the inputs first."
+                f"{name} contains NaN or infinite values (non-finite); the result would "
+                "be NaN. Clean or impute them first."
             )
     _check_downcast(name, arr)
 
@@ -432,3 +432,73 @@ def check_hyperparameters(
         check_width(name, value, layer)
     for name, value in (stds or {}).items():
         check_std(name, value, layer)
+
+
+def _train_kernels(k: Any) -> list[tuple[str, Any]]:
+    """``(name, array)`` of the train-train kernel(s) in an array, Kernel or namedtuple."""
+    if hasattr(k, "shape"):
+        return [("k_train_train", k)]
+    out = []
+    for field in ("nngp", "ntk"):
+        value = getattr(k, field, None)
+        if value is not None and hasattr(value, "shape"):
+            out.append((f"k_train_train.{field}", value))
+    return out
+
+
+def check_train(
+    where: str,
+    k_train_train: Any,
+    y_train: Any,
+    learning_rate: Any = None,
+    momentum: Any = None,
+) -> None:
+    """The training arguments shared by every ``predict`` function.
+
+    ``k_train_train``: finite, square in its first two axes and symmetric (a
+    non-symmetric kernel would have one triangle used silently); ``y_train``: finite,
+    one row per kernel row; ``learning_rate`` finite and > 0; ``momentum`` in [0, 1).
+
+    Args:
+        where: the function, for the message.
+        k_train_train: array, ``Kernel`` or namedtuple of ``nngp``/``ntk``.
+        y_train: targets ``(N, ...)``.
+        learning_rate: if given.
+        momentum: if given.
+
+    Example:
+        >>> import numpy as np
+        >>> check_train("gp_inference", np.eye(2), np.zeros((2, 1)))
+    """
+    kernels = _train_kernels(k_train_train)
+    for name, k in kernels:
+        if not _concrete(k):
+            continue
+        a = np.asarray(k)
+        if a.ndim < 2 or a.shape[0] != a.shape[1]:
+            raise ValueError(f"{where}: {name} must have shape (N, N, ...); got {a.shape}.")
+        if a.ndim == 2:
+            check_symmetric_psd_kernel(f"{where}: {name}", a)
+        else:
+            check_array(f"{where}: {name}", a, min_rows=0)
+    rows = np.shape(kernels[0][1])[0] if kernels else None
+    check_labels(f"{where}: y_train", y_train, rows, "k_train_train")
+    check_positive("learning_rate", learning_rate)
+    check_positive("momentum", momentum, upper=1.0)
+
+
+def check_max_learning_rate(ntk_train_train: Any, momentum: Any) -> None:
+    """``max_learning_rate``: a non-zero, symmetric PSD NTK and momentum in [0, 1).
+
+    Example:
+        >>> import numpy as np
+        >>> check_max_learning_rate(np.eye(2), 0.0)
+    """
+    k = np.asarray(ntk_train_train)
+    if k.ndim == 2:
+        check_symmetric_psd_kernel("ntk_train_train", k, psd=True)
+    else:
+        check_array("ntk_train_train", k, min_rows=0)
+        if k.size and not np.any(k):
+            raise ValueError("ntk_train_train is all zeros; no learning rate fits.")
+    check_positive("momentum", momentum, upper=1.0)
