@@ -502,3 +502,58 @@ def check_max_learning_rate(ntk_train_train: Any, momentum: Any) -> None:
         if k.size and not np.any(k):
             raise ValueError("ntk_train_train is all zeros; no learning rate fits.")
     check_positive("momentum", momentum, upper=1.0)
+
+
+def check_empirical(f: Any, params: Any, x1: Any, x2: Any, kwargs: dict[str, Any]) -> None:
+    """Arguments of the empirical kernels: params given, non-empty inputs that fit ``f``.
+
+    ``f(params, x)`` is traced abstractly (``jax.eval_shape``, no FLOPs); a shape
+    error there is reported naming the input and the shapes involved.
+
+    Args:
+        f: ``f(params, x, **kwargs)``.
+        params: the parameters (a pytree).
+        x1: first inputs.
+        x2: second inputs, or ``None``.
+        kwargs: keyword arguments for ``f`` (the abstract check is skipped when given).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> f = lambda p, x: x @ p
+        >>> try:
+        ...     check_empirical(f, jnp.ones((3, 2)), jnp.ones((4, 5)), None, {})
+        ... except ValueError as e:
+        ...     print(str(e)[:60])
+        x1 of shape (4, 5) does not fit the model f(params, x1) with
+    """
+    check_params("params", params)
+    for name, x in (("x1", x1), ("x2", x2)):
+        if x is None or not hasattr(x, "shape"):
+            continue
+        check_array(name, x, finite=False)
+        if np.ndim(x) >= 1 and np.shape(x)[0] == 0:
+            raise ValueError(f"{name} is empty (shape {np.shape(x)}); pass at least one example.")
+        if kwargs:
+            continue
+        key = (id(f), str(jax.tree.map(_aval, params)), _aval(x))
+        if key in _FITS:
+            continue
+        try:
+            jax.eval_shape(f, params, x)
+        except (TypeError, ValueError) as e:
+            raise ValueError(
+                f"{name} of shape {np.shape(x)} does not fit the model f(params, {name}) "
+                f"with these params (parameter shapes {jax.tree.map(np.shape, params)}): "
+                f"{str(e).splitlines()[0].rstrip('.')}. Check {name}'s feature dimension."
+            ) from None
+        if len(_FITS) > 256:
+            _FITS.clear()
+        _FITS.add(key)
+
+
+# (model id, parameter and input shapes) already traced by check_empirical.
+_FITS: set[tuple[Any, ...]] = set()
+
+
+def _aval(x: Any) -> tuple[Any, ...]:
+    return (np.shape(x), str(getattr(x, "dtype", type(x).__name__)))
