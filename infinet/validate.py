@@ -36,8 +36,11 @@ from jaxtyping import Array, Float
 KERNEL_KWARGS = ("pattern", "rng")
 
 
-class NumericalWarning(UserWarning):
-    """A numerical diagnostic that is not an error (see ``docs/errors.md``)."""
+class NumericalWarning(RuntimeWarning):
+    """A numerical diagnostic that is not an error (see ``docs/errors.md``).
+
+    E.g. a kernel matrix that needed diagonal jitter to factorise.
+    """
 
 
 class KernelOverflowError(FloatingPointError):
@@ -67,7 +70,7 @@ def check_std(name: str, value: Any, layer: str) -> Any:
         >>> check_std("b_std", None, "Dense") is None
         True
     """
-    if value is None or not _concrete(value):
+    if (value is None and name.startswith("b")) or not _concrete(value):
         return value
     if isinstance(value, (bool, np.bool_)) or not _is_real(value):
         raise TypeError(
