@@ -51,13 +51,15 @@ def _terms(
     Every term is symmetric in (v1, v2) bit for bit.
     """
     r1, r2 = 1 / (1 + v1), 1 / (1 + v2)
-    rho = jnp.clip(q * jnp.sqrt(r1 * r2), -1.0, 1.0)
     r = safe_sqrt(v1 * v2)
     s2 = jnp.maximum((r - q) * (r + q), 0.0)
     delta = 1 + (v1 + v2) + s2
     total = r1 + r2
     numerator = total * (2 * delta - s2) - 1 - (v2 * r1 + v1 * r2)
-    return fastmath.arcsin(rho), delta, s2 + total * q * q, numerator
+    # 1 − |ρ'| = Δ / (s + |q| sqrt(s)), s = (1 + v1)(1 + v2): stable near |ρ'| = 1.
+    inv = jnp.sqrt(r1 * r2)
+    gap = delta * (r1 * r2) / (1 + jnp.abs(q) * inv)
+    return fastmath.arcsin_from_gap(q, gap), delta, s2 + total * q * q, numerator
 
 
 def Gelu(approximate: bool = False) -> Layer:
