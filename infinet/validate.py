@@ -90,7 +90,9 @@ def _is_real(value: Any) -> bool:
     if isinstance(value, numbers.Real):
         return True
     dtype = getattr(value, "dtype", None)
-    return dtype is not None and np.issubdtype(dtype, np.floating | np.integer)
+    return dtype is not None and (
+        np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
+    )
 
 
 def check_width(name: str, value: Any, layer: str) -> int:
@@ -283,6 +285,11 @@ def check_labels(name: str, y: Any, n_rows: int | None = None, rows_of: str = ""
 def check_time(name: str, t: Any, *, allow_none: bool = True) -> None:
     """A training time (or array of times): finite and ``>= 0``; ``None`` = infinity.
 
+    Args:
+        name: the argument's name, e.g. ``'t'``.
+        t: the time(s); traced values pass unchecked.
+        allow_none: whether ``None`` (infinite time) is accepted.
+
     Example:
         >>> check_time("t", [0.0, 1.0])
     """
@@ -300,7 +307,12 @@ def check_time(name: str, t: Any, *, allow_none: bool = True) -> None:
 
 
 def check_positive(name: str, value: Any, *, upper: float | None = None) -> None:
-    """A positive finite scalar (``learning_rate``), optionally ``< upper`` (``momentum``).
+    """A positive finite scalar (``learning_rate``), or in ``[0, upper)`` (``momentum``).
+
+    Args:
+        name: the argument's name.
+        value: its value; ``None`` and traced values pass unchecked.
+        upper: if given, the value must lie in ``[0, upper)``.
 
     Example:
         >>> check_positive("learning_rate", 0.1)
@@ -363,6 +375,10 @@ def check_symmetric_psd_kernel(
 def check_params(name: str, params: Any) -> None:
     """Model parameters for the empirical kernels: a pytree, not ``None``.
 
+    Args:
+        name: the argument's name.
+        params: the parameters.
+
     Example:
         >>> check_params("params", {"w": 1.0})
     """
@@ -375,6 +391,9 @@ def check_params(name: str, params: Any) -> None:
 
 def check_get(get: Any) -> None:
     """``get``: ``None``, a field name, or a tuple/list of field names.
+
+    Args:
+        get: the value passed (names are checked by :func:`infinet.kernel.validate_get`).
 
     Example:
         >>> check_get(("nngp", "ntk"))
@@ -492,6 +511,10 @@ def check_train(
 
 def check_max_learning_rate(ntk_train_train: Any, momentum: Any) -> None:
     """``max_learning_rate``: a non-zero, symmetric PSD NTK and momentum in [0, 1).
+
+    Args:
+        ntk_train_train: the train-train NTK.
+        momentum: the heavy-ball momentum.
 
     Example:
         >>> import numpy as np

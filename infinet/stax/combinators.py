@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Callable, Hashable, Sequence
 from functools import reduce
@@ -93,16 +94,25 @@ def locate_overflow(kernel_fn: Any, x1: Any, x2: Any, kwargs: dict[str, Any]) ->
 
     Returns:
         e.g. ``'57 of 201 (ABRelu(0.0, 1.0))'``, or ``None`` if not found.
+
+    Example:
+        >>> import numpy as np
+        >>> from infinet import stax
+        >>> _, _, kernel_fn = stax.serial(stax.Dense(4, W_std=1e30), stax.Relu())
+        >>> locate_overflow(kernel_fn, np.ones((2, 3), np.float32), None, {})
+        '1 of 2 (Dense)'
     """
     layers = _flat_layers(kernel_fn)
     k: Any = None
     jitted: dict[int, Callable[..., Any]] = {}
     for i, layer in enumerate(layers):
         try:
-            if k is None:
-                k = Identity().kernel_fn(x1, x2, **kwargs)
-            fn = jitted.setdefault(id(layer), jax.jit(layer.kernel_fn.kernel_map))
-            k = fn(k, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. overflow casting W_std² to float32
+                if k is None:
+                    k = Identity().kernel_fn(x1, x2, **kwargs)
+                fn = jitted.setdefault(id(layer), jax.jit(layer.kernel_fn.kernel_map))
+                k = fn(k, **kwargs)
         except Exception:  # noqa: BLE001 - a diagnosis must not mask the overflow error
             return None
         leaves = [np.asarray(t) for t in jax.tree.leaves(k) if hasattr(t, "dtype")]
@@ -147,6 +157,18 @@ def group_runs(layers: Sequence[Layer]) -> list[tuple[tuple[Layer, ...], int]]:
     Greedy from the front: at each position the block (of at most ``_MAX_PERIOD``
     layers) whose consecutive repetitions cover the most layers is taken, e.g.
     ``[Dense, Relu] * 100`` is one run of 100 blocks. Single layers form runs of 1.
+
+    Args:
+        layers: the layers of a ``serial``, first to last.
+
+    Returns:
+        ``[(block, n), ...]`` covering ``layers`` in order.
+
+    Example:
+        >>> from infinet import stax
+        >>> dense, relu = stax.Dense(4), stax.Relu()
+        >>> [(len(b), n) for b, n in group_runs([dense, relu] * 3 + [dense])]
+        [(2, 3), (1, 1)]
     """
     keys = [_layer_key(lyr) for lyr in layers]
     groups: list[tuple[tuple[Layer, ...], int]] = []
@@ -179,6 +201,20 @@ def loop_kernel_map(step: Callable[..., Any], k: Any, n: int, kwargs: dict[str, 
     The first steps may change static metadata (e.g. ``is_gaussian``, shapes), which
     a scan carry cannot; they run unrolled until two consecutive states have the
     same structure. The scan keeps ``kernel_fn`` differentiable.
+
+    Args:
+        step: a kernel map ``(kernel, **kwargs) -> kernel``.
+        k: the input kernel.
+        n: the number of applications (at least 1).
+        kwargs: keyword arguments for ``step``.
+
+    Returns:
+        The kernel after ``n`` steps.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> float(loop_kernel_map(lambda k: 2 * k, jnp.float32(1.0), 10, {}))
+        1024.0
     """
     k = step(k, **kwargs)
     for done in range(1, n):

@@ -3,13 +3,15 @@ overflow error (issue 17): the depth sweep and the near-identical-inputs target.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
 from infinet import stax
 from infinet.validate import KernelOverflowError
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[], stax.Layer]] = {
     "relu": stax.Relu,
     "erf": stax.Erf,
     "gelu": stax.Gelu,

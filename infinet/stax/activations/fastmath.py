@@ -80,6 +80,13 @@ def arcsin_from_gap(q: jax.Array, gap: jax.Array) -> jax.Array:
     the plain arcsin turns an error of ε in ρ into sqrt(2ε) (≈ 5e-4 in float32),
     whereas a ``gap`` formed without cancellation keeps full relative accuracy.
 
+    Args:
+        q: any array with the sign of ρ (e.g. the covariance).
+        gap: ``1 − |ρ|``.
+
+    Returns:
+        arcsin(ρ), same shape.
+
     Example:
         >>> import jax.numpy as jnp
         >>> float(arcsin_from_gap(jnp.float32(1.0), jnp.float32(0.5)))  # arcsin(0.5)
