@@ -22,7 +22,7 @@ Example:
     >>> import jax.numpy as jnp
     >>> from infinet import stax
     >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Monomial(2))
-    >>> kernel_fn(jnp.array([[1.0], [2.0]]), None, 'nngp')  # v1 v2 + 2 q²
+    >>> kernel_fn(jnp.array([[1.0], [2.0]]), None, 'nngp').round(4)  # v1 v2 + 2 q²
     Array([[ 3., 12.],
            [12., 48.]], dtype=float32)
 """
