@@ -33,12 +33,29 @@ from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport, Spatial
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.spatial_maps import map_mask, map_spatial
+from infinet.stax.spec import LayerSpec
 
 DimensionNumbers = tuple[tuple[Sequence[int], Sequence[int]], tuple[Sequence[int], Sequence[int]]]
 
 
 def Identity() -> Layer:
-    """The identity map; its kernel is its input kernel."""
+    """The identity map; its kernel is its input kernel.
+
+    Formula:
+        Σ' = Σ,      Θ' = Θ.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, _, kernel_fn = stax.serial(stax.Dense(1, W_std=2.0), stax.Identity())
+        >>> kernel_fn(jnp.ones((1, 1)), None, 'nngp')
+        Array([[4.]], dtype=float32)
+    """
+
+    spec = LayerSpec.of("Identity", locals())
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
         return input_shape, ()
@@ -49,7 +66,7 @@ def Identity() -> Layer:
     def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
         return k
 
-    return make_layer(init_fn, apply_fn, kernel_map, "Identity", handles_variances=True)
+    return make_layer(init_fn, apply_fn, kernel_map, "Identity", handles_variances=True, spec=spec)
 
 
 # -- a spatial map given in the user's axis layout ------------------------------------
@@ -140,6 +157,14 @@ def DotGeneral(
     Σ' = L Σ Lᵀ for the linear map ``L`` the product applies to the non-channel
     axes; a scalar constant ``c`` gives Σ' = c² Σ, Θ' = c² Θ.
 
+    Formula:
+        With L the linear map the product applies to the non-channel axes (Novak et
+        al. 2019):
+
+            Σ' = L Σ Lᵀ,      Θ' = L Θ Lᵀ;
+
+        a scalar constant c gives Σ' = c² Σ and Θ' = c² Θ.
+
     Args:
         lhs: constant left factor (the inputs are then the right factor).
         rhs: constant right factor (the inputs are then the left factor). At most
@@ -151,6 +176,9 @@ def DotGeneral(
         batch_axis: batch axis of the inputs.
         channel_axis: channel axis of the inputs.
 
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
     Example:
         >>> import jax.numpy as jnp
         >>> from infinet import stax
@@ -159,6 +187,7 @@ def DotGeneral(
         >>> apply_fn((), jnp.ones((5, 3, 4))).shape  # axis 1 contracted, new axis last
         (5, 4, 2)
     """
+    spec = LayerSpec.of("DotGeneral", locals())
     if lhs is not None and rhs is not None:
         raise ValueError(
             "DotGeneral takes at most one of lhs and rhs: the other factor is the layer's input."
@@ -207,11 +236,13 @@ def DotGeneral(
 
     support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
     mask_fn = _apply_mask_fn(dot, (batch_axis, channel_axis), out_axes)
-    return make_layer(init_fn, apply_fn, kernel_map, "DotGeneral", support, mask_fn)
+    return make_layer(init_fn, apply_fn, kernel_map, "DotGeneral", support, mask_fn, spec=spec)
 
 
 def _scalar_product(c: Any) -> Layer:
     """``y = c x``: Σ' = c² Σ, Θ' = c² Θ."""
+
+    spec = LayerSpec.of("DotGeneral", {"rhs": c})
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
         return input_shape, ()
@@ -222,7 +253,7 @@ def _scalar_product(c: Any) -> Layer:
     def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
         return k * c
 
-    return make_layer(init_fn, apply_fn, kernel_map, "DotGeneral")
+    return make_layer(init_fn, apply_fn, kernel_map, "DotGeneral", spec=spec)
 
 
 # -- ImageResize ---------------------------------------------------------------------------
@@ -242,6 +273,12 @@ def ImageResize(
     exactly for all of them (Neural Tangents' ``kernel_fn`` supports only
     ``'linear'`` and ``'nearest'``; the others agree with Monte Carlo here).
 
+    Formula:
+        Every ``jax.image.resize`` method is linear in the image; with L that map
+        (Novak et al. 2019):
+
+            Σ' = L Σ Lᵀ,      Θ' = L Θ Lᵀ.
+
     Args:
         shape: output shape, one entry per input axis; ``-1`` keeps an axis. The
             batch and channel entries must be ``-1``.
@@ -252,6 +289,9 @@ def ImageResize(
         batch_axis: batch axis of the inputs.
         channel_axis: channel axis of the inputs.
 
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
     Example:
         >>> import jax.numpy as jnp
         >>> from infinet import stax
@@ -259,6 +299,7 @@ def ImageResize(
         >>> kernel_fn(jnp.ones((2, 3, 4)), None, 'nngp').shape
         (2, 2, 6, 6)
     """
+    spec = LayerSpec.of("ImageResize", locals())
     shape = tuple(int(s) for s in shape)
 
     def full_shape(in_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -295,7 +336,7 @@ def ImageResize(
         return lambda nd: (batch_axis % nd, channel_axis % nd)
 
     mask_fn = _apply_mask_fn(resize, (batch_axis, channel_axis), axes_out)
-    return make_layer(init_fn, apply_fn, kernel_map, "ImageResize", support, mask_fn)
+    return make_layer(init_fn, apply_fn, kernel_map, "ImageResize", support, mask_fn, spec=spec)
 
 
 # -- Index and Slice -----------------------------------------------------------------------
@@ -386,15 +427,32 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
     """Indexes the inputs: ``y = x[idx]``, for ``idx`` built with :data:`Slice`.
 
     Integers, slices, ``None`` and ``Ellipsis`` are supported on the batch and
-    spatial axes (not integers on the batch axis, and not the channel axis).
-    The kernel is indexed the same way on both sides; this is exact in every
-    storage layout.
+    spatial axes (not integers on the batch axis, and not the channel axis). The
+    kernel is indexed the same way on both sides; this is exact in every storage
+    layout.
+
+    Formula:
+        With L the selection of positions (Novak et al. 2019):
+
+            Σ'(x, x') = L Σ(x, x') Lᵀ,   i.e.  Σ'(s, s') = Σ(idx(s), idx(s')),   Θ' likewise.
 
     Args:
         idx: the index, e.g. ``stax.Slice[:, ::2, 1:-1]``.
         batch_axis: batch axis of the inputs.
         channel_axis: channel axis of the inputs.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, apply_fn, kernel_fn = stax.Index(stax.Slice[:, 1:])
+        >>> x = jnp.ones((2, 4, 3))
+        >>> apply_fn((), x).shape, kernel_fn(x, None, 'nngp').shape
+        ((2, 3, 3), (2, 2, 3, 3))
     """
+    spec = LayerSpec.of("Index", locals())
     _normalize_index(idx, 64)  # type check early
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
@@ -432,4 +490,4 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
         return None if mask is None else jnp.broadcast_to(mask, x.shape)[idx]
 
     support = LayoutSupport(batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, "Index", support, mask_fn)
+    return make_layer(init_fn, apply_fn, kernel_map, "Index", support, mask_fn, spec=spec)

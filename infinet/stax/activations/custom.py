@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from infinet.stax.activations.base import elementwise_layer
 from infinet.stax.activations.quadrature import check_degree, gauss_hermite_expectation
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 ScalarFn = Callable[[Any], Any]
 CovFn = Callable[[Any, Any, Any], Any]
@@ -50,6 +51,13 @@ def Elementwise(
 
     Σ' = nngp_fn(Σ, Σ₁₁, Σ₂₂) and Θ' = Θ · d_nngp_fn(Σ, Σ₁₁, Σ₂₂), where
     ``d_nngp_fn`` defaults to ∂ nngp_fn / ∂cov12 by automatic differentiation.
+
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x') (Lee et al. 2018; Jacot et al. 2018):
+
+            Σ' = nngp_fn(q, v1, v2),      Θ' = Θ · d_nngp_fn(q, v1, v2),
+
+        where ``d_nngp_fn`` defaults to ∂ nngp_fn / ∂q (Price's theorem) by autodiff.
 
     Args:
         fn: the scalar activation R → R (applied elementwise by ``apply_fn``);
@@ -75,6 +83,7 @@ def Elementwise(
         >>> net.kernel_fn(jnp.array([[1.0]]), None, 'ntk')  # Θ = Σ · 4Σ
         Array([[4.]], dtype=float32)
     """
+    spec = LayerSpec.of("Elementwise", locals())
     if fn is None and nngp_fn is None:
         raise ValueError(
             "Elementwise needs at least one of `fn` (finite width) or `nngp_fn` "
@@ -88,7 +97,7 @@ def Elementwise(
     else:
         nngp = jnp.vectorize(nngp_fn)
         dnngp = None if d_nngp_fn is None else jnp.vectorize(d_nngp_fn)
-    return elementwise_layer(apply, nngp, dnngp, "Elementwise")
+    return elementwise_layer(apply, nngp, dnngp, "Elementwise", spec=spec)
 
 
 def ElementwiseNumerical(fn: ScalarFn, deg: int, df: ScalarFn | None = None) -> Layer:
@@ -98,6 +107,12 @@ def ElementwiseNumerical(fn: ScalarFn, deg: int, df: ScalarFn | None = None) -> 
     quadrature points (see :mod:`infinet.stax.activations.quadrature`), with
     φ' = ``df`` or ``jax.grad(fn)``. Accurate for smooth φ; for kinks or jumps
     (ReLU, sign) use the closed forms or Monte Carlo instead.
+
+    Formula:
+        For (u, v) centred Gaussian with covariance [[v1, q], [q, v2]] (Lee et al. 2018;
+        Jacot et al. 2018), by ``deg × deg``-point Gauss–Hermite quadrature:
+
+            Σ' = E[φ(u) φ(v)],      Θ' = Θ · E[φ'(u) φ'(v)].
 
     Args:
         fn: scalar activation R → R.
@@ -120,12 +135,13 @@ def ElementwiseNumerical(fn: ScalarFn, deg: int, df: ScalarFn | None = None) -> 
         >>> bool(jnp.allclose(net.kernel_fn(x, None, 'ntk'), ref.kernel_fn(x, None, 'ntk')))
         True
     """
+    spec = LayerSpec.of("ElementwiseNumerical", locals())
     check_degree(deg)
     f = jnp.vectorize(fn)
     d = jnp.vectorize(df if df is not None else jax.grad(fn))
     nngp_fn = partial(_quadrature, f, deg)
     dnngp_fn = partial(_quadrature, d, deg)
-    return elementwise_layer(f, nngp_fn, dnngp_fn, f"ElementwiseNumerical(deg={deg})")
+    return elementwise_layer(f, nngp_fn, dnngp_fn, f"ElementwiseNumerical(deg={deg})", spec=spec)
 
 
 def _quadrature(f: ScalarFn, deg: int, q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:

@@ -49,10 +49,17 @@ from infinet.stax.activations.base import elementwise_layer, safe_sqrt
 from infinet.stax.activations.custom import UndefinedFunctionError
 from infinet.stax.activations.quadrature import safe_correlation
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 
 def Exp(a: float = 1, b: float = 1) -> Layer:
     """φ(x) = a·exp(b·x).
+
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x') and the Gaussian moment
+        generating function E[e^{tᵀX}] = e^{tᵀCt/2}:
+
+            Σ' = a² exp(b²(v1 + v2 + 2q)/2),      Θ' = Θ · b² Σ'.
 
     Args:
         a: output scale.
@@ -68,6 +75,8 @@ def Exp(a: float = 1, b: float = 1) -> Layer:
         Array([2.], dtype=float32)
     """
 
+    spec = LayerSpec.of("Exp", locals())
+
     def fn(x: jax.Array) -> jax.Array:
         return a * jnp.exp(b * x)
 
@@ -77,11 +86,17 @@ def Exp(a: float = 1, b: float = 1) -> Layer:
     def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         return b * b * nngp_fn(q, v1, v2)
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Exp({a}, {b})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Exp({a}, {b})", spec=spec)
 
 
 def Gaussian(a: float = 1, b: float = -1) -> Layer:
     """φ(x) = a·exp(b·x²).
+
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x'), Δ = (1 − 2b v1)(1 − 2b v2) − 4b² q²
+        and E[e^{b XᵀX}] = det(I − 2bC)^{−1/2}:
+
+            Σ' = a² Δ^{−1/2},      Θ' = Θ · 4a²b² q Δ^{−3/2}.
 
     Args:
         a: output scale.
@@ -100,6 +115,8 @@ def Gaussian(a: float = 1, b: float = -1) -> Layer:
         True
     """
 
+    spec = LayerSpec.of("Gaussian", locals())
+
     def fn(x: jax.Array) -> jax.Array:
         return a * jnp.exp(b * x * x)
 
@@ -117,7 +134,7 @@ def Gaussian(a: float = 1, b: float = -1) -> Layer:
         r, ok = inv_sqrt_det(q, v1, v2)
         return jnp.where(ok, 4 * a * a * b * b * q * r * r * r, jnp.inf)
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Gaussian({a}, {b})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Gaussian({a}, {b})", spec=spec)
 
 
 def ExpNormalized(gamma: float = 1, shift: float = -1, do_clip: bool = False) -> Layer:
@@ -126,6 +143,12 @@ def ExpNormalized(gamma: float = 1, shift: float = -1, do_clip: bool = False) ->
     Shankar et al. 2020, p. 6; ρ = Σ₁₂ / sqrt(Σ₁₁Σ₂₂) (0 for a zero-variance
     input, where Σ' = 0). There is no finite-width counterpart: ``apply_fn``
     raises :class:`~infinet.stax.activations.custom.UndefinedFunctionError`.
+
+    Formula:
+        The "normalized Gaussian kernel" of Shankar et al. 2020 ("Neural kernels
+        without tangents", p. 6), with ρ = Σ₁₂ / sqrt(Σ₁₁Σ₂₂):
+
+            Σ' = sqrt(Σ₁₁Σ₂₂) · exp(γ(ρ + shift)),      Θ' = Θ · γ exp(γ(ρ + shift)).
 
     Args:
         gamma: exponent scale γ.
@@ -142,6 +165,8 @@ def ExpNormalized(gamma: float = 1, shift: float = -1, do_clip: bool = False) ->
         >>> kernel_fn(jnp.array([[2.0]]), None, 'nngp')  # ρ = 1: Σ' = Σ
         Array([[4.]], dtype=float32)
     """
+
+    spec = LayerSpec.of("ExpNormalized", locals())
 
     def fn(x: jax.Array) -> jax.Array:
         raise UndefinedFunctionError(
@@ -162,11 +187,17 @@ def ExpNormalized(gamma: float = 1, shift: float = -1, do_clip: bool = False) ->
     def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         return gamma * jnp.exp(gamma * (rho(q, v1, v2) + shift))
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"ExpNormalized({gamma}, {shift})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"ExpNormalized({gamma}, {shift})", spec=spec)
 
 
 def Gabor() -> Layer:
     """φ(x) = sin(x)·exp(-x²) (maps in the module docstring).
+
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x'), D = (1 + 2v1)(1 + 2v2) − 4q² and
+        P = v1 + v2 + 4(v1 v2 − q²) (Gaussian integral E[e^{−XᵀX} cos(tᵀX)]):
+
+            Σ' = D^{−1/2} e^{−P/(2D)} sinh(q/D),      Θ' = Θ · ∂Σ'/∂q  (Price's theorem).
 
     Returns:
         A :class:`~infinet.stax.Layer`.
@@ -177,6 +208,8 @@ def Gabor() -> Layer:
         >>> stax.Gabor().apply_fn((), jnp.array([0.0]))
         Array([0.], dtype=float32)
     """
+
+    spec = LayerSpec.of("Gabor", locals())
 
     def fn(x: jax.Array) -> jax.Array:
         return jnp.sin(x) * jnp.exp(-x * x)
@@ -198,4 +231,4 @@ def Gabor() -> Layer:
         arg_slope = (1 + 8 * q * q * inv) * inv
         return scale * (log_slope * jnp.sinh(t) + arg_slope * jnp.cosh(t))
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, "Gabor")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, "Gabor", spec=spec)

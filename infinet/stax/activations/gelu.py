@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from infinet.stax.activations import fastmath
 from infinet.stax.activations.base import elementwise_layer, safe_sqrt
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 
 def _terms(
@@ -65,6 +66,15 @@ def _terms(
 def Gelu(approximate: bool = False) -> Layer:
     """φ(x) = x·Φ(x), Φ the standard normal CDF.
 
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x'), s = (1 + v1)(1 + v2),
+        ρ' = q / sqrt(s), Δ = s − q² and K = 1 − 1/(1 + v1) − 1/(1 + v2) (Stein's lemma
+        and the orthant probability; cf. Tsuchida et al. 2021, "Avoiding kernel fixed
+        points: computing with ELU and GELU infinite networks"):
+
+            Σ' = q/4 + q·arcsin(ρ')/(2π) + (v1 v2 − K q²) / (2π sqrt(Δ)),
+            Θ' = Θ · [1/4 + arcsin(ρ')/(2π) + q((1 − 2K)Δ + v1 v2 − K q²) / (2π Δ^{3/2})].
+
     Args:
         approximate: if ``True``, ``apply_fn`` uses the tanh approximation
             0.5x(1 + tanh(sqrt(2/π)(x + 0.044715x³))). ``kernel_fn`` always uses
@@ -80,6 +90,8 @@ def Gelu(approximate: bool = False) -> Layer:
         Array([0.       , 0.8413447], dtype=float32)
     """
 
+    spec = LayerSpec.of("Gelu", locals())
+
     def fn(x: jax.Array) -> jax.Array:
         return jax.nn.gelu(x, approximate=approximate)
 
@@ -92,4 +104,4 @@ def Gelu(approximate: bool = False) -> Layer:
         tail = q * numerator * jax.lax.rsqrt(delta) / delta
         return 0.25 + (asin + tail) / (2 * math.pi)
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Gelu(approximate={approximate})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Gelu(approximate={approximate})", spec=spec)

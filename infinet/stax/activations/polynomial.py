@@ -40,6 +40,7 @@ from infinet import validate
 from infinet.layout import CovarianceMap
 from infinet.stax.activations.base import elementwise_layer
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 
 def check_degree(degree: int, name: str) -> int:
@@ -123,6 +124,14 @@ def polynomial_maps(
 def Polynomial(coef: Sequence[float]) -> Layer:
     """φ(x) = Σ_i coef[i] x^i, with the exact kernel of the module docstring.
 
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x'), the Hermite coefficients
+        a_{i,k} = i! / (k! m! 2^m), m = (i − k)/2, and A_k(v) = Σ_m coef[k+2m] a_{k+2m,k} v^m
+        (Mehler's formula):
+
+            Σ' = Σ_k k! A_k(v1) A_k(v2) q^k,
+            Θ' = Θ · Σ_k k · k! A_k(v1) A_k(v2) q^(k−1).
+
     Args:
         coef: coefficients, lowest degree first (``[]`` is φ = 0).
 
@@ -136,6 +145,7 @@ def Polynomial(coef: Sequence[float]) -> Layer:
         >>> apply_fn((), jnp.array([2.0]))
         Array([17.], dtype=float32)
     """
+    spec = LayerSpec.of("Polynomial", locals())
     coef = list(coef)
     validate.check_finite_coefficients("coef", coef, "Polynomial")
 
@@ -143,7 +153,9 @@ def Polynomial(coef: Sequence[float]) -> Layer:
         return _horner(coef, x) if coef else jnp.zeros_like(x)
 
     nngp_fn, dnngp_fn = polynomial_maps(coef)
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Polynomial(degree {len(coef) - 1})")
+    return elementwise_layer(
+        fn, nngp_fn, dnngp_fn, f"Polynomial(degree {len(coef) - 1})", spec=spec
+    )
 
 
 def Monomial(degree: int) -> Layer:
@@ -152,6 +164,12 @@ def Monomial(degree: int) -> Layer:
     E[u^n v^n] = Σ_k k! a_{n,k}² q^k (v1 v2)^{(n-k)/2}, a special case of
     :func:`Polynomial` (e.g. n = 2: v1 v2 + 2q²). Neural Tangents accepts
     degrees 0–5 only; here any non-negative degree works.
+
+    Formula:
+        :func:`Polynomial` with the single coefficient of x^n (Mehler's formula):
+
+            Σ' = Σ_k k! a_{n,k}² q^k (v1 v2)^{(n−k)/2},
+            Θ' = Θ · n² E[u^{n−1} v^{n−1}].
 
     Args:
         degree: non-negative integer n.
@@ -165,13 +183,14 @@ def Monomial(degree: int) -> Layer:
         >>> stax.Monomial(3).apply_fn((), jnp.array([2.0]))
         Array([8.], dtype=float32)
     """
+    spec = LayerSpec.of("Monomial", locals())
     n = check_degree(degree, "Monomial")
 
     def fn(x: jax.Array) -> jax.Array:
         return x**n if n else jnp.ones_like(x)
 
     nngp_fn, dnngp_fn = polynomial_maps([0.0] * n + [1.0])
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Monomial({n})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Monomial({n})", spec=spec)
 
 
 def Hermite(degree: int) -> Layer:
@@ -182,6 +201,12 @@ def Hermite(degree: int) -> Layer:
     uses. For other variances NT still returns q^n, which is not the kernel of
     its own finite network; infinet returns the exact kernel of
     :func:`Polynomial` for every variance (identical to q^n at unit variance).
+
+    Formula:
+        The exact kernel of :func:`Polynomial` for the coefficients of He_n / sqrt(n!);
+        at unit variances (v1 = v2 = 1) it reduces to (Mehler's formula)
+
+            Σ' = q^n,      Θ' = Θ · n q^(n−1).
 
     Args:
         degree: non-negative integer n.
@@ -198,6 +223,7 @@ def Hermite(degree: int) -> Layer:
         Array([[1., 0.],
                [0., 1.]], dtype=float32)
     """
+    spec = LayerSpec.of("Hermite", locals())
     n = check_degree(degree, "Hermite")
     basis = [0.0] * n + [1.0]
     # Integer coefficients of He_n; the 1/n! normalisation is applied last so that
@@ -213,4 +239,4 @@ def Hermite(degree: int) -> Layer:
         return scale * cur
 
     nngp_fn, dnngp_fn = polynomial_maps(coef, scale=1.0 / math.factorial(n))
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Hermite({n})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Hermite({n})", spec=spec)

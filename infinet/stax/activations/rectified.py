@@ -50,6 +50,7 @@ from infinet.stax.activations import fastmath
 from infinet.stax.activations.base import elementwise_layer, safe_sqrt
 from infinet.stax.activations.polynomial import check_degree
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 
 def arccos_polynomials(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,6 +117,14 @@ def RectifiedMonomial(degree: int) -> Layer:
     n = 0 is the step function (φ(0) = 1) and n = 1 is ReLU. See the module
     docstring for the kernel (Cho & Saul 2009).
 
+    Formula:
+        The arc-cosine kernel of order n (Cho & Saul 2009, "Kernel methods for deep
+        learning", eqs. 1–4), with θ = arccos(q / sqrt(v1 v2)):
+
+            Σ' = (1/2π) (v1 v2)^{n/2} J_n(θ),
+            J_n(θ) = (−1)^n (sin θ)^{2n+1} (1/sin θ · ∂/∂θ)^n ((π − θ)/sin θ),
+            Θ' = Θ · n² E[φ_{n−1}(u) φ_{n−1}(v)]   (0 for n = 0).
+
     Args:
         degree: non-negative integer n.
 
@@ -129,6 +138,7 @@ def RectifiedMonomial(degree: int) -> Layer:
         >>> kernel_fn(jnp.array([[1.0]]), None, 'nngp')  # E[relu(z)^4] = 3/2
         Array([[1.5]], dtype=float32)
     """
+    spec = LayerSpec.of("RectifiedMonomial", locals())
     n = check_degree(degree, "RectifiedMonomial")
 
     def fn(x: jax.Array) -> jax.Array:
@@ -142,13 +152,18 @@ def RectifiedMonomial(degree: int) -> Layer:
             return jnp.zeros(jnp.broadcast_shapes(q.shape, v1.shape, v2.shape), q.dtype)
         return n * n * lower(q, v1, v2)
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"RectifiedMonomial({n})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"RectifiedMonomial({n})", spec=spec)
 
 
 def Sign() -> Layer:
     """φ(x) = sign(x) (0 at 0): Σ' = (2/π) arcsin ρ = 1 - 2θ/π, Θ' = 0.
 
     A zero-variance input gives φ ≡ 0 and hence Σ' = 0.
+
+    Formula:
+        With ρ = Σ₁₂ / sqrt(Σ₁₁Σ₂₂) and θ = arccos ρ (Cho & Saul 2009, order 0):
+
+            Σ' = (2/π) arcsin ρ = 1 − 2θ/π,      Θ' = 0.
 
     Returns:
         A :class:`~infinet.stax.Layer`.
@@ -160,6 +175,8 @@ def Sign() -> Layer:
         Array([-1.,  0.,  1.], dtype=float32)
     """
 
+    spec = LayerSpec.of("Sign", locals())
+
     def nngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         theta, _ = exact_angle(q, v1, v2)
         return jnp.where(v1 * v2 > 0, 1 - (2 / math.pi) * theta, 0.0)
@@ -167,4 +184,4 @@ def Sign() -> Layer:
     def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         return jnp.zeros(jnp.broadcast_shapes(q.shape, v1.shape, v2.shape), q.dtype)
 
-    return elementwise_layer(jnp.sign, nngp_fn, dnngp_fn, "Sign")
+    return elementwise_layer(jnp.sign, nngp_fn, dnngp_fn, "Sign", spec=spec)

@@ -33,10 +33,14 @@ import jax.numpy as jnp
 
 from infinet.stax.activations.base import elementwise_layer
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 
 def _sinusoid(a: float, b: float, c: float, sign: float, name: str, trig) -> Layer:
     """Shared maps of a·sin(bx + c) (sign = +1) and a·cos(bx + c) (sign = -1)."""
+    spec = LayerSpec.of(
+        name, {k: v for k, v in locals().items() if k not in ("name", "trig", "sign")}
+    )
     b2 = b * b
     cos2c = sign * jnp.cos(2 * jnp.asarray(c))
 
@@ -55,11 +59,18 @@ def _sinusoid(a: float, b: float, c: float, sign: float, name: str, trig) -> Lay
         minus, plus = exps(q, v1, v2)
         return (0.5 * a * a * b2) * (minus + cos2c * plus)
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"{name}({a}, {b}, {c})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"{name}({a}, {b}, {c})", spec=spec)
 
 
 def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     """φ(x) = a·sin(b·x + c).
+
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x') and the Gaussian characteristic
+        function E[cos(b(u ∓ v))] = exp(−b²(v1 + v2 ∓ 2q)/2):
+
+            Σ' = a²/2 · [e^{−b²(v1+v2−2q)/2} − cos(2c) e^{−b²(v1+v2+2q)/2}],
+            Θ' = Θ · a²b²/2 · [e^{−b²(v1+v2−2q)/2} + cos(2c) e^{−b²(v1+v2+2q)/2}].
 
     Args:
         a: output scale.
@@ -83,6 +94,12 @@ def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
 def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     """φ(x) = a·cos(b·x + c).
 
+    Formula:
+        As :func:`Sin` with the sign of the cos(2c) terms flipped:
+
+            Σ' = a²/2 · [e^{−b²(v1+v2−2q)/2} + cos(2c) e^{−b²(v1+v2+2q)/2}],
+            Θ' = Θ · a²b²/2 · [e^{−b²(v1+v2−2q)/2} − cos(2c) e^{−b²(v1+v2+2q)/2}].
+
     Args:
         a: output scale.
         b: frequency.
@@ -105,6 +122,14 @@ def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
 def Rbf(gamma: float = 1.0) -> Layer:
     """φ(x) = √2·sin(√(2γ)·x + π/4): Σ' = exp(-γ(Σ₁₁ + Σ₂₂ - 2Σ₁₂)).
 
+    Formula:
+        :func:`Sin` with a = √2, b = √(2γ), c = π/4 (random Fourier features, Rahimi &
+        Recht 2007):
+
+            Σ' = exp(−γ (v1 + v2 − 2q)),      Θ' = Θ · 2γ Σ'.
+
+        After a ``Dense`` layer with W_std = 1 this is exp(−γ ‖x − x'‖² / d).
+
     Args:
         gamma: inverse squared length-scale, γ = 1 / (2 l²).
 
@@ -119,6 +144,7 @@ def Rbf(gamma: float = 1.0) -> Layer:
         Array([[1., 1.],
                [1., 1.]], dtype=float32)
     """
+    spec = LayerSpec.of("Rbf", locals())
     a, b = math.sqrt(2.0), jnp.sqrt(2.0 * jnp.asarray(gamma))
 
     def fn(x: jax.Array) -> jax.Array:
@@ -130,4 +156,4 @@ def Rbf(gamma: float = 1.0) -> Layer:
     def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         return (2 * gamma) * jnp.exp(-gamma * (v1 + v2 - 2 * q))
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Rbf({gamma})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Rbf({gamma})", spec=spec)
