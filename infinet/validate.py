@@ -389,25 +389,6 @@ def check_params(name: str, params: Any) -> None:
         )
 
 
-def check_get(get: Any) -> None:
-    """``get``: ``None``, a field name, or a tuple/list of field names.
-
-    Args:
-        get: the value passed (names are checked by :func:`infinet.kernel.validate_get`).
-
-    Example:
-        >>> check_get(("nngp", "ntk"))
-    """
-    ok = get is None or isinstance(get, str)
-    if isinstance(get, (tuple, list)):
-        ok = all(isinstance(g, str) for g in get)
-    if not ok:
-        raise TypeError(
-            f"get must be None, 'nngp', 'ntk', 'cov1', 'cov2' or a tuple of them; got "
-            f"{get!r} of type {type(get).__name__}."
-        )
-
-
 def checked_kernel(result: Any, kernel_fn: Any, x1: Any, x2: Any, kwargs: dict[str, Any]) -> Any:
     """``result`` after :func:`check_kernel_output`, naming the overflowing layer.
 

@@ -137,7 +137,6 @@ class KernelFn:
             A :class:`Kernel` (``get=None``), an array (one field) or a namedtuple.
         """
         validate.check_kwargs(kwargs, validate.KERNEL_KWARGS, f"kernel_fn ({self.name})")
-        validate.check_get(get)
         get = canonical_get(get)
         x2 = None if is_none_tree(x2) else x2  # NT: (None, None) means x2 = x1
         if get is not None and not set(validate_get(get)) <= set(KERNEL_FIELDS):
