@@ -45,6 +45,8 @@ _LAZY_ATTRS = {
     "batch": "infinet.batching",
     "cpu_compiler_options": "infinet.cpu_options",
     "retain_freed_memory": "infinet.cpu_memory",
+    "NumericalWarning": "infinet.validate",
+    "KernelOverflowError": "infinet.validate",
 }
 
 __all__ = sorted([*_SUBMODULES, *_LAZY_ATTRS, "__version__"])

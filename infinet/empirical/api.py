@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 
+from infinet import validate
 from infinet.empirical import auto, jacobian, ntk_vp, structured
 from infinet.empirical._axes import Axes, LabelMaker, einsum, finish, pair_output_axes
 from infinet.empirical._common import ApplyFn, NtkOptions, make_sides
@@ -81,6 +82,7 @@ def empirical_ntk_fn(
     impl = _implementation(implementation)
 
     def ntk_fn(x1: Any, x2: Any, params: Any, **apply_fn_kwargs: Any) -> Any:
+        validate.check_empirical(f, params, x1, x2, apply_fn_kwargs)
         sides = make_sides(x1, x2, apply_fn_kwargs)
         return _ALGORITHMS[resolve(impl, f, params, sides, opts)](f, params, sides, opts)
 
@@ -136,6 +138,7 @@ def empirical_nngp_fn(
     """
 
     def nngp_fn(x1: Any, x2: Any, params: Any, **apply_fn_kwargs: Any) -> Any:
+        validate.check_empirical(f, params, x1, x2, apply_fn_kwargs)
         sides = make_sides(x1, x2, apply_fn_kwargs)
         y1 = f(params, sides.x1, **sides.kw1)
         y2 = y1 if sides.same else f(params, sides.x2, **sides.kw2)

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from infinet import validate
 from infinet.empirical._axes import LabelMaker, einsum, finish, pair_output_axes
 from infinet.empirical._batch import batch_size, flat_out_axes, prefix_map, split_kwargs
 from infinet.empirical._common import ApplyFn, NtkOptions, Sides, output_structure, size
@@ -56,6 +57,7 @@ def empirical_ntk_vp_fn(
         >>> vp(jnp.ones((2, 4))).shape
         (2, 4)
     """
+    validate.check_empirical(f, params, x1, x2, apply_fn_kwargs)
     kw1, kw2 = split_kwargs(apply_fn_kwargs, x2)
     x2 = x1 if x2 is None else x2
 

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from infinet import validate
 from infinet.predict import base, linalg
 from infinet.predict.base import OutputAxes
 
@@ -200,6 +201,7 @@ def gradient_descent_mse(
         >>> np.allclose(predict_fn(None), y)
         True
     """
+    validate.check_train("gradient_descent_mse", k_train_train, y_train, learning_rate)
     if _traces_batch_axis(y_train, trace_axes):
         return _batch_traced(y_train, trace_axes)
     axes = OutputAxes.of(y_train, trace_axes)
@@ -211,6 +213,7 @@ def gradient_descent_mse(
         t: Any = None, fx_train_0: Any = 0.0, fx_test_0: Any = None, k_test_train: Any = None
     ) -> Any:
         """``fx_train_t`` or ``(fx_train_t, fx_test_t)`` at time(s) ``t``."""
+        validate.check_time("t", t)
         if fx_test_0 is not None and k_test_train is None:
             raise ValueError(
                 "To get predictions on the test set, pass k_test_train (the test-train "
@@ -293,6 +296,7 @@ def max_learning_rate(
         >>> max_learning_rate(np.diag([4.0, 1.0]))
         1.0
     """
+    validate.check_max_learning_rate(ntk_train_train, momentum)
     k = np.asarray(ntk_train_train)
     if k.ndim < 2 or k.ndim % 2:
         raise ValueError(f"ntk_train_train must have shape (N, N, ...pairs); got {k.shape}.")

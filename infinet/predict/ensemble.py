@@ -15,6 +15,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from infinet import validate
 from infinet.predict import base, linalg
 from infinet.predict.base import Gaussian, OutputAxes
 from infinet.predict.dynamics import Dynamics
@@ -259,6 +260,7 @@ def gradient_descent_mse_ensemble(
         >>> out.mean.shape, out.covariance.shape
         ((2, 3, 1), (2, 3, 3))
     """
+    validate.check_train("gradient_descent_mse_ensemble", None, y_train, learning_rate)
     options = {
         "lr": learning_rate,
         "diag_reg": diag_reg,
@@ -281,6 +283,7 @@ def gradient_descent_mse_ensemble(
         **kernel_fn_test_test_kwargs: Any,
     ) -> Any:
         """Ensemble mean (and covariance) at time(s) ``t`` on ``x_test``."""
+        validate.check_time("t", t)
         names, single = base.canonical_get(get, _MODES)
         kind = dispatch.cov_kind(compute_cov)
         out_free = free.predict(t, x_test, names, kind, kernel_fn_test_test_kwargs)

@@ -29,6 +29,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from infinet import validate
 from infinet.predict import base, linalg
 from infinet.predict.base import Gaussian, OutputAxes
 from infinet.predict.solvers import dispatch
@@ -120,6 +121,7 @@ def _gp_inference(
     diag_reg_absolute_scale: bool = False,
     trace_axes: int | Sequence[int] = (-1,),
 ) -> Callable[..., Any]:
+    validate.check_train("gp_inference", k_train_train, y_train)
     axes = OutputAxes.of(y_train, trace_axes)
     post = _Posterior(k_train_train, y_train, diag_reg, diag_reg_absolute_scale, axes)
 

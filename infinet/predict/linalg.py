@@ -42,16 +42,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from infinet.validate import NumericalWarning  # one warning class for all of infinet
+
 DEFAULT_DTYPE: Any = np.float64
 """Precision of factorisations (see :func:`factorization_dtype` to change it)."""
 
 _state = {"dtype": DEFAULT_DTYPE}
 
 _MAX_JITTER = 1e-2
-
-
-class NumericalWarning(RuntimeWarning):
-    """A factorisation needed diagonal jitter to succeed."""
 
 
 class FactorizationError(ValueError):

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental.ode import odeint
 
+from infinet import validate
 from infinet.predict import linalg
 from infinet.predict.base import ODEState, OutputAxes
 
@@ -126,6 +127,7 @@ def gradient_descent(
         >>> predict_fn(np.array([0.5, 2.0])).shape
         (2, 2, 1)
     """
+    validate.check_train("gradient_descent", k_train_train, y_train, learning_rate)
     axes = OutputAxes.of(y_train, trace_axes)
     linalg.check_finite(k_train_train, "k_train_train")
     if momentum is not None and not 0.0 <= momentum < 1.0 and not linalg.is_traced(momentum):
@@ -141,6 +143,7 @@ def gradient_descent(
         k_test_train: Any = None,
     ) -> Any:
         """Outputs (or the :class:`ODEState`) at time(s) ``t``."""
+        validate.check_time("t", t, allow_none=False)
         grid, index, t_shape = _time_grid(t)
         s0 = _initial_state(fx_train_or_state_0, fx_test_0, k_test_train, y, momentum, dtype)
         ktd = None

@@ -35,7 +35,7 @@ import jax
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from infinet import masking
+from infinet import masking, validate
 from infinet.engine.local import Evaluator
 from infinet.engine.plan import Plan
 from infinet.kernel import (
@@ -136,6 +136,7 @@ class KernelFn:
         Returns:
             A :class:`Kernel` (``get=None``), an array (one field) or a namedtuple.
         """
+        validate.check_kwargs(kwargs, validate.KERNEL_KWARGS, f"kernel_fn ({self.name})")
         get = canonical_get(get)
         x2 = None if is_none_tree(x2) else x2  # NT: (None, None) means x2 = x1
         if get is not None and not set(validate_get(get)) <= set(KERNEL_FIELDS):
@@ -154,7 +155,8 @@ class KernelFn:
             _check_inputs(x1, x2)
             if mask_constant is not None:
                 mask_constant = _check_mask_constant(mask_constant)
-        return self.engine(x1, x2, get, diagonal_batch, diagonal_spatial, mask_constant, kwargs)
+        out = self.engine(x1, x2, get, diagonal_batch, diagonal_spatial, mask_constant, kwargs)
+        return validate.checked_kernel(out, self, x1, x2, kwargs)
 
     def plan(
         self,
@@ -364,6 +366,7 @@ def _check_inputs(x1: Any, x2: Any) -> None:
     for name, x in (("x1", x1), ("x2", None if x2 is x1 else x2)):
         if x is None or isinstance(x, jax.core.Tracer):
             continue
+        validate.check_array(name, x, finite=False)
         dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
         if not np.issubdtype(dtype, np.number):
             raise TypeError(f"{name} must be a numeric array, got dtype {dtype}.")

@@ -16,14 +16,19 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import warnings
+import weakref
+from collections.abc import Callable, Hashable, Sequence
 from functools import reduce
 from typing import Any
 
 import jax
+import numpy as np
 
-from infinet.kernel import Kernel
 from infinet.stax import random_init
 from infinet.stax.base import Layer, make_layer
+from infinet.stax.reshape import Identity
 from infinet.stax.spec import LayerSpec
 
 
@@ -76,14 +81,16 @@ def serial(*layers: Layer) -> Layer:
             x = layer.apply_fn(p, x, rng=r, **kwargs)
         return x
 
+    groups = group_runs(layers)
+
     def kernel_map(k: Any, **kwargs: Any) -> Any:
-        for layer in layers:
-            k = layer.kernel_fn.kernel_map(k, **kwargs)
+        for block, n in groups:
+            k = loop_kernel_map(_chain(block), k, n, kwargs)
         return k
 
     support = reduce(lambda a, b: a.then(b), (lyr.kernel_fn.support for lyr in layers))
     spec = LayerSpec.of("serial", children=tuple(lyr.kernel_fn.spec for lyr in layers))
-    return make_layer(
+    out = make_layer(
         init_fn,
         apply_fn,
         kernel_map,
@@ -93,6 +100,167 @@ def serial(*layers: Layer) -> Layer:
         spec=spec,
         variances=support.variances,
     )
+    _CHILDREN[out.kernel_fn] = layers
+    out.kernel_fn.locate_overflow = functools.partial(locate_overflow, out.kernel_fn)  # type: ignore[attr-defined]
+    return out
+
+
+# The longest block searched for when grouping repeated runs.
+_MAX_PERIOD = 8
+# serial/repeat kernel functions -> their layers in order, for naming the layer
+# where a kernel overflows (only read on that failure path).
+_CHILDREN: weakref.WeakKeyDictionary[Any, tuple[Layer, ...]] = weakref.WeakKeyDictionary()
+
+
+def locate_overflow(kernel_fn: Any, x1: Any, x2: Any, kwargs: dict[str, Any]) -> str | None:
+    """Names the first layer of a ``serial``/``repeat`` whose kernel is not finite.
+
+    Re-evaluates the network layer by layer (only after an overflow was seen).
+
+    Args:
+        kernel_fn: the network's kernel function.
+        x1: the inputs of the failed call.
+        x2: the second inputs, or ``None``.
+        kwargs: its keyword arguments.
+
+    Returns:
+        e.g. ``'57 of 201 (ABRelu(0.0, 1.0))'``, or ``None`` if not found.
+
+    Example:
+        >>> import numpy as np
+        >>> from infinet import stax
+        >>> _, _, kernel_fn = stax.serial(stax.Dense(4, W_std=1e30), stax.Relu())
+        >>> locate_overflow(kernel_fn, np.ones((2, 3), np.float32), None, {})
+        '1 of 2 (Dense)'
+    """
+    layers = _flat_layers(kernel_fn)
+    k: Any = None
+    jitted: dict[int, Callable[..., Any]] = {}
+    for i, layer in enumerate(layers):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. overflow casting W_std² to float32
+                if k is None:
+                    k = Identity().kernel_fn(x1, x2, **kwargs)
+                fn = jitted.setdefault(id(layer), jax.jit(layer.kernel_fn.kernel_map))
+                k = fn(k, **kwargs)
+        except Exception:  # noqa: BLE001 - a diagnosis must not mask the overflow error
+            return None
+        leaves = [np.asarray(t) for t in jax.tree.leaves(k) if hasattr(t, "dtype")]
+        if not all(np.all(np.isfinite(t)) for t in leaves if t.dtype.kind == "f"):
+            return f"{i + 1} of {len(layers)} ({layer.kernel_fn.name})"
+    return None
+
+
+def _flat_layers(kernel_fn: Any) -> list[Layer]:
+    out: list[Layer] = []
+    for layer in _CHILDREN.get(kernel_fn, ()):
+        if layer.kernel_fn in _CHILDREN:
+            out.extend(_flat_layers(layer.kernel_fn))
+        else:
+            out.append(layer)
+    return out
+
+
+def _layer_key(layer: Layer) -> Hashable:
+    """Equal keys mean equal kernel maps.
+
+    Uses the layer's static description ``kernel_fn.spec`` where it exists (equal
+    specs are equal maps, except user-defined elementwise functions, compared by
+    identity of φ), else the identity of the kernel function.
+    """
+    spec = getattr(layer.kernel_fn, "spec", None)
+    if spec is None:
+        return ("id", id(layer.kernel_fn))
+    try:
+        hash(spec)
+    except TypeError:
+        return ("id", id(layer.kernel_fn))
+    fn = getattr(spec, "fn", None)
+    if getattr(spec, "name", "") in ("Elementwise", "ElementwiseNumerical"):
+        return ("spec", spec, id(fn))
+    return ("spec", spec)
+
+
+def group_runs(layers: Sequence[Layer]) -> list[tuple[tuple[Layer, ...], int]]:
+    """Splits ``layers`` into runs ``(block, n)``: ``block`` repeated ``n`` times.
+
+    Greedy from the front: at each position the block (of at most ``_MAX_PERIOD``
+    layers) whose consecutive repetitions cover the most layers is taken, e.g.
+    ``[Dense, Relu] * 100`` is one run of 100 blocks. Single layers form runs of 1.
+
+    Args:
+        layers: the layers of a ``serial``, first to last.
+
+    Returns:
+        ``[(block, n), ...]`` covering ``layers`` in order.
+
+    Example:
+        >>> from infinet import stax
+        >>> dense, relu = stax.Dense(4), stax.Relu()
+        >>> [(len(b), n) for b, n in group_runs([dense, relu] * 3 + [dense])]
+        [(2, 3), (1, 1)]
+    """
+    keys = [_layer_key(lyr) for lyr in layers]
+    groups: list[tuple[tuple[Layer, ...], int]] = []
+    i = 0
+    while i < len(layers):
+        best_p, best_n = 1, 1
+        for p in range(1, min(_MAX_PERIOD, (len(layers) - i) // 2) + 1):
+            n = 1
+            while keys[i + n * p : i + (n + 1) * p] == keys[i : i + p]:
+                n += 1
+            if n > 1 and n * p > best_n * best_p:
+                best_p, best_n = p, n
+        groups.append((tuple(layers[i : i + best_p]), best_n))
+        i += best_p * best_n
+    return groups
+
+
+def _chain(block: tuple[Layer, ...]) -> Callable[..., Any]:
+    def step(k: Any, **kwargs: Any) -> Any:
+        for layer in block:
+            k = layer.kernel_fn.kernel_map(k, **kwargs)
+        return k
+
+    return step
+
+
+def loop_kernel_map(step: Callable[..., Any], k: Any, n: int, kwargs: dict[str, Any]) -> Any:
+    """``step`` applied ``n`` times to ``k``, as a ``lax.scan`` once the state is stable.
+
+    The first steps may change static metadata (e.g. ``is_gaussian``, shapes), which
+    a scan carry cannot; they run unrolled until two consecutive states have the
+    same structure. The scan keeps ``kernel_fn`` differentiable.
+
+    Args:
+        step: a kernel map ``(kernel, **kwargs) -> kernel``.
+        k: the input kernel.
+        n: the number of applications (at least 1).
+        kwargs: keyword arguments for ``step``.
+
+    Returns:
+        The kernel after ``n`` steps.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> float(loop_kernel_map(lambda k: 2 * k, jnp.float32(1.0), 10, {}))
+        1024.0
+    """
+    k = step(k, **kwargs)
+    for done in range(1, n):
+        nxt = step(k, **kwargs)
+        if _same_structure(nxt, k):
+            k = nxt
+            if n - done - 1 > 0:
+
+                def body(k: Any, _: None) -> tuple[Any, None]:
+                    return step(k, **kwargs), None
+
+                k, _ = jax.lax.scan(body, k, None, length=n - done - 1)
+            return k
+        k = nxt
+    return k
 
 
 def parallel(*layers: Layer) -> Layer:
@@ -203,22 +371,7 @@ def repeat(layer: Layer, n: int) -> Layer:
         return x
 
     def kernel_map(k: Any, **kwargs: Any) -> Any:
-        # The first step may change static metadata (e.g. is_gaussian), which a
-        # scan carry cannot; later steps are structurally identical.
-        k = layer.kernel_fn.kernel_map(k, **kwargs)
-        if n == 1:
-            return k
-        nxt = layer.kernel_fn.kernel_map(k, **kwargs)
-        if not _same_structure(nxt, k):
-            for _ in range(n - 2):
-                nxt = layer.kernel_fn.kernel_map(nxt, **kwargs)
-            return nxt
-
-        def body(k: Kernel, _: None) -> tuple[Kernel, None]:
-            return layer.kernel_fn.kernel_map(k, **kwargs), None
-
-        k, _ = jax.lax.scan(body, nxt, None, length=n - 2)
-        return k
+        return loop_kernel_map(layer.kernel_fn.kernel_map, k, n, kwargs)
 
     support = layer.kernel_fn.support
     for _ in range(n - 1):
@@ -226,7 +379,7 @@ def repeat(layer: Layer, n: int) -> Layer:
             support, variances=support.variances.then(layer.kernel_fn.support.variances)
         )
     spec = LayerSpec.of("repeat", {"n": n}, children=(layer.kernel_fn.spec,))
-    return make_layer(
+    out = make_layer(
         init_fn,
         apply_fn,
         kernel_map,
@@ -236,6 +389,9 @@ def repeat(layer: Layer, n: int) -> Layer:
         spec=spec,
         variances=support.variances,
     )
+    _CHILDREN[out.kernel_fn] = (layer,) * n
+    out.kernel_fn.locate_overflow = functools.partial(locate_overflow, out.kernel_fn)  # type: ignore[attr-defined]
+    return out
 
 
 def _repeat_zero(layer: Layer) -> Layer:

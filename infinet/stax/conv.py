@@ -59,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from infinet import masking
+from infinet import masking, validate
 from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport, Spatial, Variances, map_tensors, spatial_diagonal
 from infinet.stax import patches, random_init
@@ -350,6 +350,7 @@ def _conv_layer(
 ) -> Layer:
     described = LayerSpec.of(name, {k: v for k, v in locals().items() if k not in ("name", "kind")})
     check_parameterization(parameterization)
+    validate.check_hyperparameters(name, {"out_chan": out_chan}, {"W_std": W_std, "b_std": b_std})
     spec = make_spec(kind, filter_shape, strides, padding, dimension_numbers)
     width = out_chan * (s[1] if parameterization == "standard" else 1)
     init_fn, apply_fn = _init_and_apply(spec, width, W_std, b_std, parameterization, s[0])

@@ -33,6 +33,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from infinet import validate
 from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport
 from infinet.stax import random_init
@@ -136,6 +137,7 @@ def Dense(
     """
     spec = LayerSpec.of("Dense", locals())
     check_parameterization(parameterization)
+    validate.check_hyperparameters("Dense", {"out_dim": out_dim}, {"W_std": W_std, "b_std": b_std})
     width = out_dim * (s[1] if parameterization == "standard" else 1)
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, Any]:

@@ -49,7 +49,9 @@ def test_killed_run_resumes_from_its_tiles_and_matches_a_fresh_run(fake_cifar, t
     resumed = cifar.main(
         _argv(fake_cifar, tmp_path / "b", cache), progress=lambda d, t: seen.append(d)
     )
-    assert len(list(cache.rglob("tile_*.npz"))) == len(seen) > 2  # 6 train + 6 test tiles, all stored
+    assert (
+        len(list(cache.rglob("tile_*.npz"))) == len(seen) > 2
+    )  # 6 train + 6 test tiles, all stored
     fresh = cifar.main(_argv(fake_cifar, tmp_path / "c"), progress=lambda d, t: None)
     for get in ("nngp", "ntk"):
         a, b = resumed["results"]["fc"][get], fresh["results"]["fc"][get]

@@ -19,6 +19,7 @@ from scipy import integrate, stats
 
 from infinet import stax
 from infinet.kernel import Kernel
+from infinet.validate import KernelOverflowError
 from tests.tolerances import tol
 
 
@@ -146,9 +147,9 @@ def test_exp_normalized_formula():
 
 
 def test_gaussian_positive_b_diverges_to_inf():
-    # E[exp(b u²)] is infinite once 1 - 2 b v ≤ 0.
-    k = stax.Gaussian(1.0, 0.5).kernel_fn(_pair_kernel(0.5, 1.5, 1.5))
-    assert np.isposinf(k.nngp[0, 0]) and not np.isnan(k.ntk[0, 0])
+    # E[exp(b u²)] is infinite once 1 - 2 b v ≤ 0: the documented overflow error.
+    with pytest.raises(KernelOverflowError, match=r"Gaussian\(1.0, 0.5\)"):
+        stax.Gaussian(1.0, 0.5).kernel_fn(_pair_kernel(0.5, 1.5, 1.5))
 
 
 def test_hermite_unit_variance_is_power_of_q():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from infinet import models, stax
-from infinet.layout import VariancesOnlyUnsupported
 from infinet.engine import tiles as pairwise
+from infinet.layout import VariancesOnlyUnsupported
 from infinet.stax import patches
 from tests.tolerances import assert_close
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from infinet.stax.activations import fastmath
-from infinet.stax.activations.base import elementwise_layer
+from infinet.stax.activations.base import elementwise_layer, safe_sqrt
 from infinet.stax.base import Layer
 from infinet.stax.spec import LayerSpec
 
@@ -62,27 +62,25 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     def fn(x: jax.Array) -> jax.Array:
         return a * jax.scipy.special.erf(b * x) + c
 
-    def rho(q: jax.Array, v1: jax.Array, v2: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        # The row/column factors are computed once per example, not per entry.
-        r1 = jax.lax.rsqrt(1 + 2 * b * b * v1)
-        r2 = jax.lax.rsqrt(1 + 2 * b * b * v2)
-        return jnp.clip((2 * b * b * q * r1) * r2, -1.0, 1.0), r1, r2
+    def terms(q: jax.Array, v1: jax.Array, v2: jax.Array) -> tuple[jax.Array, jax.Array]:
+        # With S = (1 + 2b²v1)(1 + 2b²v2) and ρ = 2b²q/sqrt(S):
+        #   Δ = S − 4b⁴q² = 1 + 2b²(v1 + v2) + 4b⁴(v1 v2 − q²),
+        #   1 − |ρ| = Δ / (S + 2b²|q| sqrt(S)),
+        # with v1 v2 − q² = (r − q)(r + q), r = sqrt(v1 v2): no cancellation near
+        # |ρ| = 1 (large variances). Every term is symmetric in (v1, v2) bit for bit.
+        r = safe_sqrt(v1 * v2)
+        b2 = b * b
+        delta = 1 + 2 * b2 * (v1 + v2) + 4 * b2 * b2 * jnp.maximum((r - q) * (r + q), 0.0)
+        inv = jax.lax.rsqrt((1 + 2 * b2 * v1) * (1 + 2 * b2 * v2))
+        gap = delta * inv * inv / (1 + 2 * b2 * jnp.abs(q) * inv)
+        return gap, delta
 
     def nngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
-        return a * a * (2 / math.pi) * fastmath.arcsin(rho(q, v1, v2)[0]) + c * c
+        return a * a * (2 / math.pi) * fastmath.arcsin_from_gap(q, terms(q, v1, v2)[0]) + c * c
 
     def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
-        # det = (1 + 2b²v1)(1 + 2b²v2)(1 - ρ²)
-        r, r1, r2 = rho(q, v1, v2)
-        return (
-            a
-            * a
-            * b
-            * b
-            * (4 / math.pi)
-            * (r1 * r2)
-            * jax.lax.rsqrt(jnp.maximum(1 - r * r, jnp.finfo(r.dtype).tiny))
-        )
+        # a²b²(4/π) / sqrt((1 + 2b²v1)(1 + 2b²v2) − 4b⁴q²) = a²b²(4/π) / sqrt(Δ)
+        return a * a * b * b * (4 / math.pi) * jax.lax.rsqrt(terms(q, v1, v2)[1])
 
     return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Erf({a}, {b}, {c})", spec=spec)
 

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from infinet.stax.activations import fastmath
-from infinet.stax.activations.base import elementwise_layer
+from infinet.stax.activations.base import elementwise_layer, safe_sqrt
 from infinet.stax.base import Layer
 from infinet.stax.spec import LayerSpec
 
@@ -40,12 +40,27 @@ from infinet.stax.spec import LayerSpec
 def _terms(
     q: jax.Array, v1: jax.Array, v2: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """arcsin(ρ'), Δ, K and v1 v2 - K q² (module docstring)."""
+    """arcsin(ρ'), Δ, v1 v2 − K q² and the NTK numerator (1 − 2K) Δ + v1 v2 − K q².
+
+    Written without cancellation for large variances and |ρ| → 1, with
+    S = 1/(1 + v1) + 1/(1 + v2) = 1 − K and s² = v1 v2 − q² = (r − q)(r + q),
+    r = sqrt(v1 v2) (float32 lost half the NTK at depth 20 otherwise):
+
+        Δ = 1 + (v1 + v2) + s²,   v1 v2 − K q² = s² + S q²,
+        (1 − 2K) Δ + v1 v2 − K q² = S (2Δ − s²) − 1 − (v2/(1 + v1) + v1/(1 + v2)).
+
+    Every term is symmetric in (v1, v2) bit for bit.
+    """
     r1, r2 = 1 / (1 + v1), 1 / (1 + v2)
-    rho = jnp.clip(q * jnp.sqrt(r1 * r2), -1.0, 1.0)
-    delta = (1 + v1) * (1 + v2) - q * q
-    k = 1 - r1 - r2
-    return fastmath.arcsin(rho), delta, k, v1 * v2 - k * q * q
+    r = safe_sqrt(v1 * v2)
+    s2 = jnp.maximum((r - q) * (r + q), 0.0)
+    delta = 1 + (v1 + v2) + s2
+    total = r1 + r2
+    numerator = total * (2 * delta - s2) - 1 - (v2 * r1 + v1 * r2)
+    # 1 − |ρ'| = Δ / (s + |q| sqrt(s)), s = (1 + v1)(1 + v2): stable near |ρ'| = 1.
+    inv = jnp.sqrt(r1 * r2)
+    gap = delta * (r1 * r2) / (1 + jnp.abs(q) * inv)
+    return fastmath.arcsin_from_gap(q, gap), delta, s2 + total * q * q, numerator
 
 
 def Gelu(approximate: bool = False) -> Layer:
@@ -81,12 +96,12 @@ def Gelu(approximate: bool = False) -> Layer:
         return jax.nn.gelu(x, approximate=approximate)
 
     def nngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
-        asin, delta, _, m = _terms(q, v1, v2)
+        asin, delta, m, _ = _terms(q, v1, v2)
         return q / 4 + (q * asin + m * jax.lax.rsqrt(delta)) / (2 * math.pi)
 
     def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
-        asin, delta, k, m = _terms(q, v1, v2)
-        tail = q * ((1 - 2 * k) * delta + m) * jax.lax.rsqrt(delta) / delta
+        asin, delta, _, numerator = _terms(q, v1, v2)
+        tail = q * numerator * jax.lax.rsqrt(delta) / delta
         return 0.25 + (asin + tail) / (2 * math.pi)
 
     return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Gelu(approximate={approximate})", spec=spec)

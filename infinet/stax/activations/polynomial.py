@@ -22,7 +22,7 @@ Example:
     >>> import jax.numpy as jnp
     >>> from infinet import stax
     >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Monomial(2))
-    >>> kernel_fn(jnp.array([[1.0], [2.0]]), None, 'nngp')  # v1 v2 + 2 q²
+    >>> kernel_fn(jnp.array([[1.0], [2.0]]), None, 'nngp').round(4)  # v1 v2 + 2 q²
     Array([[ 3., 12.],
            [12., 48.]], dtype=float32)
 """
@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from infinet import validate
 from infinet.layout import CovarianceMap
 from infinet.stax.activations.base import elementwise_layer
 from infinet.stax.base import Layer
@@ -146,6 +147,7 @@ def Polynomial(coef: Sequence[float]) -> Layer:
     """
     spec = LayerSpec.of("Polynomial", locals())
     coef = list(coef)
+    validate.check_finite_coefficients("coef", coef, "Polynomial")
 
     def fn(x: jax.Array) -> jax.Array:
         return _horner(coef, x) if coef else jnp.zeros_like(x)

@@ -192,7 +192,7 @@ def test_progress_plain_lines_without_tqdm(monkeypatch, capsys):
 def test_per_example_kernel_kwargs_refused():
     x, y, xt = _data()
     with pytest.raises(ValueError, match="per-example"):
-        predict.gp_inference(KERNEL_FN, x, y, xt, "ntk", solver="cg", mask=np.ones(60))
+        predict.gp_inference(KERNEL_FN, x, y, xt, "ntk", solver="cg", pattern=np.ones(60))
 
 
 def test_convergence_report_is_logged(caplog):
