@@ -41,6 +41,7 @@ _LAZY_ATTRS = {
     "batch": "infinet.batching",
     "cpu_compiler_options": "infinet.cpu_options",
     "retain_freed_memory": "infinet.cpu_memory",
+    "features": "infinet.sketch",
 }
 
 __all__ = sorted([*_SUBMODULES, *_LAZY_ATTRS, "__version__"])

@@ -1,0 +1,120 @@
+"""The state a sketch works on, and the random projections every sketch shares.
+
+A network's exact kernels are maps of covariances (Σ = NNGP, Θ = NTK). Its sketch
+carries *features* instead: arrays ``nngp`` and ``ntk`` of shape
+``(N, *spatial, width)`` whose inner products over the last axis approximate the
+kernels position by position,
+
+    Σ(x, x')(s, s') ≈ nngp(x)[s] · nngp(x')[s'],    Θ(x, x')(s, s') ≈ ntk(x)[s] · ntk(x')[s'].
+
+Two identities turn kernel algebra into feature algebra (Zandieh et al. 2021,
+"Scaling neural tangent kernels via sketching and random features", arXiv
+2106.07880):
+
+* a sum of kernels is the kernel of concatenated features: ``[a, b]·[a', b'] = a·a' + b·b'``;
+* a product of kernels is the kernel of the tensor product:
+  ``(a ⊗ b)·(a' ⊗ b') = (a·a')(b·b')``, which :func:`tensor_sketch` compresses to
+  ``width`` features without forming it.
+
+Both compressions below are unbiased: for Gaussian ``G`` with i.i.d. N(0, 1)
+entries, ``E[(a G)(a' G)ᵀ] / m = a·a'`` (Johnson–Lindenstrauss) and
+``E[((a G₁) ∘ (b G₂))·((a' G₁) ∘ (b' G₂))] / m = (a·a')(b·b')`` (Pham & Pagh 2013;
+Ahle et al. 2020). Their relative errors fall as ``m^(-1/2)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """Feature maps of one activation of the network.
+
+    Attributes:
+        nngp: ``(N, *spatial, w)`` features with ``nngp · nngp ≈ Σ``.
+        ntk: ``(N, *spatial, w')`` features with ``ntk · ntk ≈ Θ``, or ``None`` when
+            only the NNGP is asked for.
+        channels: the finite network's channel count at this activation (the
+            fan-in of the next linear layer, needed by the standard parameterization).
+    """
+
+    nngp: Float[Array, "n ..."]
+    ntk: Float[Array, "n ..."] | None
+    channels: int
+
+    def replace(self, **changes: object) -> Features:
+        """A copy with some fields replaced."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def gaussian(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
+    """I.i.d. N(0, 1) entries of ``dtype``."""
+    return jax.random.normal(key, shape, dtype)
+
+
+def project(key: jax.Array, t: Float[Array, "*b d"], m: int) -> Float[Array, "*b m"]:
+    """Gaussian random projection of the last axis to ``m`` features: ``t G / sqrt(m)``.
+
+    Unbiased: ``E[project(t) · project(t')] = t · t'``.
+
+    Args:
+        key: PRNG key of the projection (same key, same projection).
+        t: features ``(..., d)``.
+        m: output width.
+
+    Returns:
+        ``(..., m)`` features.
+    """
+    g = gaussian(key, (t.shape[-1], m), t.dtype)
+    return (t @ g) * (1.0 / math.sqrt(m))
+
+
+def tensor_sketch(
+    key: jax.Array, a: Float[Array, "*b p"], b: Float[Array, "*b q"], m: int
+) -> Float[Array, "*b m"]:
+    """Sketch of the row-wise tensor product ``a ⊗ b`` to ``m`` features.
+
+    ``((a G₁) ∘ (b G₂)) / sqrt(m)`` with Gaussian ``G₁``, ``G₂``: its inner products
+    are unbiased estimates of ``(a·a')(b·b')``, at cost O(m (p + q)) per row
+    instead of O(p q).
+
+    Args:
+        key: PRNG key.
+        a: ``(..., p)`` features.
+        b: ``(..., q)`` features.
+        m: output width.
+
+    Returns:
+        ``(..., m)`` features.
+    """
+    ka, kb = jax.random.split(key)
+    ga = gaussian(ka, (a.shape[-1], m), a.dtype)
+    gb = gaussian(kb, (b.shape[-1], m), b.dtype)
+    return (a @ ga) * (b @ gb) * (1.0 / math.sqrt(m))
+
+
+def constant(t: Float[Array, "*b d"], value: float) -> Float[Array, "*b 1"]:
+    """A single constant feature of ``value`` (a bias: adds ``value²`` to the kernel)."""
+    return jnp.full(t.shape[:-1] + (1,), value, t.dtype)
+
+
+def concat(*parts: Float[Array, "*b _"] | None) -> Float[Array, "*b d"]:
+    """Concatenated features: the kernel of the result is the sum of the parts' kernels."""
+    kept = [p for p in parts if p is not None]
+    return jnp.concatenate(kept, axis=-1)
+
+
+def fit_width(key: jax.Array, t: Float[Array, "*b d"], m: int) -> Float[Array, "*b m"]:
+    """Exactly ``m`` features with the same kernel: projected if wider, zero-padded if not."""
+    d = t.shape[-1]
+    if d > m:
+        return project(key, t, m)
+    if d < m:
+        return jnp.pad(t, [(0, 0)] * (t.ndim - 1) + [(0, m - d)])
+    return t
