@@ -7,7 +7,7 @@ Combinators act on features the way they act on kernels:
 * ``repeat``: the block's sketch applied ``n`` times, with fresh draws each time;
 * ``FanOut(num)``: ``num`` copies of the features;
 * ``FanInSum``: the sum of the branches' kernels, i.e. their features concatenated
-  (:mod:`infinet.sketch.state`);
+  (:mod:`infinet.sketch.state`), projected back to ``width`` when wider;
 * ``Identity``: unchanged.
 """
 
@@ -70,11 +70,17 @@ def _fan_out(spec: SpecLike, opts: Options) -> SketchFn:
     return sketch
 
 
+def _narrow(key: jax.Array, t: jax.Array, width: int) -> jax.Array:
+    """``t`` itself, or projected to ``width`` features when it is wider."""
+    return st.project(key, t, width) if t.shape[-1] > width else t
+
+
 def _fan_in_sum(spec: SpecLike, opts: Options) -> SketchFn:
     def sketch(s: list[Features], key: jax.Array) -> Features:
-        del key
-        ntk = None if s[0].ntk is None else st.concat(*[b.ntk for b in s])
-        return Features(st.concat(*[b.nngp for b in s]), ntk, s[0].channels)
+        k1, k2 = jax.random.split(key)
+        nngp = _narrow(k1, st.concat(*[b.nngp for b in s]), opts.width)
+        ntk = None if s[0].ntk is None else _narrow(k2, st.concat(*[b.ntk for b in s]), opts.width)
+        return Features(nngp, ntk, s[0].channels)
 
     return sketch
 

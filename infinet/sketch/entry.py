@@ -66,11 +66,11 @@ class FeatureFn:
             f"width={self.opts.width}, get={get!r}, method={self.opts.method!r})"
         )
 
-    def _features(self, x: Float[Array, "n ..."]) -> Float[Array, "n f"]:
+    def _features(self, key: jax.Array, x: Float[Array, "n ..."]) -> Float[Array, "n f"]:
         c = x.shape[-1]
         ntk = jnp.zeros(x.shape[:-1] + (0,), x.dtype) if self.opts.ntk else None
         start = Features(x * (1.0 / math.sqrt(c)), ntk, c)
-        k_net, k_out = jax.random.split(self._key)
+        k_net, k_out = jax.random.split(key)
         out = self._sketch(start, k_net)
         if not isinstance(out, Features):
             raise ValueError(
@@ -84,6 +84,18 @@ class FeatureFn:
                 "end the network with Flatten or GlobalAvgPool to get one vector per example."
             )
         return st.fit_width(k_out, t, self.n_features)
+
+    def apply(self, key: jax.Array, x: Float[Array, "n ..."]) -> Float[Array, "n f"]:
+        """The feature map drawn with another ``key`` (jitted; ``jax.vmap`` over keys).
+
+        Args:
+            key: PRNG key replacing the one given to :func:`features`.
+            x: inputs, as for ``__call__`` (not validated here).
+
+        Returns:
+            ``(N, n_features)`` features.
+        """
+        return self._jitted(key, x)  # type: ignore[no-any-return]
 
     def __call__(self, x: Any, batch_size: int | None = None) -> Float[Array, "n f"]:
         """Features of the inputs ``x``.
@@ -103,7 +115,7 @@ class FeatureFn:
         if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
             raise ValueError("x contains NaN or infinite values; features need finite inputs.")
         if batch_size is None or batch_size >= x.shape[0]:
-            return self._jitted(x)
+            return self._jitted(self._key, x)
         b = _check_int("batch_size", batch_size)
         n = x.shape[0]
         chunks = []
@@ -112,7 +124,7 @@ class FeatureFn:
             pad = b - chunk.shape[0]
             if pad:
                 chunk = jnp.pad(chunk, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-            chunks.append(self._jitted(chunk)[: b - pad])
+            chunks.append(self._jitted(self._key, chunk)[: b - pad])
         return jnp.concatenate(chunks, axis=0)
 
 

@@ -82,7 +82,8 @@ def _patch_projection(
     padding: str,
     width: int,
 ) -> Float[Array, "n *spatial m"]:
-    """Features of P(t tᵀ): a convolution with N(0, 1/(|F| width)) filters."""
+    """Features of P(t tᵀ): the patches over sqrt(|F|) when they have at most ``width``
+    entries (exact), else a convolution with N(0, 1/(|F| width)) filters (unbiased)."""
     n_spatial = t.ndim - 2
     if padding == "CIRCULAR":
         pads = []
@@ -91,13 +92,20 @@ def _patch_projection(
             pads.append((total // 2, total - total // 2))
         t = jnp.pad(t, [(0, 0), *pads, (0, 0)], mode="wrap")
         padding = "VALID"
-    g = st.gaussian(key, (*filter_shape, t.shape[-1], width), t.dtype)
     letters = "HWDXYZ"[:n_spatial]
     dims = ("N" + letters + "C", letters + "IO", "N" + letters + "C")
+    taps = math.prod(filter_shape)
+    if taps * t.shape[-1] <= width:  # the patches themselves: exact
+        out = lax.conv_general_dilated_patches(
+            t, tuple(filter_shape), tuple(strides), padding, dimension_numbers=dims,
+            precision=lax.Precision.HIGHEST,
+        )
+        return out * (1.0 / math.sqrt(taps))
+    g = st.gaussian(key, (*filter_shape, t.shape[-1], width), t.dtype)
     out = lax.conv_general_dilated(
         t, g, tuple(strides), padding, dimension_numbers=dims, precision=lax.Precision.HIGHEST
     )
-    return out * (1.0 / math.sqrt(math.prod(filter_shape) * width))
+    return out * (1.0 / math.sqrt(taps * width))
 
 
 def conv_sketch(spec: SpecLike, opts: Options) -> SketchFn:
