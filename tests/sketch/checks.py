@@ -33,7 +33,7 @@ def error_curve(
 
 
 def assert_rate(
-    spec: Any, x: Any, exact: Any, get: str, sizes: Sequence[int] = (32, 128, 512, 2048), **kw: Any
+    spec: Any, x: Any, exact: Any, get: str, sizes: Sequence[int] = (16, 64, 256, 1024), **kw: Any
 ) -> None:
     """The error falls at ≈ F^(-1/2): fitted slope in [-0.75, -0.3], monotone curve."""
     errs, slope = error_curve(spec, x, exact, get, sizes, **kw)
