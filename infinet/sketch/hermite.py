@@ -107,15 +107,23 @@ def allocate(fn: Elementwise, degree: int, width: int) -> list[int]:
 def _poly_sketches(
     key: jax.Array, u: Float[Array, "*b w"], sizes: list[int]
 ) -> list[Float[Array, "*b _"]]:
-    """Q_k(u) for each degree k with sizes[k-1] > 0."""
-    out = []
+    """Q_k(u) for each degree k with sizes[k-1] > 0, from one Gaussian matrix.
+
+    Degree k uses k independent blocks of ``sizes[k-1]`` columns; all blocks are
+    drawn and applied at once (one random draw, one product).
+    """
+    total = sum(k * m for k, m in enumerate(sizes, start=1))
+    if total == 0:
+        return []
+    proj = u @ st.gaussian(key, (u.shape[-1], total), u.dtype)
+    out, start = [], 0
     for k, m in enumerate(sizes, start=1):
         if m == 0:
             continue
-        keys = jax.random.split(jax.random.fold_in(key, k), k)
-        q = jnp.ones(u.shape[:-1] + (m,), u.dtype)
-        for j in range(k):
-            q = q * (u @ st.gaussian(keys[j], (u.shape[-1], m), u.dtype))
+        q = proj[..., start : start + m]
+        for j in range(1, k):
+            q = q * proj[..., start + j * m : start + (j + 1) * m]
+        start += k * m
         out.append(q * (1.0 / math.sqrt(m)))
     return out
 
