@@ -12,14 +12,14 @@ E[He_j(z₁) He_k(z₂)] = δ_jk k! ρ^k for standard normals with correlation �
     Σ'(x, x') = E[φ(u) φ(v)] = Σ_k c_k(r) c_k(r') (u · u')^k,
 
 and the same with φ' gives Σ̇ for the NTK. Truncating at degree K, the k-th term
-is the kernel of ``c_k(r) · Q_k(u)`` where Q_k is a degree-k polynomial sketch,
-``Q_k(u) = (u G₁) ∘ ... ∘ (u G_k) / sqrt(m_k)`` with independent Gaussian G_j:
-E[Q_k(u) · Q_k(u')] = (u · u')^k (Ahle et al. 2020). The sketch is unbiased for
+is the kernel of ``c_k(r) · Q_k(u)`` where Q_k is a degree-k polynomial sketch
+(TensorSRHT, Ahle et al. 2020; :func:`_poly_sketches`) with
+E[Q_k(u) · Q_k(u')] = (u · u')^k. The sketch is unbiased for
 the truncated kernel; the truncation error falls with K as fast as the
 coefficients c_k decay (fast for smooth φ, slowly for kinks and jumps).
 
 The m features are shared between degrees in proportion to a_k^(2/3), with
-a_k = (c_k(1)² + c'_k(1)²)·3^(k/2) (c' the coefficients of φ'): this minimises the
+a_k = (c_k(1)² + c'_k(1)²)·2^(k/2) (c' the coefficients of φ'): this minimises the
 sum of the terms' standard deviations, Σ_k a_k / sqrt(m_k), for a fixed total.
 """
 
@@ -93,7 +93,7 @@ def allocate(fn: Elementwise, degree: int, width: int) -> list[int]:
     c = np.asarray(hermite_coefficients(fn, one, degree))[0]
     cd = np.asarray(hermite_coefficients(derivative(fn), one, degree))[0]
     k = np.arange(degree + 1)
-    a = ((c**2 + cd**2) * 3.0 ** (k / 2))[1:]
+    a = ((c**2 + cd**2) * 2.0 ** (k / 2))[1:]
     a = np.where(a > 1e-12 * max(a.max(initial=0.0), 1e-30), a, 0.0)
     budget = width - 1
     if budget <= 0 or not np.any(a > 0):
@@ -104,27 +104,53 @@ def allocate(fn: Elementwise, degree: int, width: int) -> list[int]:
     return [int(v) for v in m]
 
 
+def fwht(t: Float[Array, "*b p"]) -> Float[Array, "*b p"]:
+    """Orthonormal fast Walsh–Hadamard transform of the last axis (a power of 2).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> fwht(jnp.array([1.0, 0.0, 0.0, 0.0])).tolist()
+        [0.5, 0.5, 0.5, 0.5]
+    """
+    n = t.shape[-1]
+    batch = t.shape[:-1]
+    h = 1
+    while h < n:
+        y = t.reshape(batch + (n // (2 * h), 2, h))
+        a, b = y[..., 0, :], y[..., 1, :]
+        t = jnp.stack([a + b, a - b], axis=-2).reshape(batch + (n,))
+        h *= 2
+    return t * (1.0 / math.sqrt(n))
+
+
 def _poly_sketches(
     key: jax.Array, u: Float[Array, "*b w"], sizes: list[int]
 ) -> list[Float[Array, "*b _"]]:
-    """Q_k(u) for each degree k with sizes[k-1] > 0, from one Gaussian matrix.
+    """Q_k(u) for each degree k with sizes[k-1] > 0: TensorSRHT (Ahle et al. 2020).
 
-    Degree k uses k independent blocks of ``sizes[k-1]`` columns; all blocks are
-    drawn and applied at once (one random draw, one product).
+    Slot j rotates u by a randomised Hadamard transform, V_j = H D_j u (D_j random
+    signs, P = 2^⌈log₂ w⌉ coordinates); feature i of degree k is
+    Π_{j≤k} sqrt(P)·V_j[idx_j(i)] / sqrt(m_k) with coordinates drawn uniformly:
+    E[Q_k(u)·Q_k(u')] = Π_j (V_j·V_j') = (u·u')^k. The rotation spreads u over all
+    coordinates, so the factors stay bounded (unlike products of Gaussians).
     """
-    total = sum(k * m for k, m in enumerate(sizes, start=1))
-    if total == 0:
+    degree = max((k for k, m in enumerate(sizes, start=1) if m > 0), default=0)
+    if degree == 0:
         return []
-    proj = u @ st.gaussian(key, (u.shape[-1], total), u.dtype)
-    out, start = [], 0
+    p = 1 << max(u.shape[-1] - 1, 0).bit_length()
+    u = jnp.pad(u, [(0, 0)] * (u.ndim - 1) + [(0, p - u.shape[-1])])
+    k_signs, k_idx = jax.random.split(key)
+    signs = jax.random.rademacher(k_signs, (degree, p), u.dtype)
+    slots = [fwht(u * signs[j].reshape((1,) * (u.ndim - 1) + (p,))) for j in range(degree)]
+    out = []
     for k, m in enumerate(sizes, start=1):
         if m == 0:
             continue
-        q = proj[..., start : start + m]
-        for j in range(1, k):
-            q = q * proj[..., start + j * m : start + (j + 1) * m]
-        start += k * m
-        out.append(q * (1.0 / math.sqrt(m)))
+        idx = jax.random.randint(jax.random.fold_in(k_idx, k), (k, m), 0, p)
+        q = jnp.ones(u.shape[:-1] + (m,), u.dtype)
+        for j in range(k):
+            q = q * jnp.take(slots[j], idx[j], axis=-1)
+        out.append(q * (math.sqrt(p) ** k / math.sqrt(m)))
     return out
 
 

@@ -33,10 +33,16 @@ def error_curve(
 
 
 def assert_rate(
-    spec: Any, x: Any, exact: Any, get: str, sizes: Sequence[int] = (16, 64, 256, 1024), **kw: Any
+    spec: Any,
+    x: Any,
+    exact: Any,
+    get: str,
+    sizes: Sequence[int] = (16, 64, 256, 1024),
+    reps: int = 4,
+    **kw: Any,
 ) -> None:
     """The error falls at ≈ F^(-1/2): fitted slope in [-0.75, -0.3], monotone curve."""
-    errs, slope = error_curve(spec, x, exact, get, sizes, **kw)
+    errs, slope = error_curve(spec, x, exact, get, sizes, reps, **kw)
     assert np.all(np.diff(errs) < 0), errs
     assert -0.75 < slope < -0.3, (slope, errs)
 
