@@ -72,7 +72,7 @@ class Kernel:
             ``'variances'`` (per-position variances Σ(x, x)(s, s) only, shape
             ``(N, *S)``, while ``nngp``/``ntk`` keep cross-position entries) or
             ``'lost'`` (not available: a layer mixed positions). Only the tiled
-            evaluation of :mod:`infinet.stax.pairwise` uses the last two, for
+            evaluation of :mod:`infinet.engine.tiles` uses the last two, for
             networks that never need cross-position self-covariances.
     """
 

@@ -15,22 +15,21 @@ layer allows it, and the cheapest allowed one is used unless the user asks for a
 less diagonal one.
 
 Example:
-    >>> import jax.numpy as jnp
-    >>> from infinet import layout
-    >>> x = jnp.ones((2, 5, 3))  # 2 examples, 5 positions, 3 channels
-    >>> k = layout.input_kernel(x, None, diagonal_spatial=False)
-    >>> k.nngp.shape, k.cov1.shape
-    ((2, 2, 5, 5), (2, 5, 5))
-    >>> layout.input_kernel(x, None, diagonal_spatial=True).nngp.shape
-    (2, 2, 5)
+    >>> from infinet import layout, stax
+    >>> support = stax.serial(stax.Conv(1, (3,)), stax.Relu(), stax.Flatten()).kernel_fn.support
+    >>> layout.resolve(support, None, None)  # (diagonal_batch, diagonal_spatial)
+    (True, True)
+    >>> support = stax.serial(stax.Conv(1, (3,)), stax.GlobalAvgPool()).kernel_fn.support
+    >>> layout.resolve(support, None, None)
+    (True, False)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import string
 from collections.abc import Callable
+from typing import Any
 
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -75,6 +74,62 @@ class Spatial(enum.Enum):
         return Spatial.REDUCE
 
 
+_ORDER = ("full", "variances", "lost", "error")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variances:
+    """What a layer does to a pair tile that carries per-position variances only.
+
+    The tiles of :mod:`infinet.engine.tiles` may carry, in ``cov1``/``cov2``,
+    only the variances Σ(x, x)(s, s) of their examples: a t1 x t2 tile then
+    stores t1·t2 pair tensors instead of t1·t2 + t1 + t2. Whether that is exact
+    for a network is a static fact, composed from each layer's rule like
+    :class:`Spatial`. A tile's self-covariances are in one of four states:
+    ``'full'`` (exact and complete), ``'variances'`` (per-position variances),
+    ``'lost'`` (unknown; only ``nngp``/``ntk`` stay exact, e.g. after
+    ``GlobalAvgPool``) and ``'error'`` (the layer cannot run on them).
+
+    Attributes:
+        on_variances: the state after the layer, for ``'variances'`` in.
+        on_lost: the state after the layer, for ``'lost'`` in.
+
+    Example:
+        >>> conv, gap = Variances("variances", "error"), Variances("lost", "lost")
+        >>> conv.then(gap).exact, gap.then(conv).exact
+        (True, False)
+    """
+
+    on_variances: str = "error"
+    on_lost: str = "error"
+
+    def apply(self, state: str) -> str:
+        """The state after this layer for ``state`` in."""
+        return {"variances": self.on_variances, "lost": self.on_lost}.get(state, state)
+
+    def then(self, other: Variances) -> Variances:
+        """The rule of this layer followed by ``other``."""
+        return Variances(other.apply(self.on_variances), other.apply(self.on_lost))
+
+    def alongside(self, other: Variances) -> Variances:
+        """The rule of two parallel branches (the worse state of the two)."""
+        worst = lambda a, b: max(a, b, key=_ORDER.index)  # noqa: E731
+        return Variances(
+            worst(self.on_variances, other.on_variances), worst(self.on_lost, other.on_lost)
+        )
+
+    @property
+    def exact(self) -> bool:
+        """Tiles carrying variances only give exact ``nngp``/``ntk``."""
+        return self.on_variances != "error"
+
+
+#: Layers that map per-position variances exactly and ignore self-covariances otherwise.
+KEEPS_VARIANCES = Variances("variances", "lost")
+#: Layers that need full self-covariances.
+NEEDS_FULL = Variances()
+
+
 @dataclasses.dataclass(frozen=True)
 class LayoutSupport:
     """Which storage layouts a layer (or a whole network) can work with.
@@ -86,23 +141,29 @@ class LayoutSupport:
             :class:`Spatial`).
         batch_axis: the batch axis the layer expects its input in, if it cares.
         channel_axis: the channel axis the layer expects, if it cares.
+        variances: what the layer does to tiles carrying variances only (see
+            :class:`Variances`).
     """
 
     diagonal_batch: bool = True
     spatial: Spatial = Spatial.PRESERVE
     batch_axis: int | None = None
     channel_axis: int | None = None
+    variances: Variances = NEEDS_FULL
 
     def then(self, other: LayoutSupport) -> LayoutSupport:
         """Support of this layer followed by ``other``."""
-        return self._merge(other, self.spatial.then(other.spatial))
+        variances = self.variances.then(other.variances)
+        return self._merge(other, self.spatial.then(other.spatial), variances)
 
     def alongside(self, other: LayoutSupport) -> LayoutSupport:
         """Support of two parallel branches."""
-        return self._merge(other, self.spatial.alongside(other.spatial))
+        variances = self.variances.alongside(other.variances)
+        return self._merge(other, self.spatial.alongside(other.spatial), variances)
 
-    def _merge(self, other: LayoutSupport, spatial: Spatial) -> LayoutSupport:
+    def _merge(self, other: LayoutSupport, spatial: Spatial, variances: Variances) -> LayoutSupport:
         return LayoutSupport(
+            variances=variances,
             diagonal_batch=self.diagonal_batch and other.diagonal_batch,
             spatial=spatial,
             batch_axis=self.batch_axis if self.batch_axis is not None else other.batch_axis,
@@ -145,151 +206,37 @@ def resolve(
     return db, ds
 
 
-# -- building the input kernel ---------------------------------------------------
+def check_kernel_layout(k: Any, support: LayoutSupport, name: str) -> None:
+    """Raises if a kernel passed in is stored more diagonally than ``support`` allows.
 
+    Args:
+        k: a :class:`~infinet.kernel.Kernel` or a nested list of them.
+        support: the layouts the receiving network is exact in.
+        name: the network's name, for the message.
 
-def _pair_gram(x1: Array, x2: Array, diagonal_spatial: bool, precision: object = None) -> Array:
-    """Σ_c x1[n1, s.., c] x2[n2, s'.., c] / C, stored in the requested layout."""
-    n_spatial = x1.ndim - 2
-    channels = x1.shape[-1]
-    if n_spatial == 0:
-        return jnp.matmul(x1, x2.T) / channels
-    if channels <= _FEW_CHANNELS:
-        return _channel_sum(x1, x2, diagonal_spatial, pair=True)
-    letters = string.ascii_letters[: 2 * n_spatial]
-    s1, s2 = letters[:n_spatial], letters[n_spatial:]
-    if diagonal_spatial:
-        eq = f"A{s1}Z,B{s1}Z->AB{s1}"
-    else:
-        out = "".join(a + b for a, b in zip(s1, s2))
-        eq = f"A{s1}Z,B{s2}Z->AB{out}"
-    return jnp.einsum(eq, x1, x2) / channels
-
-
-# Below this many channels the spatial Gram is summed channel by channel: XLA's
-# CPU batched matmul with thousands of tiny batches is slow, and its output layout
-# (batch axes major) makes every later spatial layer transpose the tensor.
-_FEW_CHANNELS = 32
-
-
-def _channel_sum(x1: Array, x2: Array, diagonal_spatial: bool, pair: bool) -> Array:
-    """Σ_c x1[..., c] x2[..., c] / C as one elementwise sum, in the storage layout."""
-    n = x1.ndim - 2
-
-    def shaped(x: Array, first: bool) -> Array:
-        if pair:
-            x = x[:, None] if first else x[None, :]
-        if diagonal_spatial:
-            return x
-        lead = x.shape[: x.ndim - n - 1]
-        pairs = tuple(d for s in x.shape[-n - 1 : -1] for d in ((s, 1) if first else (1, s)))
-        return x.reshape(lead + pairs + x.shape[-1:])
-
-    a, b = shaped(x1, True), shaped(x2, False)
-    total = a[..., 0] * b[..., 0]
-    for c in range(1, x1.shape[-1]):
-        total = total + a[..., c] * b[..., c]
-    return total / x1.shape[-1]
-
-
-def _self_gram(x: Array, diagonal_spatial: bool) -> Array:
-    """Per-example Σ(x, x), batch-diagonal: shape (N, *spatial layout)."""
-    n_spatial = x.ndim - 2
-    channels = x.shape[-1]
-    if n_spatial == 0:
-        return jnp.sum(x * x, axis=-1) / channels
-    letters = string.ascii_letters[: 2 * n_spatial]
-    s1, s2 = letters[:n_spatial], letters[n_spatial:]
-    if diagonal_spatial:
-        return jnp.sum(x * x, axis=-1) / channels
-    if channels <= _FEW_CHANNELS:
-        return _channel_sum(x, x, diagonal_spatial, pair=False)
-    out = "".join(a + b for a, b in zip(s1, s2))
-    return jnp.einsum(f"A{s1}Z,A{s2}Z->A{out}", x, x) / channels
-
-
-def canonicalize(x: Array, batch_axis: int, channel_axis: int) -> Array:
-    """Moves the batch axis first and the channel axis last."""
-    if x.ndim < 2:
-        raise ValueError(
-            f"Inputs must have a batch and a channel axis (at least 2 dims); got "
-            f"shape {x.shape}. Reshape a single example with x[None] or a "
-            f"vector of scalars with x[:, None]."
-        )
-    in_range = all(-x.ndim <= a < x.ndim for a in (batch_axis, channel_axis))
-    if not in_range or batch_axis % x.ndim == channel_axis % x.ndim:
-        raise ValueError(
-            f"Inputs of shape {x.shape} do not fit the network's first layer, which "
-            f"reads the batch from axis {batch_axis} and channels from axis "
-            f"{channel_axis}: the input has the wrong number of dimensions (e.g. a "
-            "2-D convolution needs (N, H, W, C) inputs) or the axes are misconfigured."
-        )
-    return jnp.moveaxis(x, (batch_axis % x.ndim, channel_axis % x.ndim), (0, -1))
-
-
-def _apply_input_mask(
-    x: Array, mask: Array | None, batch_axis: int, channel_axis: int
-) -> tuple[Array, Array | None]:
-    """Canonical ``x`` with masked entries zeroed, and its per-position mask."""
-    x = jnp.asarray(x)
-    if mask is None:
-        return canonicalize(x, batch_axis, channel_axis), None
-    mask = canonicalize(jnp.broadcast_to(mask, x.shape), batch_axis, channel_axis)
-    x = canonicalize(x, batch_axis, channel_axis)
-    return jnp.where(mask, jnp.zeros((), x.dtype), x), jnp.all(mask, axis=-1)
-
-
-def input_kernel(
-    x1: Array,
-    x2: Array | None,
-    *,
-    diagonal_batch: bool = True,
-    diagonal_spatial: bool = False,
-    batch_axis: int = 0,
-    channel_axis: int = -1,
-    mask1: Array | None = None,
-    mask2: Array | None = None,
-) -> Kernel:
-    """The kernel of the raw inputs: Σ = x·x'/C per pair of positions, Θ = 0.
-
-    ``mask1``/``mask2`` are boolean arrays shaped like ``x1``/``x2`` (``True`` =
-    masked out, e.g. ``x == mask_constant``). Masked entries count as zeros, and
-    the kernel stores per-position masks ``(N, *spatial)``: a position is masked
-    when all its channels are.
+    Raises:
+        ValueError: the kernel keeps only diagonal entries the network needs.
     """
-    x1, mask1 = _apply_input_mask(x1, mask1, batch_axis, channel_axis)
-    x2c = None
-    if x2 is not None:
-        x2c, mask2 = _apply_input_mask(x2, mask2, batch_axis, channel_axis)
-    other = x1 if x2c is None else x2c
-    nngp = _pair_gram(x1, other, diagonal_spatial)
-    cov2 = None
-    if diagonal_batch and x2c is None:
-        # The batch diagonal of the Gram itself, so that ρ = 1 exactly on it.
-        cov1 = jnp.moveaxis(jnp.diagonal(nngp, axis1=0, axis2=1), -1, 0)
-    elif diagonal_batch:
-        cov1 = _self_gram(x1, diagonal_spatial)
-        cov2 = None if x2c is None else _self_gram(x2c, diagonal_spatial)
-    else:
-        cov1 = nngp if x2c is None else _pair_gram(x1, x1, diagonal_spatial)
-        cov2 = None if x2c is None else _pair_gram(x2c, x2c, diagonal_spatial)
-    return Kernel(
-        nngp=nngp,
-        ntk=jnp.zeros_like(nngp),
-        cov1=cov1,
-        cov2=cov2,
-        mask1=mask1,
-        mask2=mask2 if x2 is not None else None,
-        x1_is_x2=x2 is None,
-        is_gaussian=False,
-        diagonal_batch=diagonal_batch,
-        diagonal_spatial=diagonal_spatial,
-        shape1=tuple(x1.shape),
-        shape2=tuple(other.shape),
-        batch_axis=0,
-        channel_axis=-1,
-        is_input=True,
-    )
+    for kernel in _kernel_leaves(k):
+        spatial = kernel.spatial_ndim > 0
+        if spatial and kernel.diagonal_spatial and support.spatial is Spatial.MIX:
+            raise ValueError(
+                f"{name} needs cross-position covariances, but the kernel passed in "
+                "keeps only diagonal_spatial entries. Recompute the input kernel "
+                "with diagonal_spatial=False."
+            )
+        if kernel.diagonal_batch and not support.diagonal_batch:
+            raise ValueError(
+                f"{name} needs cross-example covariances of each batch, but the "
+                "kernel passed in is diagonal_batch. Recompute it with "
+                "diagonal_batch=False."
+            )
+
+
+def _kernel_leaves(k: Any) -> list[Kernel]:
+    if isinstance(k, Kernel):
+        return [k]
+    return [t for x in k for t in _kernel_leaves(x)]
 
 
 # -- variances and elementwise maps -----------------------------------------------
@@ -307,8 +254,8 @@ def spatial_diagonal(t: Tensor, batch_ndim: int, n_spatial: int) -> Tensor:
 class VariancesOnlyUnsupported(ValueError):
     """A layer met a kernel whose ``cov1``/``cov2`` hold per-position variances only.
 
-    Internal: the tiled evaluation (:mod:`infinet.stax.pairwise`) catches it and
-    falls back to full self-covariances.
+    Internal: the plan uses such tiles only where :class:`Variances` says they are
+    exact, so this signals a layer whose stated rule is wrong.
     """
 
 
@@ -339,7 +286,7 @@ def self_variance(cov: Tensor, k: Kernel) -> Tensor:
     return spatial_diagonal(cov, 1, k.spatial_ndim)
 
 
-def _broadcast_pair(
+def broadcast_pair(
     v1: Tensor, v2: Tensor, batch_ndim: int, diagonal_spatial: bool
 ) -> tuple[Tensor, Tensor]:
     """Shapes per-position variances to broadcast against a stored covariance.
@@ -363,7 +310,7 @@ def pair_variances(k: Kernel) -> tuple[Tensor, Tensor]:
     """Variances ``(Σ(x1, x1), Σ(x2, x2))`` broadcastable against ``k.nngp``."""
     v1 = self_variance(k.cov1, k)
     v2 = v1 if k.cov2 is None else self_variance(k.cov2, k)
-    return _broadcast_pair(v1, v2, 2, k.diagonal_spatial)
+    return broadcast_pair(v1, v2, 2, k.diagonal_spatial)
 
 
 def _self_pair_variances(cov: Tensor, k: Kernel) -> tuple[Tensor, Tensor]:
@@ -372,7 +319,7 @@ def _self_pair_variances(cov: Tensor, k: Kernel) -> tuple[Tensor, Tensor]:
     batch_ndim = 1 if k.diagonal_batch else 2
     if k.diagonal_batch and (k.diagonal_spatial or k.cov_mode == "variances"):
         return v, v
-    return _broadcast_pair(v, v, batch_ndim, k.diagonal_spatial)
+    return broadcast_pair(v, v, batch_ndim, k.diagonal_spatial)
 
 
 def map_elementwise(k: Kernel, nngp_fn: CovarianceMap, dnngp_fn: CovarianceMap | None) -> Kernel:

@@ -54,9 +54,11 @@ from infinet.stax.graph import Aggregate
 from infinet.stax.normalization import Dropout, LayerNorm
 from infinet.stax.pooling import AvgPool, Flatten, GlobalAvgPool, GlobalSumPool, SumPool
 from infinet.stax.reshape import DotGeneral, Identity, ImageResize, Index, Slice
+from infinet.stax.spec import LayerSpec
 
 __all__ = [
     "ABRelu",
+    "LayerSpec",
     "Aggregate",
     "Abs",
     "AvgPool",

@@ -68,6 +68,7 @@ from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport, Spatial
 from infinet.stax import random_init
 from infinet.stax.base import Layer, make_layer
+from infinet.stax.spec import LayerSpec
 
 MECHANISMS = ("SOFTMAX", "IDENTITY", "ABS", "RELU")
 POS_EMB_TYPES = ("NONE", "SUM", "CONCAT")
@@ -421,6 +422,7 @@ def GlobalSelfAttention(
         A :class:`~infinet.stax.Layer`. ``params = (W_Q or None, W_K, W_V, W_O,
         b or None, P or None)``.
     """
+    spec = LayerSpec.of("GlobalSelfAttention", locals())
     o = AttentionOptions(
         n_chan_out=n_chan_out,
         n_chan_key=n_chan_key,
@@ -454,4 +456,4 @@ def GlobalSelfAttention(
         return attention_kernel(k, o)
 
     support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, "GlobalSelfAttention", support)
+    return make_layer(init_fn, apply_fn, kernel_map, "GlobalSelfAttention", support, spec=spec)

@@ -26,48 +26,75 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-from typing import Any, NamedTuple
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeAlias, Union
 
 import jax
 import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from infinet import layout, masking
-from infinet.host_gram import HostGram, host_gram, raise_if_non_finite
-from infinet.kernel import Kernel, select, validate_get
-from infinet.layout import LayoutSupport, Spatial, VariancesOnlyUnsupported
-from infinet.stax import pairwise
+from infinet import masking
+from infinet.engine.local import Evaluator
+from infinet.engine.plan import Plan
+from infinet.kernel import Kernel, validate_get
+from infinet.layout import (
+    KEEPS_VARIANCES,
+    NEEDS_FULL,
+    LayoutSupport,
+    Variances,
+    VariancesOnlyUnsupported,
+)
+from infinet.stax.spec import LayerSpec
 
 Shape = tuple[int, ...]
-Params = Any
-InitFn = Callable[[jax.Array, Any], tuple[Any, Params]]
-ApplyFn = Callable[..., Any]
-KernelMap = Callable[..., Any]  # (Kernel | list[Kernel], **kwargs) -> Kernel | list
+#: Input shapes: one shape, or nested lists/tuples of shapes for multi-input networks.
+Shapes = Union[Shape, Sequence["Shapes"]]  # noqa: UP007
+#: Parameters of a finite network: a pytree of arrays (``()`` for parameter-free layers).
+Params: TypeAlias = PyTree[Float[Array, "..."]]
+#: Inputs or outputs of ``apply_fn``: an array or nested lists/tuples of arrays.
+Inputs: TypeAlias = PyTree[Float[Array, "batch ..."]]
+#: A covariance map's argument and result: a Kernel, or nested lists/tuples of them.
+KernelTree = Union[Kernel, Sequence["KernelTree"]]  # noqa: UP007
+
+
+#: ``init_fn(key, input_shape) -> (output_shape, params)``.
+InitFn = Callable[[PRNGKeyArray, Any], tuple[Any, Params]]
+#: ``apply_fn(params, x, **kwargs) -> y``: the finite network (``x``, ``y``: :data:`Inputs`).
+ApplyFn = Callable[..., Inputs]
+#: ``kernel_map(kernel, **kwargs) -> kernel``: a layer's covariance map on a
+#: :data:`KernelTree` (one ``Kernel`` for single-input layers).
+KernelMap = Callable[..., Any]
 
 
 class KernelFn:
     """The infinite-width kernel function of a layer or network.
 
+    A thin front to the evaluation engine (:mod:`infinet.engine`): it checks the
+    arguments at the public boundary, parses ``get`` and hands the call to an
+    :class:`~infinet.engine.local.Evaluator`, which plans and computes it the
+    same way for concrete inputs and under ``jax.jit``/``grad``/``vmap``.
+
     Args:
         kernel_map: the layer's covariance map, ``(kernel, **kwargs) -> kernel``.
         support: the storage layouts the map is exact in.
         name: used in error messages.
+        spec: the layer's static description (name and hyperparameters); defaults
+            to a spec holding the name only.
     """
 
-    def __init__(self, kernel_map: KernelMap, support: LayoutSupport, name: str):
+    def __init__(
+        self,
+        kernel_map: KernelMap,
+        support: LayoutSupport,
+        name: str,
+        spec: LayerSpec | None = None,
+    ):
         self.kernel_map = kernel_map
         self.support = support
         self.name = name
-        self._jitted = jax.jit(
-            self._evaluate,
-            static_argnames=(
-                "get",
-                "diagonal_batch",
-                "diagonal_spatial",
-                "mask_constant",
-                "static_kwargs",
-            ),
-        )
+        self.spec = spec if spec is not None else LayerSpec.of(name)
+        self.engine = Evaluator(kernel_map, support, name)
 
     def __repr__(self) -> str:
         return f"KernelFn({self.name})"
@@ -97,105 +124,61 @@ class KernelFn:
             mask_constant: input entries equal to it are masked out (padding of
                 variable-length inputs); see :mod:`infinet.masking`.
             **kwargs: layer-specific options (e.g. ``pattern`` for graphs).
+
+        Returns:
+            A :class:`Kernel` (``get=None``), an array (one field) or a namedtuple.
         """
-        if isinstance(get, list):
-            get = tuple(get)
-        if get is not None:
-            validate_get(get)
-        host = None
+        get = _parse_get(get)
         if not _is_kernel_tree(x1):
-            _check_inputs(x1, x2, finite=False)
-            if mask_constant is None:
-                host = self._host_input_gram(x1, x2, diagonal_batch, diagonal_spatial, kwargs)
-            else:
+            _check_inputs(x1, x2)
+            if mask_constant is not None:
                 mask_constant = _check_mask_constant(mask_constant)
-            if host is None:
-                _check_inputs(x1, x2)
-            else:
-                x1, x2 = host, None
-        static = {k: v for k, v in kwargs.items() if _is_static(v)}
-        dynamic = {k: v for k, v in kwargs.items() if k not in static}
+        return self.engine(x1, x2, get, diagonal_batch, diagonal_spatial, mask_constant, kwargs)
 
-        def call(a: Any, b: Any, g: Any) -> Any:
-            return self._jitted(
-                a,
-                b,
-                dynamic,
-                get=g,
-                diagonal_batch=diagonal_batch,
-                diagonal_spatial=diagonal_spatial,
-                mask_constant=mask_constant,
-                static_kwargs=tuple(sorted(static.items())),
-            )
-
-        if not kwargs and mask_constant is None and not _is_kernel_tree(x1) and host is None:
-            # Large spatial kernels are computed in memory-bounded tiles, each
-            # unordered pair of a symmetric kernel once (infinet.stax.pairwise).
-            def trace(a: Any, b: Any, g: Any, variances_only: bool = False) -> Any:
-                return self._evaluate(
-                    a,
-                    b,
-                    {},
-                    get=g,
-                    diagonal_batch=diagonal_batch,
-                    diagonal_spatial=diagonal_spatial,
-                    mask_constant=None,
-                    static_kwargs=(),
-                    variances_only=variances_only,
-                )
-
-            tiled = pairwise.maybe_evaluate(
-                self, x1, x2, get, diagonal_batch, diagonal_spatial, trace
-            )
-            if tiled is not None:
-                return tiled
-        return call(x1, x2, get)
-
-    def _host_input_gram(
-        self, x1: Any, x2: Any, diagonal_batch: Any, diagonal_spatial: Any, kwargs: Any
-    ) -> HostGram | None:
-        """The dense input Gram from the host BLAS where it applies (:mod:`infinet.host_gram`)."""
-        concrete = all(
-            isinstance(x, (np.ndarray, jax.Array)) and not isinstance(x, jax.core.Tracer)
-            for x in (x1, x2)
-            if x is not None
-        )
-        if not concrete or kwargs:
-            return None
-        db, _ = layout.resolve(self.support, diagonal_batch, diagonal_spatial)
-        return host_gram(
-            x1,
-            x2,
-            db,
-            0 if self.support.batch_axis is None else self.support.batch_axis,
-            -1 if self.support.channel_axis is None else self.support.channel_axis,
-        )
-
-    def _evaluate(
+    def plan(
         self,
         x1: Any,
-        x2: Any,
-        dynamic: dict[str, Any],
+        x2: Any = None,
+        get: str | tuple[str, ...] | None = None,
         *,
-        get: Any,
-        diagonal_batch: bool | None,
-        diagonal_spatial: bool | None,
-        mask_constant: float | None,
-        static_kwargs: tuple[tuple[str, Hashable], ...],
-        variances_only: bool = False,
-    ) -> Any:
-        kwargs = {**dict(static_kwargs), **dynamic}
-        if isinstance(x1, HostGram):
-            k = x1.kernel()
-        elif _is_kernel_tree(x1):
-            check_layout(x1, self.support, self.name)
-            k = x1
-        else:
-            db, ds = layout.resolve(self.support, diagonal_batch, diagonal_spatial)
-            k = _input_kernels(x1, x2, db, ds, self.support, mask_constant)
-            if variances_only:
-                k = layout.keep_variances_only(k)
-        return select(self.kernel_map(k, **kwargs), get)
+        diagonal_batch: bool | None = None,
+        diagonal_spatial: bool | None = None,
+        mask_constant: float | None = None,
+        **kwargs: Any,
+    ) -> Plan:
+        """How ``kernel_fn(x1, x2, get, ...)`` would be computed (nothing is computed).
+
+        Args:
+            x1: inputs or a :class:`Kernel`.
+            x2: second inputs or ``None``.
+            get: as for the call.
+            diagonal_batch: as for the call.
+            diagonal_spatial: as for the call.
+            mask_constant: as for the call.
+            **kwargs: as for the call.
+
+        Returns:
+            The :class:`~infinet.engine.plan.Plan`; print it to see the input Gram,
+            layout and tiling chosen.
+
+        Example:
+            >>> import numpy as np
+            >>> from infinet import stax
+            >>> stax.Dense(1).kernel_fn.plan(np.ones((3, 4)), np.ones((2, 4)), 'nngp').gram
+            'host-gemm'
+        """
+        get = _parse_get(get)
+        return self.engine.plan(
+            x1, x2, get, diagonal_batch, diagonal_spatial, mask_constant, kwargs
+        )
+
+
+def _parse_get(get: Any) -> Any:
+    if isinstance(get, list):
+        get = tuple(get)
+    if get is not None:
+        validate_get(get)
+    return get
 
 
 class Layer(NamedTuple):
@@ -214,14 +197,22 @@ def make_layer(
     support: LayoutSupport | None = None,
     mask_fn: masking.MaskFn | None = None,
     handles_variances: bool = False,
+    spec: LayerSpec | None = None,
+    variances: Variances | None = None,
 ) -> Layer:
     """Builds a :class:`Layer` from its three parts.
 
+    ``spec`` is the layer's static description (:class:`~infinet.stax.spec.LayerSpec`):
+    NT's name and the constructor's arguments.
+
     ``handles_variances``: ``kernel_map`` also accepts kernels whose ``cov1``/``cov2``
-    hold per-position variances only (:attr:`Kernel.cov_mode`, used by the tiled
-    evaluation of :mod:`infinet.stax.pairwise`); other layers raise
-    :class:`VariancesOnlyUnsupported` for them, and the evaluation falls back to
-    full self-covariances.
+    hold per-position variances only (:attr:`Kernel.cov_mode`, used by the tiles
+    of :mod:`infinet.engine.tiles`). ``variances`` states exactly what it does to
+    them (:class:`~infinet.layout.Variances`); the default is
+    :data:`~infinet.layout.KEEPS_VARIANCES` with ``handles_variances`` and
+    :data:`~infinet.layout.NEEDS_FULL` without. The plan reads this static fact
+    to decide whether tiles carry variances only; combinators pass the rule
+    composed from their children.
 
     Masks (:mod:`infinet.masking`): the kernel function zeroes the covariances
     of masked positions after ``kernel_map`` (:func:`~infinet.masking.remask`),
@@ -232,6 +223,9 @@ def make_layer(
     keep positions or only change channels. Both are no-ops without masks.
     """
     support = support or LayoutSupport()
+    if variances is None:
+        variances = KEEPS_VARIANCES if handles_variances else NEEDS_FULL
+    support = dataclasses.replace(support, variances=variances)
 
     def masked_kernel_map(k: Any, **kwargs: Any) -> Any:
         if not handles_variances and _variances_only(k):
@@ -240,30 +234,12 @@ def make_layer(
 
     channel_axis = -1 if support.channel_axis is None else support.channel_axis
     apply = masking.masked_apply(apply_fn, name, mask_fn, channel_axis)
-    return Layer(init_fn, apply, KernelFn(masked_kernel_map, support, name))
+    return Layer(init_fn, apply, KernelFn(masked_kernel_map, support, name, spec))
 
 
 def _variances_only(k: Any) -> bool:
     leaves = jax.tree.leaves(k, is_leaf=lambda t: isinstance(t, Kernel))
     return any(isinstance(t, Kernel) and t.cov_mode != "full" for t in leaves)
-
-
-def check_layout(k: Any, support: LayoutSupport, name: str) -> None:
-    """Raises if a kernel is stored more diagonally than ``support`` allows."""
-    for kernel in jax.tree.leaves(k, is_leaf=lambda t: isinstance(t, Kernel)):
-        spatial = kernel.spatial_ndim > 0
-        if spatial and kernel.diagonal_spatial and support.spatial is Spatial.MIX:
-            raise ValueError(
-                f"{name} needs cross-position covariances, but the kernel passed in "
-                "keeps only diagonal_spatial entries. Recompute the input kernel "
-                "with diagonal_spatial=False."
-            )
-        if kernel.diagonal_batch and not support.diagonal_batch:
-            raise ValueError(
-                f"{name} needs cross-example covariances of each batch, but the "
-                "kernel passed in is diagonal_batch. Recompute it with "
-                "diagonal_batch=False."
-            )
 
 
 def _is_kernel_tree(x: Any) -> bool:
@@ -272,38 +248,6 @@ def _is_kernel_tree(x: Any) -> bool:
     if isinstance(x, (list, tuple)) and x:
         return all(_is_kernel_tree(t) for t in x)
     return False
-
-
-def _is_static(v: Any) -> bool:
-    leaves = jax.tree.leaves(v)
-    if any(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves):
-        return False
-    try:
-        hash(v)
-    except TypeError:
-        return False
-    return True
-
-
-def _input_kernels(
-    x1: Any, x2: Any, db: bool, ds: bool, support: LayoutSupport, mask_constant: Any = None
-) -> Any:
-    """Input kernels for (possibly nested lists of) inputs."""
-    if isinstance(x1, (list, tuple)):
-        x2s = [None] * len(x1) if x2 is None else x2
-        return type(x1)(
-            _input_kernels(a, b, db, ds, support, mask_constant) for a, b in zip(x1, x2s)
-        )
-    return layout.input_kernel(
-        x1,
-        x2,
-        diagonal_batch=db,
-        diagonal_spatial=ds,
-        batch_axis=0 if support.batch_axis is None else support.batch_axis,
-        channel_axis=-1 if support.channel_axis is None else support.channel_axis,
-        mask1=masking.input_mask(x1, mask_constant),
-        mask2=None if x2 is None else masking.input_mask(x2, mask_constant),
-    )
 
 
 def _check_mask_constant(mask_constant: Any) -> float:
@@ -317,17 +261,17 @@ def _check_mask_constant(mask_constant: Any) -> float:
     return float(value)
 
 
-def _check_inputs(x1: Any, x2: Any, finite: bool = True) -> None:
-    """Shape, dtype and (with ``finite``) finiteness checks on concrete inputs.
+def _check_inputs(x1: Any, x2: Any) -> None:
+    """Shape and dtype checks on concrete inputs.
 
-    The host-Gram path (:mod:`infinet.host_gram`) checks finiteness from the
-    Gram's diagonal instead of scanning the inputs.
+    Finiteness is checked by the engine: the host-Gram path reads it from the
+    Gram's diagonal (:mod:`infinet.engine.gram`) instead of scanning the inputs.
     """
     if isinstance(x1, (list, tuple)):
         if x2 is not None and (not isinstance(x2, (list, tuple)) or len(x2) != len(x1)):
             raise ValueError("x1 is a list of inputs, so x2 must be a list of the same length.")
         for i, a in enumerate(x1):
-            _check_inputs(a, None if x2 is None else x2[i], finite)
+            _check_inputs(a, None if x2 is None else x2[i])
         return
     for name, x in (("x1", x1), ("x2", None if x2 is x1 else x2)):
         if x is None or isinstance(x, jax.core.Tracer):
@@ -335,8 +279,6 @@ def _check_inputs(x1: Any, x2: Any, finite: bool = True) -> None:
         dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
         if not np.issubdtype(dtype, np.number):
             raise TypeError(f"{name} must be a numeric array, got dtype {dtype}.")
-        if finite:
-            raise_if_non_finite(name, x)
     if x2 is not None and np.shape(x1)[1:] != np.shape(x2)[1:]:
         raise ValueError(
             f"x1 and x2 must agree on every axis but the batch axis; got "

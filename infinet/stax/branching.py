@@ -32,6 +32,7 @@ import jax.numpy as jnp
 
 from infinet.kernel import Kernel
 from infinet.stax.base import Layer, make_layer
+from infinet.stax.spec import LayerSpec
 
 
 def FanOut(num: int) -> Layer:
@@ -46,7 +47,14 @@ def FanOut(num: int) -> Layer:
     def kernel_map(k: Kernel, **kwargs: Any) -> list[Kernel]:
         return [k] * num
 
-    return make_layer(init_fn, apply_fn, kernel_map, "FanOut", handles_variances=True)
+    return make_layer(
+        init_fn,
+        apply_fn,
+        kernel_map,
+        "FanOut",
+        handles_variances=True,
+        spec=LayerSpec.of("FanOut", {"num": num}),
+    )
 
 
 def _check_same_shapes(shapes: Any, name: str) -> None:
@@ -68,7 +76,14 @@ def FanInSum() -> Layer:
         _check_same_shapes([k.shape1 for k in ks], "FanInSum")
         return reduce(lambda a, b: a + b, ks)
 
-    return make_layer(init_fn, apply_fn, kernel_map, "FanInSum", handles_variances=True)
+    return make_layer(
+        init_fn,
+        apply_fn,
+        kernel_map,
+        "FanInSum",
+        handles_variances=True,
+        spec=LayerSpec.of("FanInSum"),
+    )
 
 
 def _product(ka: Kernel, kb: Kernel) -> Kernel:
@@ -100,7 +115,14 @@ def FanInProd() -> Layer:
         _check_same_shapes([k.shape1 for k in ks], "FanInProd")
         return reduce(_product, ks)
 
-    return make_layer(init_fn, apply_fn, kernel_map, "FanInProd", handles_variances=True)
+    return make_layer(
+        init_fn,
+        apply_fn,
+        kernel_map,
+        "FanInProd",
+        handles_variances=True,
+        spec=LayerSpec.of("FanInProd"),
+    )
 
 
 def FanInConcat(axis: int = -1) -> Layer:
@@ -132,7 +154,13 @@ def FanInConcat(axis: int = -1) -> Layer:
             )
         return _concat_spatial(ks, ax - 1)
 
-    return make_layer(init_fn, apply_fn, kernel_map, "FanInConcat")
+    return make_layer(
+        init_fn,
+        apply_fn,
+        kernel_map,
+        "FanInConcat",
+        spec=LayerSpec.of("FanInConcat", {"axis": axis}),
+    )
 
 
 def _concat_channels(ks: Any) -> Kernel:

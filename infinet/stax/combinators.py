@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from functools import reduce
 from typing import Any
 
@@ -23,6 +24,7 @@ import jax
 from infinet.kernel import Kernel
 from infinet.stax import random_init
 from infinet.stax.base import Layer, make_layer
+from infinet.stax.spec import LayerSpec
 
 
 def _split(rng: jax.Array | None, n: int) -> list[jax.Array | None]:
@@ -63,7 +65,17 @@ def serial(*layers: Layer) -> Layer:
         return k
 
     support = reduce(lambda a, b: a.then(b), (lyr.kernel_fn.support for lyr in layers))
-    return make_layer(init_fn, apply_fn, kernel_map, "serial", support, handles_variances=True)
+    spec = LayerSpec.of("serial", children=tuple(lyr.kernel_fn.spec for lyr in layers))
+    return make_layer(
+        init_fn,
+        apply_fn,
+        kernel_map,
+        "serial",
+        support,
+        handles_variances=True,
+        spec=spec,
+        variances=support.variances,
+    )
 
 
 def parallel(*layers: Layer) -> Layer:
@@ -90,7 +102,17 @@ def parallel(*layers: Layer) -> Layer:
         return type(ks)(lyr.kernel_fn.kernel_map(k, **kwargs) for lyr, k in zip(layers, ks))
 
     support = reduce(lambda a, b: a.alongside(b), (lyr.kernel_fn.support for lyr in layers))
-    return make_layer(init_fn, apply_fn, kernel_map, "parallel", support, handles_variances=True)
+    spec = LayerSpec.of("parallel", children=tuple(lyr.kernel_fn.spec for lyr in layers))
+    return make_layer(
+        init_fn,
+        apply_fn,
+        kernel_map,
+        "parallel",
+        support,
+        handles_variances=True,
+        spec=spec,
+        variances=support.variances,
+    )
 
 
 def repeat(layer: Layer, n: int) -> Layer:
@@ -141,7 +163,21 @@ def repeat(layer: Layer, n: int) -> Layer:
         return k
 
     support = layer.kernel_fn.support
-    return make_layer(init_fn, apply_fn, kernel_map, "repeat", support, handles_variances=True)
+    for _ in range(n - 1):
+        support = dataclasses.replace(
+            support, variances=support.variances.then(layer.kernel_fn.support.variances)
+        )
+    spec = LayerSpec.of("repeat", {"n": n}, children=(layer.kernel_fn.spec,))
+    return make_layer(
+        init_fn,
+        apply_fn,
+        kernel_map,
+        "repeat",
+        support,
+        handles_variances=True,
+        spec=spec,
+        variances=support.variances,
+    )
 
 
 def _same_structure(a: Any, b: Any) -> bool:

@@ -61,10 +61,11 @@ from jax import lax
 
 from infinet import masking
 from infinet.kernel import Kernel
-from infinet.layout import LayoutSupport, Spatial, map_tensors, spatial_diagonal
+from infinet.layout import LayoutSupport, Spatial, Variances, map_tensors, spatial_diagonal
 from infinet.stax import patches, random_init
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.dense import affine_kernel, check_parameterization
+from infinet.stax.spec import LayerSpec
 
 _LETTERS = "DHWABEFGJKLMPQRSTUVXYZ"
 
@@ -347,6 +348,7 @@ def _conv_layer(
     parameterization: str,
     s: tuple[int, int],
 ) -> Layer:
+    described = LayerSpec.of(name, {k: v for k, v in locals().items() if k not in ("name", "kind")})
     check_parameterization(parameterization)
     spec = make_spec(kind, filter_shape, strides, padding, dimension_numbers)
     width = out_chan * (s[1] if parameterization == "standard" else 1)
@@ -361,7 +363,15 @@ def _conv_layer(
         channel_axis=spec.lhs.index("C"),
     )
     return make_layer(
-        init_fn, apply_fn, kernel_map, name, support, _conv_mask_fn(spec), handles_variances=True
+        init_fn,
+        apply_fn,
+        kernel_map,
+        name,
+        support,
+        _conv_mask_fn(spec),
+        handles_variances=True,
+        spec=described,
+        variances=Variances("variances", "error"),
     )
 
 

@@ -37,6 +37,7 @@ from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport
 from infinet.stax import random_init
 from infinet.stax.base import Layer, make_layer
+from infinet.stax.spec import LayerSpec
 
 PARAMETERIZATIONS = ("ntk", "standard")
 
@@ -107,6 +108,7 @@ def Dense(
         A :class:`~infinet.stax.Layer`. ``params = (W, b)`` with ``W`` of shape
         ``(C, out)`` and ``b`` broadcastable along ``channel_axis`` (or ``None``).
     """
+    spec = LayerSpec.of("Dense", locals())
     check_parameterization(parameterization)
     width = out_dim * (s[1] if parameterization == "standard" else 1)
 
@@ -141,4 +143,6 @@ def Dense(
         return out.replace(shape1=k.shape1[:-1] + (width,), shape2=k.shape2[:-1] + (width,))
 
     support = LayoutSupport(batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, "Dense", support, handles_variances=True)
+    return make_layer(
+        init_fn, apply_fn, kernel_map, "Dense", support, handles_variances=True, spec=spec
+    )

@@ -55,6 +55,7 @@ from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport, Spatial
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.spatial_maps import map_spatial
+from infinet.stax.spec import LayerSpec
 
 IMPLEMENTATIONS = ("DENSE", "SPARSE")
 
@@ -159,6 +160,9 @@ def Aggregate(
         to_dense: applied to dense patterns before use (``'DENSE'`` only).
         implementation: ``'DENSE'`` (adjacency arrays) or ``'SPARSE'`` (edge lists).
     """
+    spec = LayerSpec.of(
+        "Aggregate", {**locals(), "to_dense": None if to_dense is _identity else to_dense}
+    )
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be 'DENSE' or 'SPARSE', got {implementation!r}.")
     sparse = implementation == "SPARSE"
@@ -202,7 +206,7 @@ def Aggregate(
         return out
 
     support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, "Aggregate", support)
+    return make_layer(init_fn, apply_fn, kernel_map, "Aggregate", support, spec=spec)
 
 
 def _split_patterns(pattern: Any, x1_is_x2: bool) -> tuple[Any, Any]:

@@ -46,8 +46,9 @@ import jax
 import jax.numpy as jnp
 
 from infinet.kernel import Kernel
-from infinet.layout import LayoutSupport, _broadcast_pair, self_variance
+from infinet.layout import LayoutSupport, broadcast_pair, self_variance
 from infinet.stax.base import Layer, make_layer
+from infinet.stax.spec import LayerSpec
 
 
 def _normalized_spatial_axes(
@@ -98,7 +99,7 @@ def layer_norm_kernel(k: Kernel, axes: tuple[int, ...], eps: float) -> Kernel:
     def scale(t: jax.Array | None, a: jax.Array, b: jax.Array, n_batch: int) -> Any:
         if t is None:
             return None
-        va, vb = _broadcast_pair(a, b, n_batch, ds)
+        va, vb = broadcast_pair(a, b, n_batch, ds)
         return t / jnp.sqrt(va * vb)
 
     cov_b = 1 if k.diagonal_batch else 2
@@ -129,6 +130,7 @@ def LayerNorm(
         A parameter-free :class:`~infinet.stax.Layer`; see the module docstring
         for the kernel.
     """
+    spec = LayerSpec.of("LayerNorm", locals())
     ax = (axis,) if isinstance(axis, int) else tuple(axis)
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
@@ -152,7 +154,7 @@ def LayerNorm(
         return layer_norm_kernel(k, axes, eps)
 
     support = LayoutSupport(batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, "LayerNorm", support)
+    return make_layer(init_fn, apply_fn, kernel_map, "LayerNorm", support, spec=spec)
 
 
 def _self_indicator(k: Kernel, n_batch: int, same_batch: bool) -> jax.Array | float:
@@ -181,6 +183,7 @@ def Dropout(rate: float, mode: str = "train") -> Layer:
         rate: probability of *keeping* a unit, in ``(0, 1]``.
         mode: ``'train'`` (random mask) or ``'test'`` (identity).
     """
+    spec = LayerSpec.of("Dropout", locals())
     if not 0.0 < rate <= 1.0:
         raise ValueError(
             f"Dropout rate={rate} must be in (0, 1]; it is the probability of KEEPING "
@@ -221,4 +224,4 @@ def Dropout(rate: float, mode: str = "train") -> Layer:
             is_gaussian=False,
         )
 
-    return make_layer(init_fn, apply_fn, kernel_map, "Dropout")
+    return make_layer(init_fn, apply_fn, kernel_map, "Dropout", spec=spec)

@@ -53,9 +53,10 @@ import numpy as np
 
 from infinet import masking
 from infinet.kernel import Kernel
-from infinet.layout import LayoutSupport, Spatial, map_tensors, spatial_diagonal
+from infinet.layout import LayoutSupport, Spatial, Variances, map_tensors, spatial_diagonal
 from infinet.stax import patches
 from infinet.stax.base import Layer, make_layer
+from infinet.stax.spec import LayerSpec
 
 
 def spatial_mean_of_diagonal(t: jax.Array, batch_ndim: int, k: Kernel) -> jax.Array:
@@ -75,6 +76,7 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
         batch_axis: batch axis of the input.
         batch_axis_out: batch axis of the output (0 or 1 / -1).
     """
+    spec = LayerSpec.of("Flatten", locals())
     if batch_axis_out not in (0, 1, -1):
         raise ValueError(f"batch_axis_out must be 0 or 1 (or -1), got {batch_axis_out}.")
 
@@ -111,7 +113,16 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
         )
 
     support = LayoutSupport(spatial=Spatial.REDUCE, batch_axis=batch_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, "Flatten", support, handles_variances=True)
+    return make_layer(
+        init_fn,
+        apply_fn,
+        kernel_map,
+        "Flatten",
+        support,
+        handles_variances=True,
+        spec=spec,
+        variances=Variances("full", "lost"),  # Σ(x, x) of the flattened units is exact
+    )
 
 
 def _spatial_axes(ndim: int, batch_axis: int, channel_axis: int) -> list[int]:
@@ -128,6 +139,7 @@ def _pool_layer(
     batch_axis: int,
     channel_axis: int,
 ) -> Layer:
+    spec = LayerSpec.of(name, {k: v for k, v in locals().items() if k not in ("name",)})
     window_shape = tuple(int(w) for w in window_shape)
     strides = (1,) * len(window_shape) if strides is None else tuple(int(s) for s in strides)
     padding = patches.check_padding(padding)
@@ -189,7 +201,7 @@ def _pool_layer(
         )
 
     support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, name, support, mask_fn)
+    return make_layer(init_fn, apply_fn, kernel_map, name, support, mask_fn, spec=spec)
 
 
 def AvgPool(
@@ -246,6 +258,8 @@ def SumPool(
 
 
 def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -> Layer:
+    spec = LayerSpec.of(name, {k: v for k, v in locals().items() if k not in ("name",)})
+
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
         ndim = len(input_shape)
         keep = sorted((batch_axis % ndim, channel_axis % ndim))
@@ -286,7 +300,17 @@ def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -
         return out if batch_axis % x.ndim < channel_axis % x.ndim else out.T
 
     support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, name, support, mask_fn, handles_variances=True)
+    return make_layer(
+        init_fn,
+        apply_fn,
+        kernel_map,
+        name,
+        support,
+        mask_fn,
+        handles_variances=True,
+        spec=spec,
+        variances=Variances("lost", "lost"),  # the pooled self-covariance needs all positions
+    )
 
 
 def _divide_by_counts(summed: Kernel, k: Kernel) -> Kernel:

@@ -33,12 +33,15 @@ from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport, Spatial
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.spatial_maps import map_mask, map_spatial
+from infinet.stax.spec import LayerSpec
 
 DimensionNumbers = tuple[tuple[Sequence[int], Sequence[int]], tuple[Sequence[int], Sequence[int]]]
 
 
 def Identity() -> Layer:
     """The identity map; its kernel is its input kernel."""
+
+    spec = LayerSpec.of("Identity", locals())
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
         return input_shape, ()
@@ -49,7 +52,7 @@ def Identity() -> Layer:
     def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
         return k
 
-    return make_layer(init_fn, apply_fn, kernel_map, "Identity", handles_variances=True)
+    return make_layer(init_fn, apply_fn, kernel_map, "Identity", handles_variances=True, spec=spec)
 
 
 # -- a spatial map given in the user's axis layout ------------------------------------
@@ -159,6 +162,7 @@ def DotGeneral(
         >>> apply_fn((), jnp.ones((5, 3, 4))).shape  # axis 1 contracted, new axis last
         (5, 4, 2)
     """
+    spec = LayerSpec.of("DotGeneral", locals())
     if lhs is not None and rhs is not None:
         raise ValueError(
             "DotGeneral takes at most one of lhs and rhs: the other factor is the layer's input."
@@ -207,11 +211,13 @@ def DotGeneral(
 
     support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
     mask_fn = _apply_mask_fn(dot, (batch_axis, channel_axis), out_axes)
-    return make_layer(init_fn, apply_fn, kernel_map, "DotGeneral", support, mask_fn)
+    return make_layer(init_fn, apply_fn, kernel_map, "DotGeneral", support, mask_fn, spec=spec)
 
 
 def _scalar_product(c: Any) -> Layer:
     """``y = c x``: Σ' = c² Σ, Θ' = c² Θ."""
+
+    spec = LayerSpec.of("DotGeneral", {"rhs": c})
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
         return input_shape, ()
@@ -222,7 +228,7 @@ def _scalar_product(c: Any) -> Layer:
     def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
         return k * c
 
-    return make_layer(init_fn, apply_fn, kernel_map, "DotGeneral")
+    return make_layer(init_fn, apply_fn, kernel_map, "DotGeneral", spec=spec)
 
 
 # -- ImageResize ---------------------------------------------------------------------------
@@ -259,6 +265,7 @@ def ImageResize(
         >>> kernel_fn(jnp.ones((2, 3, 4)), None, 'nngp').shape
         (2, 2, 6, 6)
     """
+    spec = LayerSpec.of("ImageResize", locals())
     shape = tuple(int(s) for s in shape)
 
     def full_shape(in_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -295,7 +302,7 @@ def ImageResize(
         return lambda nd: (batch_axis % nd, channel_axis % nd)
 
     mask_fn = _apply_mask_fn(resize, (batch_axis, channel_axis), axes_out)
-    return make_layer(init_fn, apply_fn, kernel_map, "ImageResize", support, mask_fn)
+    return make_layer(init_fn, apply_fn, kernel_map, "ImageResize", support, mask_fn, spec=spec)
 
 
 # -- Index and Slice -----------------------------------------------------------------------
@@ -395,6 +402,7 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
         batch_axis: batch axis of the inputs.
         channel_axis: channel axis of the inputs.
     """
+    spec = LayerSpec.of("Index", locals())
     _normalize_index(idx, 64)  # type check early
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
@@ -432,4 +440,4 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
         return None if mask is None else jnp.broadcast_to(mask, x.shape)[idx]
 
     support = LayoutSupport(batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, "Index", support, mask_fn)
+    return make_layer(init_fn, apply_fn, kernel_map, "Index", support, mask_fn, spec=spec)

@@ -120,3 +120,34 @@ def test_layouts_agree(case):
         other = kernel_fn(x1, x2, ("nngp", "ntk"), **lay, **case.kernel_kwargs)
         np.testing.assert_allclose(other.nngp, ref.nngp, **tol(np.float64))
         np.testing.assert_allclose(other.ntk, ref.ntk, **tol(np.float64))
+
+
+SPATIAL = [c for c in CASES if len(c.input_shape) >= 2 and not c.kernel_kwargs]
+
+
+@pytest.mark.parametrize("case", SPATIAL, ids=[c.name for c in SPATIAL])
+def test_static_variances_rule_matches_the_trace(case):
+    """Tiles carry per-position variances only where the network's static rule
+    (``layout.Variances``) says so, and there they give the full-covariance numbers."""
+    from infinet.layout import VariancesOnlyUnsupported
+
+    x1, x2 = _inputs(case, np.float64)
+    kernel_fn = case.network(8).kernel_fn
+    if not kernel_fn.support.diagonal_batch:
+        pytest.skip("tiles need diagonal_batch")
+
+    def trace(variances_only):
+        return jax.jit(
+            lambda a, b: kernel_fn.engine.trace(
+                a, b, {}, get=("nngp", "ntk"), diagonal_batch=True, diagonal_spatial=False,
+                mask_constant=None, variances_only=variances_only,
+            )
+        )(x1, x2)  # fmt: skip
+
+    if not kernel_fn.support.variances.exact:
+        with pytest.raises(VariancesOnlyUnsupported):
+            trace(True)
+        return
+    full, cheap = trace(False), trace(True)
+    for a, b in zip(full, cheap):
+        np.testing.assert_allclose(a, b, **tol(np.float64))

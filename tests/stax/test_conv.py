@@ -9,7 +9,8 @@ import pytest
 
 from infinet import models, stax
 from infinet.layout import VariancesOnlyUnsupported
-from infinet.stax import pairwise, patches
+from infinet.engine import tiles as pairwise
+from infinet.stax import patches
 from tests.tolerances import assert_close
 
 
@@ -175,7 +176,7 @@ def test_tiled_kernel_equals_single_call(monkeypatch, net_name, symmetric, get):
     # 24 units of 144 float64 entries: 4 x 4 tiles
     monkeypatch.setattr(pairwise, "TILE_BUDGET_BYTES", 24 * 144 * 8 * pairwise.COPIES_PER_UNIT)
     tiled = net.kernel_fn(x1, x2, get)
-    assert net.kernel_fn.__dict__.get("_pairwise_cache"), "the tiled path was not taken"
+    assert net.kernel_fn.plan(x1, x2, get).tiles is not None, "the tiled path was not taken"
     fields = ("nngp", "ntk") if get is None else (get,) if isinstance(get, str) else get
     for f in fields:
         value = getattr(tiled, f) if get is None or not isinstance(get, str) else tiled
@@ -203,17 +204,19 @@ def test_models_build_and_run():
 
 @pytest.mark.parametrize("net_name", list(_TILED_NETS))
 def test_variances_only_tiles_only_where_exact(net_name):
-    """Tiles carry variances only for nets that never read cross-position self-covariances."""
+    """The static rule (layout.Variances) says variances-only tiles are exact exactly for
+    nets that never read cross-position self-covariances; tracing agrees."""
     net = _TILED_NETS[net_name]()
     a, b = jnp.asarray(_images(2, (4, 3, 2))), jnp.asarray(_images(3, (4, 3, 2), 1))
     kw = dict(get="ntk", diagonal_batch=True, diagonal_spatial=False)
     kw.update(mask_constant=None, static_kwargs=())
 
     def evaluate(variances_only):
-        fn = lambda u, v: net.kernel_fn._evaluate(u, v, {}, variances_only=variances_only, **kw)
+        fn = lambda u, v: net.kernel_fn.engine.trace(u, v, {}, variances_only=variances_only, **kw)
         return jax.jit(fn)(a, b)
 
     full = evaluate(False)
+    assert net.kernel_fn.support.variances.exact == (net_name == "variances_only")
     if net_name != "variances_only":
         with pytest.raises(VariancesOnlyUnsupported):
             evaluate(True)

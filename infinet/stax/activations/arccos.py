@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from infinet.stax.activations.base import angle, elementwise_layer
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 
 def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
@@ -37,6 +38,7 @@ def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
         do_stabilize: accepted for NT compatibility; the maps here are already
             stable (computed without divisions).
     """
+    spec = LayerSpec.of("ABRelu", locals())
     del do_stabilize
 
     def fn(x: jax.Array) -> jax.Array:
@@ -52,7 +54,7 @@ def ABRelu(a: float, b: float, do_stabilize: bool = False) -> Layer:
         theta, _ = angle(q, v1, v2)
         return ((a * a + b * b) * (math.pi - theta) + 2 * a * b * theta) / (2 * math.pi)
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"ABRelu({a}, {b})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"ABRelu({a}, {b})", spec=spec)
 
 
 def Relu(do_stabilize: bool = False) -> Layer:

@@ -17,6 +17,7 @@ once for every nonlinearity.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -24,9 +25,10 @@ import jax
 import jax.numpy as jnp
 
 from infinet.kernel import Kernel
-from infinet.layout import CovarianceMap, map_elementwise
+from infinet.layout import CovarianceMap, Variances, map_elementwise
 from infinet.stax.activations import fastmath
 from infinet.stax.base import Layer, make_layer
+from infinet.stax.spec import LayerSpec
 
 
 def elementwise_layer(
@@ -34,6 +36,7 @@ def elementwise_layer(
     nngp_fn: CovarianceMap,
     dnngp_fn: CovarianceMap | None,
     name: str,
+    spec: LayerSpec | None = None,
 ) -> Layer:
     """Builds the :class:`~infinet.stax.Layer` of an elementwise nonlinearity.
 
@@ -52,7 +55,11 @@ def elementwise_layer(
     def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
         return map_elementwise(k, nngp_fn, dnngp_fn)
 
-    return make_layer(init_fn, apply_fn, kernel_map, name, handles_variances=True)
+    described = dataclasses.replace(LayerSpec.of(name) if spec is None else spec, fn=fn)
+    rule = Variances("variances", "error")  # reads the variances; none after GlobalAvgPool
+    return make_layer(
+        init_fn, apply_fn, kernel_map, name, handles_variances=True, spec=described, variances=rule
+    )
 
 
 def derivative_in_q(nngp_fn: CovarianceMap) -> CovarianceMap:

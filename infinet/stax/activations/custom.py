@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from infinet.stax.activations.base import elementwise_layer
 from infinet.stax.activations.quadrature import check_degree, gauss_hermite_expectation
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 ScalarFn = Callable[[Any], Any]
 CovFn = Callable[[Any, Any, Any], Any]
@@ -75,6 +76,7 @@ def Elementwise(
         >>> net.kernel_fn(jnp.array([[1.0]]), None, 'ntk')  # Θ = Σ · 4Σ
         Array([[4.]], dtype=float32)
     """
+    spec = LayerSpec.of("Elementwise", locals())
     if fn is None and nngp_fn is None:
         raise ValueError(
             "Elementwise needs at least one of `fn` (finite width) or `nngp_fn` "
@@ -88,7 +90,7 @@ def Elementwise(
     else:
         nngp = jnp.vectorize(nngp_fn)
         dnngp = None if d_nngp_fn is None else jnp.vectorize(d_nngp_fn)
-    return elementwise_layer(apply, nngp, dnngp, "Elementwise")
+    return elementwise_layer(apply, nngp, dnngp, "Elementwise", spec=spec)
 
 
 def ElementwiseNumerical(fn: ScalarFn, deg: int, df: ScalarFn | None = None) -> Layer:
@@ -120,12 +122,13 @@ def ElementwiseNumerical(fn: ScalarFn, deg: int, df: ScalarFn | None = None) -> 
         >>> bool(jnp.allclose(net.kernel_fn(x, None, 'ntk'), ref.kernel_fn(x, None, 'ntk')))
         True
     """
+    spec = LayerSpec.of("ElementwiseNumerical", locals())
     check_degree(deg)
     f = jnp.vectorize(fn)
     d = jnp.vectorize(df if df is not None else jax.grad(fn))
     nngp_fn = partial(_quadrature, f, deg)
     dnngp_fn = partial(_quadrature, d, deg)
-    return elementwise_layer(f, nngp_fn, dnngp_fn, f"ElementwiseNumerical(deg={deg})")
+    return elementwise_layer(f, nngp_fn, dnngp_fn, f"ElementwiseNumerical(deg={deg})", spec=spec)
 
 
 def _quadrature(f: ScalarFn, deg: int, q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:

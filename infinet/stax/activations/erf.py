@@ -24,12 +24,15 @@ import jax.numpy as jnp
 from infinet.stax.activations import fastmath
 from infinet.stax.activations.base import elementwise_layer
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 SIGMOID_LIKE_SCALE = 2.4020563531719796
 
 
 def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     """φ(x) = a·erf(b x) + c."""
+
+    spec = LayerSpec.of("Erf", locals())
 
     def fn(x: jax.Array) -> jax.Array:
         return a * jax.scipy.special.erf(b * x) + c
@@ -56,7 +59,7 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
             * jax.lax.rsqrt(jnp.maximum(1 - r * r, jnp.finfo(r.dtype).tiny))
         )
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Erf({a}, {b}, {c})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Erf({a}, {b}, {c})", spec=spec)
 
 
 def Sigmoid_like() -> Layer:

@@ -49,6 +49,7 @@ from infinet.stax.activations.base import elementwise_layer, safe_sqrt
 from infinet.stax.activations.custom import UndefinedFunctionError
 from infinet.stax.activations.quadrature import safe_correlation
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 
 def Exp(a: float = 1, b: float = 1) -> Layer:
@@ -68,6 +69,8 @@ def Exp(a: float = 1, b: float = 1) -> Layer:
         Array([2.], dtype=float32)
     """
 
+    spec = LayerSpec.of("Exp", locals())
+
     def fn(x: jax.Array) -> jax.Array:
         return a * jnp.exp(b * x)
 
@@ -77,7 +80,7 @@ def Exp(a: float = 1, b: float = 1) -> Layer:
     def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         return b * b * nngp_fn(q, v1, v2)
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Exp({a}, {b})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Exp({a}, {b})", spec=spec)
 
 
 def Gaussian(a: float = 1, b: float = -1) -> Layer:
@@ -100,6 +103,8 @@ def Gaussian(a: float = 1, b: float = -1) -> Layer:
         True
     """
 
+    spec = LayerSpec.of("Gaussian", locals())
+
     def fn(x: jax.Array) -> jax.Array:
         return a * jnp.exp(b * x * x)
 
@@ -117,7 +122,7 @@ def Gaussian(a: float = 1, b: float = -1) -> Layer:
         r, ok = inv_sqrt_det(q, v1, v2)
         return jnp.where(ok, 4 * a * a * b * b * q * r * r * r, jnp.inf)
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Gaussian({a}, {b})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Gaussian({a}, {b})", spec=spec)
 
 
 def ExpNormalized(gamma: float = 1, shift: float = -1, do_clip: bool = False) -> Layer:
@@ -143,6 +148,8 @@ def ExpNormalized(gamma: float = 1, shift: float = -1, do_clip: bool = False) ->
         Array([[4.]], dtype=float32)
     """
 
+    spec = LayerSpec.of("ExpNormalized", locals())
+
     def fn(x: jax.Array) -> jax.Array:
         raise UndefinedFunctionError(
             "ExpNormalized is a kernel map with no finite-width nonlinearity, so "
@@ -162,7 +169,7 @@ def ExpNormalized(gamma: float = 1, shift: float = -1, do_clip: bool = False) ->
     def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         return gamma * jnp.exp(gamma * (rho(q, v1, v2) + shift))
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"ExpNormalized({gamma}, {shift})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"ExpNormalized({gamma}, {shift})", spec=spec)
 
 
 def Gabor() -> Layer:
@@ -177,6 +184,8 @@ def Gabor() -> Layer:
         >>> stax.Gabor().apply_fn((), jnp.array([0.0]))
         Array([0.], dtype=float32)
     """
+
+    spec = LayerSpec.of("Gabor", locals())
 
     def fn(x: jax.Array) -> jax.Array:
         return jnp.sin(x) * jnp.exp(-x * x)
@@ -198,4 +207,4 @@ def Gabor() -> Layer:
         arg_slope = (1 + 8 * q * q * inv) * inv
         return scale * (log_slope * jnp.sinh(t) + arg_slope * jnp.cosh(t))
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, "Gabor")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, "Gabor", spec=spec)

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from infinet.stax.activations import fastmath
 from infinet.stax.activations.base import elementwise_layer
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 
 def _terms(
@@ -65,6 +66,8 @@ def Gelu(approximate: bool = False) -> Layer:
         Array([0.       , 0.8413447], dtype=float32)
     """
 
+    spec = LayerSpec.of("Gelu", locals())
+
     def fn(x: jax.Array) -> jax.Array:
         return jax.nn.gelu(x, approximate=approximate)
 
@@ -77,4 +80,4 @@ def Gelu(approximate: bool = False) -> Layer:
         tail = q * ((1 - 2 * k) * delta + m) * jax.lax.rsqrt(delta) / delta
         return 0.25 + (asin + tail) / (2 * math.pi)
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Gelu(approximate={approximate})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Gelu(approximate={approximate})", spec=spec)

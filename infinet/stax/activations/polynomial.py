@@ -39,6 +39,7 @@ import numpy as np
 from infinet.layout import CovarianceMap
 from infinet.stax.activations.base import elementwise_layer
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 
 def check_degree(degree: int, name: str) -> int:
@@ -135,13 +136,16 @@ def Polynomial(coef: Sequence[float]) -> Layer:
         >>> apply_fn((), jnp.array([2.0]))
         Array([17.], dtype=float32)
     """
+    spec = LayerSpec.of("Polynomial", locals())
     coef = list(coef)
 
     def fn(x: jax.Array) -> jax.Array:
         return _horner(coef, x) if coef else jnp.zeros_like(x)
 
     nngp_fn, dnngp_fn = polynomial_maps(coef)
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Polynomial(degree {len(coef) - 1})")
+    return elementwise_layer(
+        fn, nngp_fn, dnngp_fn, f"Polynomial(degree {len(coef) - 1})", spec=spec
+    )
 
 
 def Monomial(degree: int) -> Layer:
@@ -163,13 +167,14 @@ def Monomial(degree: int) -> Layer:
         >>> stax.Monomial(3).apply_fn((), jnp.array([2.0]))
         Array([8.], dtype=float32)
     """
+    spec = LayerSpec.of("Monomial", locals())
     n = check_degree(degree, "Monomial")
 
     def fn(x: jax.Array) -> jax.Array:
         return x**n if n else jnp.ones_like(x)
 
     nngp_fn, dnngp_fn = polynomial_maps([0.0] * n + [1.0])
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Monomial({n})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Monomial({n})", spec=spec)
 
 
 def Hermite(degree: int) -> Layer:
@@ -196,6 +201,7 @@ def Hermite(degree: int) -> Layer:
         Array([[1., 0.],
                [0., 1.]], dtype=float32)
     """
+    spec = LayerSpec.of("Hermite", locals())
     n = check_degree(degree, "Hermite")
     basis = [0.0] * n + [1.0]
     # Integer coefficients of He_n; the 1/n! normalisation is applied last so that
@@ -211,4 +217,4 @@ def Hermite(degree: int) -> Layer:
         return scale * cur
 
     nngp_fn, dnngp_fn = polynomial_maps(coef, scale=1.0 / math.factorial(n))
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Hermite({n})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Hermite({n})", spec=spec)

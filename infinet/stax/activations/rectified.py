@@ -50,6 +50,7 @@ from infinet.stax.activations import fastmath
 from infinet.stax.activations.base import elementwise_layer, safe_sqrt
 from infinet.stax.activations.polynomial import check_degree
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 
 def arccos_polynomials(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +130,7 @@ def RectifiedMonomial(degree: int) -> Layer:
         >>> kernel_fn(jnp.array([[1.0]]), None, 'nngp')  # E[relu(z)^4] = 3/2
         Array([[1.5]], dtype=float32)
     """
+    spec = LayerSpec.of("RectifiedMonomial", locals())
     n = check_degree(degree, "RectifiedMonomial")
 
     def fn(x: jax.Array) -> jax.Array:
@@ -142,7 +144,7 @@ def RectifiedMonomial(degree: int) -> Layer:
             return jnp.zeros(jnp.broadcast_shapes(q.shape, v1.shape, v2.shape), q.dtype)
         return n * n * lower(q, v1, v2)
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"RectifiedMonomial({n})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"RectifiedMonomial({n})", spec=spec)
 
 
 def Sign() -> Layer:
@@ -160,6 +162,8 @@ def Sign() -> Layer:
         Array([-1.,  0.,  1.], dtype=float32)
     """
 
+    spec = LayerSpec.of("Sign", locals())
+
     def nngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         theta, _ = exact_angle(q, v1, v2)
         return jnp.where(v1 * v2 > 0, 1 - (2 / math.pi) * theta, 0.0)
@@ -167,4 +171,4 @@ def Sign() -> Layer:
     def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         return jnp.zeros(jnp.broadcast_shapes(q.shape, v1.shape, v2.shape), q.dtype)
 
-    return elementwise_layer(jnp.sign, nngp_fn, dnngp_fn, "Sign")
+    return elementwise_layer(jnp.sign, nngp_fn, dnngp_fn, "Sign", spec=spec)

@@ -33,10 +33,14 @@ import jax.numpy as jnp
 
 from infinet.stax.activations.base import elementwise_layer
 from infinet.stax.base import Layer
+from infinet.stax.spec import LayerSpec
 
 
 def _sinusoid(a: float, b: float, c: float, sign: float, name: str, trig) -> Layer:
     """Shared maps of a·sin(bx + c) (sign = +1) and a·cos(bx + c) (sign = -1)."""
+    spec = LayerSpec.of(
+        name, {k: v for k, v in locals().items() if k not in ("name", "trig", "sign")}
+    )
     b2 = b * b
     cos2c = sign * jnp.cos(2 * jnp.asarray(c))
 
@@ -55,7 +59,7 @@ def _sinusoid(a: float, b: float, c: float, sign: float, name: str, trig) -> Lay
         minus, plus = exps(q, v1, v2)
         return (0.5 * a * a * b2) * (minus + cos2c * plus)
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"{name}({a}, {b}, {c})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"{name}({a}, {b}, {c})", spec=spec)
 
 
 def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
@@ -119,6 +123,7 @@ def Rbf(gamma: float = 1.0) -> Layer:
         Array([[1., 1.],
                [1., 1.]], dtype=float32)
     """
+    spec = LayerSpec.of("Rbf", locals())
     a, b = math.sqrt(2.0), jnp.sqrt(2.0 * jnp.asarray(gamma))
 
     def fn(x: jax.Array) -> jax.Array:
@@ -130,4 +135,4 @@ def Rbf(gamma: float = 1.0) -> Layer:
     def dnngp_fn(q: jax.Array, v1: jax.Array, v2: jax.Array) -> jax.Array:
         return (2 * gamma) * jnp.exp(-gamma * (v1 + v2 - 2 * q))
 
-    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Rbf({gamma})")
+    return elementwise_layer(fn, nngp_fn, dnngp_fn, f"Rbf({gamma})", spec=spec)

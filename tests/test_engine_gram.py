@@ -1,4 +1,4 @@
-"""The host-BLAS input Gram (``infinet.host_gram``): same kernels as the traced path,
+"""The host-BLAS input Gram (``infinet.engine.gram``): same kernels as the traced path,
 and non-finite inputs caught from square norms."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import jax
 import numpy as np
 import pytest
 
-from infinet import layout, stax
-from infinet.host_gram import _product, host_gram
+from infinet import stax
+from infinet.engine import gram
+from infinet.engine.gram import host_gram
 from tests.tolerances import tol
 
 
@@ -29,7 +30,7 @@ def test_host_kernel_equals_traced_input_kernel(second, diagonal_batch, dtype):
     host = host_gram(x1, x2, diagonal_batch, 0, -1)
     assert host is not None
     got = jax.jit(lambda h: h.kernel())(host)
-    want = layout.input_kernel(x1, x2, diagonal_batch=diagonal_batch, diagonal_spatial=False)
+    want = gram.input_kernel(x1, x2, diagonal_batch=diagonal_batch, diagonal_spatial=False)
     for field in ("nngp", "ntk", "cov1", "cov2"):
         a, b = getattr(got, field), getattr(want, field)
         if second == "same_object" and field == "cov2":
@@ -87,7 +88,7 @@ def test_product_buffer_is_aligned_and_exact(dtype):
     rng = np.random.RandomState(3)
     a, b = rng.randn(37, 11).astype(dtype), rng.randn(5, 11).astype(dtype)
     for second in (a, b):
-        host, dev = _product(a, second)
+        host, dev = gram._product(a, second)
         assert host.ctypes.data % 64 == 0 and host.flags.c_contiguous
         np.testing.assert_array_equal(np.asarray(dev), a @ second.T)
         assert dev.dtype == dtype and dev.shape == (37, second.shape[0])

@@ -23,16 +23,16 @@ are those of a single call (mirrored entries to round-off).
 Example:
     >>> import jax.numpy as jnp
     >>> from infinet import stax
-    >>> from infinet.stax import pairwise
+    >>> from infinet.engine import tiles
     >>> _, _, kernel_fn = stax.serial(stax.Conv(1, (3,), padding='SAME'), stax.Relu(),
     ...                               stax.GlobalAvgPool())
     >>> x = jnp.arange(40.0).reshape(8, 5, 1) / 40
-    >>> [g.rows.shape for g in pairwise.plan_symmetric(8, tile=4, leaf=2)]
+    >>> [g.rows.shape for g in tiles.plan_symmetric(8, tile=4, leaf=2)]
     [(1, 4), (2, 2), (4, 2)]
     >>> def trace(a, b, get, variances_only=False):  # what kernel_fn uses, simplified
     ...     inputs = stax.Identity().kernel_fn(a, b, diagonal_spatial=False)
     ...     return kernel_fn.kernel_map(inputs).nngp
-    >>> tiled = pairwise.evaluate(trace, x, None, 'nngp', 0, False, tile=4, min_block=2)
+    >>> tiled = tiles.evaluate(trace, x, None, 'nngp', 0, False, tile=4, min_block=2)
     >>> bool(jnp.allclose(tiled, kernel_fn(x, None, 'nngp')))
     True
 """
@@ -49,7 +49,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from infinet.kernel import KERNEL_FIELDS, Kernel, _namedtuple_for
-from infinet.layout import VariancesOnlyUnsupported
 
 # Working set allowed for the tensors of one tile (all intermediates), sized for
 # a CPU's last-level cache: the passes over a tile's tensors are memory-bound, so
@@ -184,15 +183,15 @@ def _as_dict(out: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     return dict(zip(fields, out))
 
 
-def _run_group(trace: Trace, g: TileGroup, x1: Any, x2: Any, axis: int, get: Any) -> Any:
+def _run_group(
+    trace: Trace, g: TileGroup, x1: Any, x2: Any, axis: int, get: Any, variances_only: bool
+) -> Any:
     """Runs one group of tiles in a ``lax.map``.
 
-    Rectangular tiles of ``nngp``/``ntk`` first try to carry only per-position
-    variances of their examples (``Kernel.cov_mode``): a t1 x t2 tile then costs
-    t1·t2 pair tensors instead of t1·t2 + t1 + t2. Networks with a layer that
-    needs cross-position self-covariances raise
-    :class:`~infinet.layout.VariancesOnlyUnsupported` while tracing, and the tile
-    is traced again with full self-covariances.
+    With ``variances_only`` (a static fact of the network,
+    :class:`~infinet.layout.Variances`), rectangular tiles of ``nngp``/``ntk``
+    carry only per-position variances of their examples (``Kernel.cov_mode``): a
+    t1 x t2 tile then costs t1·t2 pair tensors instead of t1·t2 + t1 + t2.
     """
 
     def tile(idx: tuple[jax.Array, jax.Array], variances_only: bool) -> Any:
@@ -205,12 +204,8 @@ def _run_group(trace: Trace, g: TileGroup, x1: Any, x2: Any, axis: int, get: Any
         return trace(a, b, get)
 
     idx = (jnp.asarray(g.rows), jnp.asarray(g.cols))
-    if not g.symmetric and get is not None and set(get) <= {"nngp", "ntk"}:
-        try:
-            return jax.lax.map(lambda i: tile(i, True), idx)
-        except VariancesOnlyUnsupported:
-            pass
-    return jax.lax.map(lambda i: tile(i, False), idx)
+    cheap = variances_only and not g.symmetric and get is not None and set(get) <= {"nngp", "ntk"}
+    return jax.lax.map(lambda i: tile(i, cheap), idx)
 
 
 def _scatter(buf: Any, idx: tuple[np.ndarray, ...], vals: jax.Array) -> Any:
@@ -226,6 +221,7 @@ def evaluate(
     diagonal_spatial: bool,
     tile: int,
     min_block: int = MIN_BLOCK,
+    variances_only: bool = False,
 ) -> Any:
     """The kernel of ``(x1, x2)`` assembled from tiles of at most ``tile²`` pairs.
 
@@ -240,6 +236,8 @@ def evaluate(
         tile: largest tile side (in examples).
         min_block: diagonal blocks of at most this many examples are computed as
             symmetric kernels.
+        variances_only: rectangular tiles may carry per-position variances only
+            (exact for the network: :attr:`infinet.layout.Variances.exact`).
 
     Returns:
         What ``trace(x1, x2, get)`` returns.
@@ -253,7 +251,8 @@ def evaluate(
         groups = plan_rectangular(n1, n2, tile)
     fields = _fields(get)
     request = None if get is None else fields
-    results = [_run_group(trace, g, x1, x1 if x2 is None else x2, axis, request) for g in groups]
+    other = x1 if x2 is None else x2
+    results = [_run_group(trace, g, x1, other, axis, request, variances_only) for g in groups]
     proto = next((r for r, g in zip(results, groups) if g.symmetric == (x2 is None)), results[0])
     out: dict[str, Any] = {}
     for f in fields:
@@ -329,41 +328,3 @@ def should_split(n1: int, n2: int, per_pair: int, symmetric: bool, itemsize: int
         return False
     big = n1 * n2 + n1 + n2 > (tile_side(per_pair, itemsize) + 1) ** 2 - 1
     return big or (symmetric and n1 >= 2 * MIN_BLOCK)
-
-
-def maybe_evaluate(
-    owner: Any, x1: Any, x2: Any, get: Any, diagonal_batch: Any, diagonal_spatial: Any,
-    trace: Trace,
-) -> Any:  # fmt: skip
-    """Tiled ``kernel_fn(x1, x2, get)`` when it pays (see module docstring), else ``None``.
-
-    Applies to single (not nested) spatial array inputs whose layout is
-    ``diagonal_batch``. The compiled tiled evaluation is cached on ``owner``.
-    """
-    from infinet import layout
-
-    arrays = all(isinstance(x, (np.ndarray, jax.Array)) for x in (x1, x2) if x is not None)
-    if not arrays or np.ndim(x1) < 3 or any(isinstance(x, jax.core.Tracer) for x in (x1, x2)):
-        return None
-    support = owner.support
-    db, ds = layout.resolve(support, diagonal_batch, diagonal_spatial)
-    if not db:
-        return None
-    b_axis = 0 if support.batch_axis is None else support.batch_axis
-    c_axis = -1 if support.channel_axis is None else support.channel_axis
-    per_pair = entries_per_pair(np.shape(x1), b_axis, c_axis, ds)
-    n1 = np.shape(x1)[b_axis]
-    n2 = n1 if x2 is None else np.shape(x2)[b_axis]
-    itemsize = np.dtype(jnp.result_type(x1)).itemsize
-    if not should_split(n1, n2, per_pair, x2 is None, itemsize):
-        return None
-    tile = tile_side(per_pair, itemsize)
-    cache = owner.__dict__.setdefault("_pairwise_cache", {})
-    key = (get, diagonal_batch, diagonal_spatial, x2 is None, tile, b_axis, ds)
-    if key not in cache:
-
-        def run(a: Any, b: Any) -> Any:
-            return evaluate(trace, a, b, get, b_axis, ds, tile)
-
-        cache[key] = jax.jit(run)
-    return cache[key](x1, x2)
