@@ -32,7 +32,7 @@ from infinet.sketch.state import Features
 
 
 def _affine(
-    spec: SpecLike, s: Features, linear: Float[Array, "..."], ntk_linear: Float[Array, "..."] | None
+    spec: SpecLike, s: Features, linear: Float[Array, ...], ntk_linear: Float[Array, ...] | None
 ) -> Features:
     """Σ' and Θ' of an affine layer from the linear parts P(Σ), P(Θ) (module docstring)."""
     W_std = float(param(spec, "W_std", 1.0))
@@ -97,7 +97,11 @@ def _patch_projection(
     taps = math.prod(filter_shape)
     if taps * t.shape[-1] <= width:  # the patches themselves: exact
         out = lax.conv_general_dilated_patches(
-            t, tuple(filter_shape), tuple(strides), padding, dimension_numbers=dims,
+            t,
+            tuple(filter_shape),
+            tuple(strides),
+            padding,
+            dimension_numbers=dims,
             precision=lax.Precision.HIGHEST,
         )
         return out * (1.0 / math.sqrt(taps))

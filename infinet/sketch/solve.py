@@ -65,13 +65,17 @@ def ridge_solve(
     y = np.asarray(y_train)
     if y.shape[:1] != phi.shape[:1]:
         raise ValueError(f"y_train has {y.shape[:1]} rows but f_train has {phi.shape[0]}.")
-    if not np.isscalar(diag_reg) or not diag_reg >= 0:
+    try:
+        reg = float(diag_reg)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"diag_reg must be a number >= 0, got {diag_reg!r}.") from err
+    if not reg >= 0:
         raise ValueError(f"diag_reg must be a number >= 0, got {diag_reg!r}.")
     dtype = np.result_type(phi.dtype, np.float32)
     work = np.float64  # the F x F system in double: ΦᵀΦ squares the condition number
     p = phi.astype(work)
     scale = 1.0 if diag_reg_absolute_scale else float(np.sum(p * p)) / p.shape[0]
-    lam = float(diag_reg) * scale
+    lam = reg * scale
     a = p.T @ p
     a.flat[:: a.shape[0] + 1] += lam
     try:

@@ -40,7 +40,8 @@ POOL = (stax.AvgPool((2, 2), (2, 2)), S("AvgPool", window_shape=(2, 2), strides=
 def _residual() -> tuple[Any, Any]:
     conv, conv_spec = _conv("SAME")
     block = stax.serial(
-        stax.FanOut(2), stax.parallel(stax.Identity(), stax.serial(conv, stax.Relu())),
+        stax.FanOut(2),
+        stax.parallel(stax.Identity(), stax.serial(conv, stax.Relu())),
         stax.FanInSum(),
     )
     block_spec = S(
