@@ -9,7 +9,8 @@ For φ(x) = a·min(x, 0) + b·max(x, 0) (ReLU, LeakyReLU, Abs) these are the
 arc-cosine kernels' exact random-feature maps (Cho & Saul 2009, "Kernel methods
 for deep learning"); for any other φ they are the Monte Carlo features of a
 finite layer. The NTK map Θ' = Θ ⊙ Σ̇ becomes the sketched tensor product
-``ntk' = TS(ntk ⊗ φ'(ΦG)/sqrt(m))`` (Zandieh et al. 2021, arXiv 2106.07880,
+``ntk' = TS(ntk ⊗ φ'(ΦG)/sqrt(m))``, TS a TensorSRHT
+(:func:`infinet.sketch.state.tensor_srht`) (Zandieh et al. 2021, arXiv 2106.07880,
 Algorithm 1). One layer is unbiased; in deeper networks the error is O(m^(-1/2))
 per layer.
 """
@@ -74,7 +75,7 @@ def ntk_product(
         return None
     if ntk.shape[-1] == 0:  # Θ = 0 stays 0
         return ntk
-    return st.tensor_sketch(key, ntk, deriv, width)
+    return st.tensor_srht(key, ntk, deriv, width)
 
 
 def random_feature_sketch(fn: Elementwise, dfn: Elementwise, opts: Options) -> SketchFn:

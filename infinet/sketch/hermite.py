@@ -104,25 +104,6 @@ def allocate(fn: Elementwise, degree: int, width: int) -> list[int]:
     return [int(v) for v in m]
 
 
-def fwht(t: Float[Array, "*b p"]) -> Float[Array, "*b p"]:
-    """Orthonormal fast Walsh–Hadamard transform of the last axis (a power of 2).
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> fwht(jnp.array([1.0, 0.0, 0.0, 0.0])).tolist()
-        [0.5, 0.5, 0.5, 0.5]
-    """
-    n = t.shape[-1]
-    batch = t.shape[:-1]
-    h = 1
-    while h < n:
-        y = t.reshape(batch + (n // (2 * h), 2, h))
-        a, b = y[..., 0, :], y[..., 1, :]
-        t = jnp.stack([a + b, a - b], axis=-2).reshape(batch + (n,))
-        h *= 2
-    return t * (1.0 / math.sqrt(n))
-
-
 def _poly_sketches(
     key: jax.Array, u: Float[Array, "*b w"], sizes: list[int]
 ) -> list[Float[Array, "*b _"]]:
@@ -141,7 +122,7 @@ def _poly_sketches(
     u = jnp.pad(u, [(0, 0)] * (u.ndim - 1) + [(0, p - u.shape[-1])])
     k_signs, k_idx = jax.random.split(key)
     signs = jax.random.rademacher(k_signs, (degree, p), u.dtype)
-    slots = [fwht(u * signs[j].reshape((1,) * (u.ndim - 1) + (p,))) for j in range(degree)]
+    slots = [st.fwht(u * signs[j].reshape((1,) * (u.ndim - 1) + (p,))) for j in range(degree)]
     out = []
     for k, m in enumerate(sizes, start=1):
         if m == 0:

@@ -99,6 +99,66 @@ def tensor_sketch(
     return (a @ ga) * (b @ gb) * (1.0 / math.sqrt(m))
 
 
+def fwht(t: Float[Array, "*b p"]) -> Float[Array, "*b p"]:
+    """Orthonormal fast Walsh–Hadamard transform of the last axis (a power of 2).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> fwht(jnp.array([1.0, 0.0, 0.0, 0.0])).tolist()
+        [0.5, 0.5, 0.5, 0.5]
+    """
+    n = t.shape[-1]
+    batch = t.shape[:-1]
+    h = 1
+    while h < n:
+        y = t.reshape(batch + (n // (2 * h), 2, h))
+        a, b = y[..., 0, :], y[..., 1, :]
+        t = jnp.stack([a + b, a - b], axis=-2).reshape(batch + (n,))
+        h *= 2
+    return t * (1.0 / math.sqrt(n))
+
+
+def rotate(key: jax.Array, t: Float[Array, "*b d"]) -> Float[Array, "*b p"]:
+    """A random orthogonal map H·D of the features (zero-padded to P = 2^⌈log₂ d⌉).
+
+    D flips signs at random and H is the Hadamard transform: inner products are
+    kept exactly, and each coordinate carries ≈ 1/P of every vector's norm.
+    """
+    p = 1 << max(t.shape[-1] - 1, 0).bit_length()
+    t = jnp.pad(t, [(0, 0)] * (t.ndim - 1) + [(0, p - t.shape[-1])])
+    signs = jax.random.rademacher(key, (p,), t.dtype).reshape((1,) * (t.ndim - 1) + (p,))
+    return fwht(t * signs)
+
+
+def srht(key: jax.Array, t: Float[Array, "*b d"], m: int) -> Float[Array, "*b m"]:
+    """Subsampled randomised Hadamard projection to ``m <= P`` features (unbiased).
+
+    ``sqrt(P/m)·(H D t)[S]`` with S a uniform m-subset of the P coordinates.
+    """
+    k1, k2 = jax.random.split(key)
+    v = rotate(k1, t)
+    p = v.shape[-1]
+    idx = jax.random.permutation(k2, p)[:m]
+    return jnp.take(v, idx, axis=-1) * math.sqrt(p / m)
+
+
+def tensor_srht(
+    key: jax.Array, a: Float[Array, "*b p"], b: Float[Array, "*b q"], m: int
+) -> Float[Array, "*b m"]:
+    """TensorSRHT of ``a ⊗ b`` (Ahle et al. 2020): ``m`` features, unbiased.
+
+    Feature i is ``sqrt(P Q / m)·(H D₁ a)[s_i]·(H D₂ b)[t_i]`` with coordinate pairs
+    (s_i, t_i) drawn uniformly: E = Σ_{s,t} (H D₁ a)_s (H D₁ a')_s (H D₂ b)_t (H D₂ b')_t
+    = (a·a')(b·b').
+    """
+    ka, kb, ks, kt = jax.random.split(key, 4)
+    va, vb = rotate(ka, a), rotate(kb, b)
+    s = jax.random.randint(ks, (m,), 0, va.shape[-1])
+    t = jax.random.randint(kt, (m,), 0, vb.shape[-1])
+    scale = math.sqrt(va.shape[-1] * vb.shape[-1] / m)
+    return jnp.take(va, s, axis=-1) * jnp.take(vb, t, axis=-1) * scale
+
+
 def constant(t: Float[Array, "*b d"], value: float) -> Float[Array, "*b 1"]:
     """A single constant feature of ``value`` (a bias: adds ``value²`` to the kernel)."""
     return jnp.full(t.shape[:-1] + (1,), value, t.dtype)

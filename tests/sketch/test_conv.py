@@ -61,6 +61,7 @@ def test_conv_gap_unbiased(get: str) -> None:
     assert_unbiased(spec, x, layer[2](x, None, get), get, n_features=32, width=32)
 
 
+@pytest.mark.slow
 def test_cntk_gap_error_rate() -> None:
     layer, spec = _net(_conv("SAME"), RELU, _conv("SAME"), RELU, GAP, OUT)
     x = _images(n=10)
