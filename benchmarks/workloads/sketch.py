@@ -29,14 +29,18 @@ import numpy as np
 
 from benchmarks.common import Unavailable, Workload
 
-_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar-10-subset.tar.gz"
+_ROOT = Path(__file__).resolve().parents[2]
+_CIFAR = [
+    p / "shared" / "data" / "cifar-10-subset.tar.gz" for p in (_ROOT.parent, _ROOT.parents[1])
+]
 
 
 def cifar(split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` images ``(n, 32, 32, 3)`` in [0, 1] and labels of ``split``."""
-    path = Path(os.environ.get("INFINET_CIFAR", _CIFAR))
-    if not path.exists():
-        raise Unavailable(f"CIFAR-10 archive not found at {path}")
+    paths = [Path(os.environ["INFINET_CIFAR"])] if "INFINET_CIFAR" in os.environ else _CIFAR
+    path = next((p for p in paths if p.exists()), None)
+    if path is None:
+        raise Unavailable(f"CIFAR-10 archive not found at {paths}; set INFINET_CIFAR")
     name = "data_batch_1" if split == "train" else "test_batch"
     with tarfile.open(path) as tar:
         member = tar.extractfile(f"cifar-10-batches-py/{name}")
