@@ -46,7 +46,7 @@ def test_coefficients_reproduce_the_closed_form_kernel() -> None:
 def test_erf_unbiased(get: str) -> None:
     layer, spec = _net(*ERF)
     x = 0.5 * data(8, 4)  # moderate variances: the degree-8 truncation error is ≈ 1e-3
-    assert_unbiased(spec, x, layer[2](x, None, get), get, method="hermite")
+    assert_unbiased(spec, x, layer[2](x, None, get), get, reps=128, method="hermite")
 
 
 @pytest.mark.slow

