@@ -18,6 +18,20 @@ import pytest  # noqa: E402
 from _pytest.doctest import DoctestItem  # noqa: E402
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--x64",
+        choices=("on", "off"),
+        default="on",
+        help="jax_enable_x64 for the tests (default on; 'off' runs them as float32 users "
+        "do). Rank promotion raises either way.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    jax.config.update("jax_enable_x64", config.getoption("--x64") == "on")
+
+
 @pytest.fixture(autouse=True)
 def _doctests_in_default_precision(request):
     """Doctests show what a user sees: JAX's default float32, in every process."""

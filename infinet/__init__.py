@@ -25,6 +25,7 @@ _SUBMODULES = (
     "monte_carlo",
     "batching",
     "models",
+    "experimental",
 )
 
 # public name -> module that defines it

@@ -1,27 +1,24 @@
 """Keep freed memory in the process for reuse, instead of returning it to the OS.
 
-XLA:CPU allocates an executable's scratch memory afresh on every call (≈ 170 MB
-for the full 10-output empirical NTK of a small CNN on 16 images), and its
+XLA:CPU allocates an executable's scratch memory afresh on every call (about
+170 MB for the full 10-output empirical NTK of a small CNN on 16 images), and its
 convolutions allocate their own buffers. glibc's ``malloc`` serves blocks that
 large with ``mmap`` from the per-thread arenas of XLA's worker threads and gives
 them back with ``munmap`` on ``free``, so every call page-faults all of that
-memory again: ≈ 45–55 thousand minor faults and ≈ 0.1 s of kernel time per call
-on this project's 2-core machine, a third of the NTK's run time.
+memory again, which can take a large share of the run time of such a kernel
+(measurements: ``docs/performance.md``).
 
 :func:`retain_freed_memory` changes three of glibc's ``mallopt`` parameters for
 the whole process: one arena for all threads (``M_ARENA_MAX = 1``, so that
 large blocks come from the main heap, which can grow past 64 MB), no ``mmap``
 for large blocks (``M_MMAP_MAX = 0``), and free memory at the top of the heap
-returned to the OS only beyond ``max_bytes`` (``M_TRIM_THRESHOLD``). Measured on
-that NTK (``jax.jit``, 2 cores, 2026-12-03): 0 faults and 0.20–0.21 s per call
-instead of 54 thousand and 0.27–0.30 s, with the process's resident memory at
-0.66–0.83 GB instead of 0.54 GB (on jemalloc: 0.19–0.22 s, 0.64–0.80 GB).
-The cost: freed memory stays in the process (the heap is never given back below
-its top, and beyond ``max_bytes`` only from its top), all threads share one
-allocator lock, and glibc's heap still grows now and then; in a worst case we
-measured (two 64 MB scans whose 64 MB outputs are freed at varying times) the
-process settled at 1.7 GB where plain glibc and jemalloc hold 0.5–0.7 GB. This
-is the effect of the environment variable
+returned to the OS only beyond ``max_bytes`` (``M_TRIM_THRESHOLD``). The page
+faults stop, and the process holds somewhat more resident memory. The cost:
+freed memory stays in the process (the heap is never given back below its top,
+and beyond ``max_bytes`` only from its top), all threads share one allocator
+lock, and glibc's heap still grows now and then, so in a bad case the process
+can hold a few times the memory plain glibc would. This is the effect of the
+environment variable
 ``GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=N``
 or of running on jemalloc (``LD_PRELOAD=libjemalloc.so.2
 MALLOC_CONF=oversize_threshold:0``), without restarting the process.
@@ -65,6 +62,17 @@ def retain_freed_memory(max_bytes: int = 1 << 30) -> bool:
 
     Raises:
         ValueError: ``max_bytes`` out of range.
+
+    Example:
+        It changes the whole process, so call it first in a script (not run here):
+
+        >>> import infinet
+        >>> infinet.retain_freed_memory()  # doctest: +SKIP
+        True
+        >>> infinet.retain_freed_memory(max_bytes=1)  # checked before anything changes
+        Traceback (most recent call last):
+        ...
+        ValueError: max_bytes=1 is out of range: ...
     """
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
         raise ValueError(f"max_bytes must be an int number of bytes, got {max_bytes!r}")

@@ -1,17 +1,11 @@
 """Compiler options that make convolutions use every CPU core.
 
-In current JAX (0.10.2 here), XLA's CPU backend hands convolutions (and some
-matrix products and reductions) to YNNPACK fusions. A plain convolution there
-runs on **one thread**, whereas XLA's older Eigen convolution uses all cores. On
-this project's 2-core benchmark machine:
-
-* the 15 GFLOP of cotangent convolutions of ``entk_cnn_16`` take 0.24 s with
-  YNNPACK and 0.12 s without;
-* the CNN's full 10-output empirical NTK (Jacobian contraction) takes
-  0.42–0.44 s with YNNPACK and 0.38 s without.
-
-JAX 0.4.30, the last version Neural Tangents imports on, had no YNNPACK; its
-convolutions used both cores.
+In recent JAX releases XLA's CPU backend hands convolutions (and some matrix
+products and reductions) to YNNPACK fusions. A plain convolution there runs on
+**one thread**, whereas XLA's older Eigen convolution uses all cores, so
+convolution-heavy empirical kernels run faster without YNNPACK on multi-core
+CPUs (measurements: ``docs/performance.md``). JAX 0.4.30, the last version
+Neural Tangents imports on, had no YNNPACK.
 
 The switch is XLA's ``xla_cpu_experimental_ynn_fusion_type`` debug option, set per
 computation through ``jax.jit(..., compiler_options=...)``. Process-wide flags are
@@ -42,6 +36,13 @@ def cpu_compiler_options() -> dict[str, str]:
         ``{'xla_cpu_experimental_ynn_fusion_type': ''}`` (no YNNPACK fusions) when
         the default backend is the CPU and its XLA knows that option, else ``{}``.
         Pass it as ``jax.jit(fn, compiler_options=cpu_compiler_options())``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from infinet import cpu_compiler_options
+        >>> f = jax.jit(lambda x: 2 * x, compiler_options=cpu_compiler_options())
+        >>> f(jnp.ones(2)).tolist()
+        [2.0, 2.0]
     """
     if jax.default_backend() != "cpu":
         return {}

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-KERNEL_FIELDS = ("nngp", "ntk", "cov1", "cov2")
+KERNEL_FIELDS = ("nngp", "ntk", "cov1", "cov2")  # the array fields; get= may name any field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,13 +67,22 @@ class Kernel:
         shape2: finite-width shape of the second batch of activations.
         batch_axis: batch axis of the activations.
         channel_axis: channel axis of the activations.
-        is_input: nothing with parameters has been applied yet.
+        is_input: this is the input kernel: no layer has been applied yet (as in NT).
         cov_mode: how ``cov1``/``cov2`` are stored: ``'full'`` (like ``nngp``),
             ``'variances'`` (per-position variances Σ(x, x)(s, s) only, shape
             ``(N, *S)``, while ``nngp``/``ntk`` keep cross-position entries) or
             ``'lost'`` (not available: a layer mixed positions). Only the tiled
             evaluation of :mod:`infinet.engine.tiles` uses the last two, for
             networks that never need cross-position self-covariances.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> k = stax.Dense(1, W_std=2.0).kernel_fn(jnp.ones((3, 4)))   # get=None: a Kernel
+        >>> k.nngp.shape, k.cov1.shape, k.diagonal_batch
+        ((3, 3), (3,), True)
+        >>> float((3.0 * k + 1.0).nngp[0, 0])      # the kernel of 3 f + 1: 9 Σ + 1
+        37.0
     """
 
     nngp: Float[Array, " n1 n2 *spatial"]
@@ -186,51 +195,166 @@ jax.tree_util.register_dataclass(
 )
 
 
+def is_none_tree(x2: object) -> bool:
+    """NT's ``x2=None`` convention: ``None``, or a list/tuple of them, means ``x2 = x1``.
+
+    A two-input model takes ``x2=(None, None)``; this holds for ``kernel_fn``, the
+    empirical kernels and :func:`~infinet.monte_carlo_kernel_fn` alike.
+
+    Example:
+        >>> is_none_tree((None, [None])), is_none_tree((None, 1.0))
+        (True, False)
+    """
+    if x2 is None:
+        return True
+    return isinstance(x2, (list, tuple)) and all(is_none_tree(t) for t in x2)
+
+
+def field_names() -> tuple[str, ...]:
+    """Every :class:`Kernel` field, in declaration order: the names ``get`` may use."""
+    return tuple(f.name for f in dataclasses.fields(Kernel))
+
+
+def parse_get(
+    get: object,
+    allowed: tuple[str, ...] | None = None,
+    default: tuple[str, ...] = (),
+) -> tuple[tuple[str, ...], bool]:
+    """The one parser of NT's ``get=`` argument, used by every public function that takes it.
+
+    Names are case-insensitive (``'NTK'`` is ``'ntk'``) and come back lower-cased, as in
+    Neural Tangents. ``None`` stands for ``default``.
+
+    Args:
+        get: ``None``, a name, or a tuple/list of names.
+        allowed: the names this caller provides; ``None`` means every :class:`Kernel`
+            field (:func:`field_names`), including metadata such as ``'shape1'``.
+        default: the names ``get=None`` stands for.
+
+    Returns:
+        ``(names, single)``: the lower-cased names in the order given, and whether
+        ``get`` was a single string (so the caller returns one value, not a namedtuple).
+
+    Raises:
+        TypeError: ``get`` (or one of its entries) is not a string.
+        ValueError: a name is not in ``allowed``, or ``get`` is an empty tuple.
+
+    Example:
+        >>> parse_get(('NTK', 'nngp'))
+        (('ntk', 'nngp'), False)
+        >>> parse_get('Shape1')
+        (('shape1',), True)
+    """
+    allowed = field_names() if allowed is None else allowed
+    if get is None:
+        return default, False
+    if isinstance(get, str):
+        entries: tuple[object, ...] = (get,)
+    elif isinstance(get, (tuple, list)):
+        entries = tuple(get)
+    else:
+        raise TypeError(
+            f"get={get!r} ({type(get).__name__}) is not understood. Pass None, one of "
+            f"{allowed} as a string, or a tuple of them."
+        )
+    if not entries:
+        raise ValueError(f"get={get!r} is empty. Pass None, one of {allowed}, or a tuple of them.")
+    names = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise TypeError(
+                f"get={get!r}: the entry {entry!r} ({type(entry).__name__}) is not a string. "
+                f"Use names from {allowed}."
+            )
+        name = entry.lower()
+        if name not in allowed:
+            which = f"get={get!r}" if isinstance(get, str) else f"get={get!r}: {entry!r}"
+            raise ValueError(
+                f"{which} does not exist here. Valid names are {allowed} "
+                "(case-insensitive), a tuple of them, or None."
+            )
+        names.append(name)
+    return tuple(names), isinstance(get, str)
+
+
+def canonical_get(
+    get: object, allowed: tuple[str, ...] | None = None
+) -> str | tuple[str, ...] | None:
+    """``get`` checked by :func:`parse_get` and lower-cased, in its own form.
+
+    ``None`` stays ``None``, a string stays a string and a list becomes a tuple, so the
+    result is hashable (a static argument of ``jax.jit``).
+
+    Example:
+        >>> canonical_get(['NNGP', 'ntk'])
+        ('nngp', 'ntk')
+    """
+    if get is None:
+        return None
+    names, single = parse_get(get, allowed)
+    return names[0] if single else names
+
+
+def validate_get(get: object) -> tuple[str, ...]:
+    """Checks ``get`` (not ``None``) names :class:`Kernel` fields; returns them, lower-cased."""
+    return parse_get(get)[0]
+
+
 def select(kernel: Any, get: str | tuple[str, ...] | list[str] | None) -> Any:
     """Applies NT's ``get=`` convention to a kernel (or a nested structure of them).
 
     Args:
         kernel: a :class:`Kernel`, or a list/tuple of them (multi-output networks).
         get: ``None`` returns the kernel; a field name (``'nngp'``, ``'ntk'``,
-            ``'cov1'``, ``'cov2'``) returns that array; a tuple of names returns a
-            namedtuple with those fields, in that order.
+            ``'cov1'``, ``'cov2'``, or any other :class:`Kernel` field such as
+            ``'shape1'``; case-insensitive) returns that value; a tuple of names
+            returns a namedtuple with those fields, in that order.
+
+    Returns:
+        The kernel, one field's value, or a namedtuple of fields.
 
     Raises:
         ValueError: ``get`` names something that does not exist, or asks for
             ``'ntk'`` when the NTK was not computed.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> k = Kernel(nngp=jnp.eye(2), ntk=None, cov1=jnp.ones(2), cov2=None, shape1=(2, 1))
+        >>> select(k, ('NNGP', 'shape1')).shape1
+        (2, 1)
     """
     if isinstance(kernel, (list, tuple)) and not isinstance(kernel, Kernel):
         return type(kernel)(select(k, get) for k in kernel)
     if get is None:
         return kernel
-    names = validate_get(get)
+    names, single = parse_get(get)
     if "ntk" in names and kernel.ntk is None:
         raise ValueError(
             "The NTK was not computed for this kernel. Request get='nngp', or do "
             "not pass compute_ntk=False."
         )
-    if isinstance(get, str):
-        return getattr(kernel, get)
-    Selected = _namedtuple_for(names)
+    if single:
+        return getattr(kernel, names[0])
+    Selected = namedtuple_for(names)
     return Selected(*(getattr(kernel, n) for n in names))
-
-
-def validate_get(get: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Checks ``get`` names existing fields; returns them as a tuple."""
-    names = (get,) if isinstance(get, str) else tuple(get)
-    for name in names:
-        if name not in KERNEL_FIELDS:
-            raise ValueError(
-                f"get={name!r} does not exist. Valid values are {KERNEL_FIELDS}, "
-                "a tuple of them, or None for the whole Kernel."
-            )
-    return names
 
 
 _NAMEDTUPLES: dict[tuple[str, ...], type] = {}
 
 
-def _namedtuple_for(names: tuple[str, ...]) -> type:
+def namedtuple_for(names: tuple[str, ...]) -> type:
+    """The namedtuple class (named ``Kernel``, as NT's) returned for ``get=names``.
+
+    Args:
+        names: the selected field names, in order.
+
+    Returns:
+        One class per tuple of names, cached.
+
+    Example:
+        >>> namedtuple_for(('nngp', 'ntk'))._fields
+        ('nngp', 'ntk')
+    """
     if names not in _NAMEDTUPLES:
         _NAMEDTUPLES[names] = namedtuple("Kernel", names)  # type: ignore[misc]
     return _NAMEDTUPLES[names]

@@ -7,8 +7,8 @@ kernels and every layout/batching option work as for any other network.
 * :func:`FullyConnected`: ``depth`` x (Dense + nonlinearity), Dense readout.
 * :func:`ConvNet`: ``depth`` x (Conv + nonlinearity), then a ``Flatten`` or
   ``GlobalAvgPool`` readout and a Dense layer (the CNN-21/CNN-5 benchmark
-  networks of BRIEF §5 are ``ConvNet(21, readout='flatten')`` and
-  ``ConvNet(5, readout='gap')``).
+  networks of ``docs/performance.md`` are ``ConvNet(21, readout='flatten')``
+  and ``ConvNet(5, readout='gap')``).
 * :func:`WideResnet`: the residual network of the Neural Tangents README
   (Zagoruyko & Komodakis 2016, "Wide residual networks"), ``WideResnet(
   block_size=4, k=1, num_classes=10)``.

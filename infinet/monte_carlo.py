@@ -16,6 +16,7 @@ n)``) draw networks concurrently.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
@@ -30,6 +31,7 @@ from infinet.empirical.api import (
     empirical_kernel_fn,
     namedtuple_for,
 )
+from infinet.kernel import is_none_tree
 
 __all__ = ["monte_carlo_kernel_fn"]
 
@@ -52,10 +54,24 @@ def monte_carlo_kernel_fn(
 ) -> Callable[..., Any]:
     """Returns ``kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs)``, a MC estimate.
 
+    Formula:
+        The Monte Carlo estimate over S = ``n_samples`` random networks θ_i (Novak
+        et al. 2019; Novak et al. 2020, "Neural Tangents"), which converges to the
+        infinite-width kernel as width and S grow:
+
+            K̂(x1, x2) = (1/S) Σ_i f_θi(x1) ⊗ f_θi(x2),
+            Θ̂(x1, x2) = (1/S) Σ_i J_θi(x1) J_θi(x2)ᵀ.
+
     ``kernel_fn`` averages :func:`~infinet.empirical.empirical_kernel_fn` over
     ``n_samples`` parameter draws ``init_fn(key_i, x1.shape)``. Sample ``i`` uses
     the same keys as Neural Tangents (``key, s = split(key)``; init key
-    ``split(s)[0]``), so the same ``init_fn`` gives the same estimate.
+    ``split(s)[0]``), so the same ``init_fn`` gives the same estimate (on the same JAX
+    version: JAX's random bits have changed since NT's). When ``apply_fn`` takes an
+    ``rng`` keyword (or ``**kwargs``) and none is given, each sample passes its own
+    ``rng=split(s)[1]``, as NT does for stochastic layers such as ``Dropout(mode='train')``.
+    ``x2`` may be ``None`` or a pytree of ``None`` (``x2 = x1``). With ``batch_size``,
+    keyword arguments given per input as a pair ``(v1, v2)`` (e.g. a graph's
+    ``pattern``) are split into blocks together with the inputs.
 
     Args:
         init_fn: ``init_fn(key, input_shape) -> (output_shape, params)``.
@@ -65,10 +81,16 @@ def monte_carlo_kernel_fn(
             generator of the running average after each count.
         batch_size: if positive, compute the kernel in blocks of this many
             examples of ``x1`` and ``x2`` (any ``N``; inputs batched along axis 0).
-        device_count: number of local devices to spread samples over; ``-1`` = all.
+        device_count: number of local devices to spread samples over; ``-1`` = all,
+            ``0`` = no device parallelism (one device), as in Neural Tangents.
         store_on_device: ``False`` moves every block to host memory (NumPy).
-        trace_axes, diagonal_axes, vmap_axes, implementation, _j_rules, _s_rules,
-            _fwd: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        trace_axes: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        diagonal_axes: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        vmap_axes: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        implementation: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        _j_rules: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        _s_rules: as in :func:`~infinet.empirical.empirical_ntk_fn`.
+        _fwd: as in :func:`~infinet.empirical.empirical_ntk_fn`.
 
     Returns:
         ``kernel_fn(x1, x2=None, get=None, **apply_fn_kwargs)``: ``get=None`` gives
@@ -88,8 +110,13 @@ def monte_carlo_kernel_fn(
         apply_fn, trace_axes, diagonal_axes, vmap_axes, implementation, _j_rules, _s_rules, _fwd
     )
 
-    def sample(x1: Any, x2: Any, init_key: jax.Array, get: tuple[str, ...], kw: dict) -> Any:
+    takes_rng = _accepts_rng(apply_fn)
+
+    def sample(x1: Any, x2: Any, key: jax.Array, get: tuple[str, ...], kw: dict) -> Any:
+        init_key, apply_key = jax.random.split(key)
         _, params = init_fn(init_key, jax.tree.map(jnp.shape, x1))
+        if takes_rng and "rng" not in kw:
+            kw = {**kw, "rng": apply_key}  # NT: each sample's own key (e.g. Dropout)
         return one(x1, x2, get, params, **kw)
 
     sample_jit = jax.jit(sample, static_argnames="get")
@@ -104,8 +131,9 @@ def monte_carlo_kernel_fn(
                 k, s = jax.random.split(k)
                 d = done % len(devices)
                 a, b, kwd = placed[d]
-                init_key = jax.device_put(jax.random.split(s)[0], devices[d])
-                value = _blocked(sample_jit, a, b, init_key, names, kwd, batch_size)
+                value = _blocked(
+                    sample_jit, a, b, jax.device_put(s, devices[d]), names, kwd, batch_size
+                )
                 if not store_on_device:
                     value = jax.tree.map(np.asarray, value)
                 partial[d] = value if partial[d] is None else jax.tree.map(_add, partial[d], value)
@@ -114,6 +142,7 @@ def monte_carlo_kernel_fn(
             yield _package(jax.tree.map(lambda t, n=done: t / n, total), names, get)
 
     def kernel_fn(x1: Any, x2: Any = None, get: Any = None, **apply_fn_kwargs: Any) -> Any:
+        x2 = None if is_none_tree(x2) else x2  # NT: (None, None) means x2 = x1
         gen = running(x1, x2, get, apply_fn_kwargs)
         if isinstance(n_samples, int):
             return next(gen)
@@ -126,12 +155,27 @@ def _devices(device_count: int) -> list[Any]:
     devices = jax.local_devices()
     if device_count == -1:
         return devices
+    if device_count == 0:
+        return devices[:1]
     if not 1 <= device_count <= len(devices):
         raise ValueError(
             f"device_count={device_count}, but {len(devices)} local device(s) exist; pass "
-            f"1..{len(devices)}, or -1 for all."
+            f"1..{len(devices)}, -1 for all, or 0 for no device parallelism."
         )
     return devices[:device_count]
+
+
+def _accepts_rng(apply_fn: Callable[..., Any]) -> bool:
+    """Whether ``apply_fn`` takes an ``rng`` keyword (by name, or through ``**kwargs``).
+
+    Neural Tangents always passes ``rng=``; infinet passes it where it is accepted, so
+    that ``apply_fn(params, x)`` without one keeps working.
+    """
+    try:
+        parameters = inspect.signature(apply_fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "rng" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _combine(partials: list[Any], device: Any, on_device: bool) -> Any:
@@ -185,9 +229,36 @@ def _blocked(
         for j in range(0, n2, batch_size):
             same = x2 is None and i == j
             b2 = None if same else _rows(x1 if x2 is None else x2, j, batch_size)
-            cols.append(tuple(fn(b1, b2, init_key, names, kw)))
+            kw_ij = _block_kwargs(kw, i, j, batch_size, n1, n2)
+            cols.append(tuple(fn(b1, b2, init_key, names, kw_ij)))
         rows.append(jax.tree.map(lambda *c: jnp.concatenate(c, 1), *cols))
     return jax.tree.map(lambda *r: jnp.concatenate(r, 0), *rows)
+
+
+def _block_kwargs(kw: dict, i: int, j: int, size: int, n1: int, n2: int) -> dict:
+    """Keyword arguments of block ``(i, j)``: NT's per-input pairs are split with the inputs.
+
+    A 2-tuple ``(v1, v2)`` whose parts have ``n1`` and ``n2`` rows (e.g. a graph's
+    ``pattern=(pattern1, pattern2)``) gives rows ``i:i+size`` of ``v1`` and ``j:j+size``
+    of ``v2``; every other value is passed whole.
+    """
+    out = {}
+    for name, v in kw.items():
+        if isinstance(v, tuple) and len(v) == 2 and _rows_match(v, n1, n2):
+            out[name] = (_rows(v[0], i, size), _rows(v[1], j, size))
+        else:
+            out[name] = v
+    return out
+
+
+def _rows_match(v: tuple, n1: int, n2: int) -> bool:
+    leaves1, leaves2 = jax.tree.leaves(v[0]), jax.tree.leaves(v[1])
+    return (
+        bool(leaves1)
+        and bool(leaves2)
+        and all(jnp.ndim(a) > 0 and jnp.shape(a)[0] == n1 for a in leaves1)
+        and all(jnp.ndim(a) > 0 and jnp.shape(a)[0] == n2 for a in leaves2)
+    )
 
 
 def _n(x: Any) -> int:

@@ -61,6 +61,24 @@ def batch(
         cache_dir: directory for resumable tiles (optional).
         progress: ``True`` prints ``tile k/n`` to stderr; a callable receives
             ``(done, total)``.
+
+    Formula:
+        With x1, x2 split into blocks x1[i], x2[j] of ``batch_size`` examples,
+
+            K(x1, x2)[i, j] = kernel_fn(x1[i], x2[j]),   K(x, x)[j, i] = K(x, x)[i, j]ᵀ.
+
+    Returns:
+        ``batched(x1, x2=None, get=None, **kwargs)`` with ``kernel_fn``'s signature
+        and result.
+
+    Example:
+        >>> import numpy as np
+        >>> from infinet import batch, stax
+        >>> _, _, kernel_fn = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+        >>> x = np.random.RandomState(0).randn(5, 3)
+        >>> k = batch(kernel_fn, batch_size=2, store_on_device=False)(x, None, 'nngp')
+        >>> bool(np.allclose(k, kernel_fn(x, None, 'nngp'), atol=1e-6))
+        True
     """
     if batch_size < 0:
         raise ValueError(f"batch_size must be >= 0, got {batch_size}.")

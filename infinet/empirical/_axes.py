@@ -209,7 +209,18 @@ def _symbol_table(operands: Sequence[tuple[Any, Sequence[int]]], out: Sequence[i
 
 
 def finish(kernel: jax.Array, pairing: OutputPairing) -> jax.Array:
-    """Divides by the traced size (NT averages over traced axes)."""
+    """Divides by the traced size (NT averages over traced axes).
+
+    A traced axis of size zero has no average (NT returns NaN there): a clear
+    ``ValueError`` names the way out (leave that axis out of ``trace_axes``, which
+    gives NT's zero-sized blocks).
+    """
+    if pairing.trace_size == 0:
+        raise ValueError(
+            "trace_axes include an output axis of size 0, so the traced kernel (an average "
+            "over no entries) is undefined. Leave that axis out of trace_axes: the kernel "
+            "then has a zero-sized block for it."
+        )
     if pairing.trace_size == 1:
         return kernel
     return kernel / jnp.asarray(pairing.trace_size, kernel.dtype)

@@ -28,22 +28,30 @@ class VmapAxes:
 
 
 def canonical_vmap_axes(vmap_axes: Any) -> VmapAxes | None:
-    """``None``, an int (same axis for inputs and outputs), or a triple.
+    """``None``, an ``(in_axes, out_axes, kwargs_axes)`` triple, or one pytree of axes.
+
+    As in Neural Tangents, anything that is not a triple (an int, or a pytree such
+    as ``(0, 0)`` for a model with two inputs and two outputs) is used as both
+    ``in_axes`` and ``out_axes``, with no keyword axes.
 
     Example:
         >>> canonical_vmap_axes(0)
         VmapAxes(in_axes=0, out_axes=0, kwargs_axes={})
+        >>> canonical_vmap_axes((0, 0))
+        VmapAxes(in_axes=(0, 0), out_axes=(0, 0), kwargs_axes={})
     """
     if vmap_axes is None:
         return None
-    if isinstance(vmap_axes, int):
-        return VmapAxes(vmap_axes, vmap_axes, {})
     if isinstance(vmap_axes, (tuple, list)) and len(vmap_axes) == 3:
         in_axes, out_axes, kwargs_axes = vmap_axes
         return VmapAxes(in_axes, out_axes, dict(kwargs_axes or {}))
+    leaves = jax.tree.leaves(vmap_axes)
+    if isinstance(vmap_axes, (int, tuple, list, dict)) and all(isinstance(a, int) for a in leaves):
+        return VmapAxes(vmap_axes, vmap_axes, {})
     raise ValueError(
-        f"vmap_axes={vmap_axes!r} is not understood. Pass None, an int (the batch axis "
-        "of inputs and outputs), or a triple (in_axes, out_axes, kwargs_axes)."
+        f"vmap_axes={vmap_axes!r} is not understood. Pass None, an int or a pytree of "
+        "ints (the batch axes of inputs and outputs alike), or a triple (in_axes, "
+        "out_axes, kwargs_axes)."
     )
 
 

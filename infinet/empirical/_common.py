@@ -11,6 +11,7 @@ import jax
 
 from infinet.empirical._axes import Axes
 from infinet.empirical._batch import VmapAxes, canonical_vmap_axes, kwargs_differ, split_kwargs
+from infinet.kernel import is_none_tree
 
 ApplyFn = Callable[..., Any]
 
@@ -74,7 +75,9 @@ class Sides:
 
 
 def make_sides(x1: Any, x2: Any, kwargs: dict) -> Sides:
-    """Splits keyword arguments and resolves ``x2=None``."""
+    """Splits keyword arguments and resolves ``x2=None`` (or a pytree of ``None``s)."""
+    if is_none_tree(x2):
+        x2 = None
     kw1, kw2 = split_kwargs(kwargs, x2)
     same = (x2 is None or x2 is x1) and not kwargs_differ(kw1, kw2)
     return Sides(x1, x1 if x2 is None else x2, kw1, kw2, same)

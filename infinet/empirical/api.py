@@ -23,6 +23,7 @@ import jax
 from infinet.empirical import jacobian, ntk_vp, structured
 from infinet.empirical._axes import Axes, LabelMaker, einsum, finish, pair_output_axes
 from infinet.empirical._common import ApplyFn, NtkOptions, make_sides
+from infinet.kernel import parse_get
 
 _NAMEDTUPLES: dict[tuple[str, ...], type] = {}
 
@@ -61,8 +62,16 @@ def empirical_ntk_fn(
 ) -> Callable[..., Any]:
     """Returns ``ntk_fn(x1, x2, params, **apply_fn_kwargs)``, the empirical NTK.
 
-    ``Θ(x1, x2) = Σ_θ ∂f(x1)/∂θ ⊗ ∂f(x2)/∂θ`` with the output axes paired per
-    ``trace_axes`` (averaged) and ``diagonal_axes``.
+    Formula:
+        The finite-width NTK (Jacot et al. 2018), computed by Jacobian
+        contraction, NTK-vector products or structured derivatives (Novak,
+        Sohl-Dickstein & Schoenholz 2022, "Fast finite width neural tangent
+        kernel"):
+
+            Θ(x1, x2) = Σ_θ ∂f(x1)/∂θ ⊗ ∂f(x2)/∂θ,
+
+        with the output axes paired per ``trace_axes`` (averaged) and
+        ``diagonal_axes`` (kept only on the diagonal).
 
     Args:
         f: ``f(params, x, **kwargs)``; params, inputs and outputs may be pytrees.
@@ -125,6 +134,13 @@ def empirical_nngp_fn(
 
     The output axes are paired exactly as for :func:`empirical_ntk_fn`.
 
+    Formula:
+        The empirical NNGP of one network (Lee et al. 2018):
+
+            K(x1, x2) = f(x1) ⊗ f(x2),
+
+        averaged over ``trace_axes`` and kept on the diagonal of ``diagonal_axes``.
+
     Args:
         f: ``f(params, x, **kwargs)``.
         trace_axes: output axes to average over.
@@ -169,7 +185,23 @@ def empirical_kernel_fn(
 
     ``get`` is ``'nngp'``, ``'ntk'``, a tuple of them (a namedtuple
     ``EmpiricalKernel`` in that order), or ``None`` (``EmpiricalKernel(nngp, ntk)``).
-    Arguments as in :func:`empirical_ntk_fn`.
+
+    Formula:
+        ``nngp`` = f(x1) ⊗ f(x2) (:func:`empirical_nngp_fn`) and
+        ``ntk`` = Σ_θ ∂f(x1)/∂θ ⊗ ∂f(x2)/∂θ (:func:`empirical_ntk_fn`).
+
+    Args:
+        f: ``f(params, x, **kwargs)``; params, inputs and outputs may be pytrees.
+        trace_axes: output axes to average the kernels over.
+        diagonal_axes: output axes to keep only on the diagonal.
+        vmap_axes: as in :func:`empirical_ntk_fn`.
+        implementation: a :class:`NtkImplementation` for the NTK.
+        _j_rules: as in :func:`empirical_ntk_fn`.
+        _s_rules: as in :func:`empirical_ntk_fn`.
+        _fwd: as in :func:`empirical_ntk_fn`.
+
+    Returns:
+        ``kernel_fn(x1, x2, get, params, **apply_fn_kwargs)``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -197,15 +229,12 @@ def empirical_kernel_fn(
 
 
 def canonical_get(get: Any) -> tuple[str, ...]:
-    """``get`` as a tuple of ``'nngp'``/``'ntk'``; raises on anything else."""
-    names = ("nngp", "ntk") if get is None else (get,) if isinstance(get, str) else tuple(get)
-    for name in names:
-        if name not in ("nngp", "ntk"):
-            raise ValueError(
-                f"get={get!r}: empirical kernels provide only 'nngp' and 'ntk' "
-                "(cov1/cov2 exist only for infinite-width kernel_fn)."
-            )
-    return names
+    """``get`` as a tuple of ``'nngp'``/``'ntk'`` (case-insensitive); raises on anything else.
+
+    Parsed by :func:`infinet.kernel.parse_get`, the one parser of ``get``; ``None``
+    means both.
+    """
+    return parse_get(get, ("nngp", "ntk"), default=("nngp", "ntk"))[0]
 
 
 def namedtuple_for(names: tuple[str, ...], type_name: str) -> type:

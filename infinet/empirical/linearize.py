@@ -27,6 +27,12 @@ from infinet.empirical._common import ApplyFn
 def linearize(f: ApplyFn, params: Any) -> Callable[..., Any]:
     """The first-order Taylor expansion of ``f`` around ``params``.
 
+    Formula:
+        The linearised network of Lee et al. 2019 ("Wide neural networks of any
+        depth evolve as linear models", eq. 5):
+
+            f_lin(θ, x) = f(θ0, x) + J(θ0, x) (θ − θ0),   J = ∂f/∂θ.
+
     Args:
         f: ``f(params, *args, **kwargs)``.
         params: the expansion point θ0 (any pytree).
@@ -52,6 +58,9 @@ def linearize(f: ApplyFn, params: Any) -> Callable[..., Any]:
 
 def taylor_expand(f: ApplyFn, params: Any, degree: int) -> Callable[..., Any]:
     """The order-``degree`` Taylor expansion of ``f`` in its parameters around ``params``.
+
+    Formula:
+        f_d(θ, x) = Σ_{k ≤ d} D_θ^k f(θ0, x)[θ − θ0]^k / k!
 
     Args:
         f: ``f(params, *args, **kwargs)``.

@@ -32,8 +32,11 @@ def empirical_ntk_vp_fn(
 ) -> Callable[[Any], Any]:
     """The linear map ``c ↦ Θ(x1, x2) c`` without forming Θ or any Jacobian.
 
-    ``Θ(x1, x2) c = J(x1) J(x2)ᵀ c`` is one VJP at ``x2`` and one JVP at ``x1``
-    (Novak et al. 2022, §3.2).
+    Formula:
+        One VJP at ``x2`` and one JVP at ``x1`` (Novak, Sohl-Dickstein &
+        Schoenholz 2022, "Fast finite width neural tangent kernel", §3.2):
+
+            Θ(x1, x2) c = J(x1) (J(x2)ᵀ c),   J(x) = ∂f(params, x)/∂params.
 
     Args:
         f: ``f(params, x, **kwargs)``.
@@ -107,6 +110,10 @@ def _columns(
         (v,) = vjp_fn(cot)
         return jax.jvp(lambda p: forward(p, sides.x1, sides.kw1), (params,), (v,))[1]
 
+    outs1_shape = _out_shape(f, params, sides, k)
+    if size(shape2) == 0 or size(outs1_shape) == 0:
+        # Zero-sized outputs: NT's zero-sized block (no cotangent to map over).
+        return jnp.zeros((*outs1_shape, *shape2), outs2[k].dtype)
     if opts.vmap is None:
 
         def whole(i: jax.Array) -> tuple[Any, dict, jax.Array]:
@@ -135,6 +142,11 @@ def _columns(
     cols = cols.reshape(n2, *slice_shape, *cols.shape[1:])
     cols = jnp.moveaxis(jnp.squeeze(cols, 1 + axis), 0, axis)
     return _to_end(cols, len(shape2))
+
+
+def _out_shape(f: ApplyFn, params: Any, sides: Sides, k: int) -> tuple[int, ...]:
+    """Shape of the ``k``-th output leaf of ``f(params, x1)``."""
+    return tuple(output_structure(f, params, sides.x1, sides.kw1)[0][k].shape)
 
 
 def _to_end(x: jax.Array, n: int) -> jax.Array:

@@ -26,6 +26,7 @@ with a :class:`StructuredDerivativesFallbackWarning`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -479,7 +480,7 @@ def _leaf_jacobian(
         theta = [remap[lab] for lab in use.spec.theta_labels if lab in present]
         j = einsum(ops, (*labels, *theta))
         out_shape = j.shape[: len(labels)]
-        j = j.reshape(-1, *use.theta_shape) * jnp.asarray(use.spec.scale, j.dtype)
+        j = j.reshape(math.prod(out_shape), *use.theta_shape) * jnp.asarray(use.spec.scale, j.dtype)
         transpose = jax.linear_transpose(_walk.replay(use.tag), aval)
         j = jax.vmap(lambda v, t=transpose: t(v)[0])(j).reshape(*out_shape, *aval.shape)
         total = j if total is None else total + j

@@ -94,6 +94,7 @@ class HostGram:
             diagonal_batch=self.diagonal_batch,
             shape1=self.shape1,
             shape2=self.shape2,
+            channel_axis=len(self.shape1) - 1,  # non-negative, as in NT
             is_input=True,
         )
 
@@ -485,6 +486,6 @@ def input_kernel(
         shape1=tuple(x1.shape),
         shape2=tuple(other.shape),
         batch_axis=0,
-        channel_axis=-1,
+        channel_axis=x1.ndim - 1,  # non-negative, as in NT
         is_input=True,
     )

@@ -148,7 +148,10 @@ class Evaluator:
     ) -> Any:
         static = {k: v for k, v in kwargs.items() if _is_static(v)}
         dynamic = {k: v for k, v in kwargs.items() if k not in static}
-        return self._compiled(
+        # A traced mask_constant (NT allows it under jax.jit(kernel_fn)) cannot be a
+        # static argument: evaluate in the caller's trace instead of the inner jit.
+        run = self.trace if isinstance(mask_constant, jax.core.Tracer) else self._compiled
+        return run(
             x1,
             x2,
             dynamic,

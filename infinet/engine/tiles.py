@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infinet.kernel import KERNEL_FIELDS, Kernel, _namedtuple_for
+from infinet.kernel import KERNEL_FIELDS, Kernel, namedtuple_for
 
 # Working set allowed for the tensors of one tile (all intermediates), sized for
 # a CPU's last-level cache: the passes over a tile's tensors are memory-bound, so
@@ -267,7 +267,7 @@ def evaluate(
         )
     if isinstance(get, str):
         return out[get]
-    return _namedtuple_for(fields)(*(out[f] for f in fields))
+    return namedtuple_for(fields)(*(out[f] for f in fields))
 
 
 def _assemble(field: str, groups: list[TileGroup], tiles: list[Any], n1: int, n2: int,

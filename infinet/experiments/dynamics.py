@@ -1,4 +1,4 @@
-"""Finite ensemble vs infinite width: gradient-descent training dynamics (BRIEF §1).
+"""Finite ensemble vs infinite width: gradient-descent training dynamics.
 
 ``python -m infinet.experiments.dynamics [--out DIR] [--members M] [--width W]
 [--steps S]`` trains an ensemble of ``M`` finite networks of the five-line
@@ -53,7 +53,7 @@ class Config:
 
 
 def five_line(width: int) -> stax.Layer:
-    """The five-line model of BRIEF §1 at the given width."""
+    """The five-line model of the README at the given width."""
     return stax.serial(
         stax.Dense(width, W_std=1.5, b_std=0.05),
         stax.Erf(),

@@ -34,8 +34,12 @@ from infinet.predict.ensemble import gradient_descent_mse_ensemble
 from infinet.predict.gp import gp_inference
 from infinet.predict.linalg import FactorizationError, NumericalWarning, factorization_dtype
 from infinet.predict.ode import gradient_descent
+from infinet.predict.solvers import ConvergenceError, ConvergenceWarning, MemoryPlanError
 
 __all__ = [
+    "ConvergenceError",
+    "ConvergenceWarning",
+    "MemoryPlanError",
     "FactorizationError",
     "Gaussian",
     "NumericalWarning",

@@ -26,12 +26,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infinet.kernel import Kernel
+from infinet.kernel import Kernel, parse_get
 from infinet.predict import linalg
 
 
 class Gaussian(NamedTuple):
-    """A Gaussian: ``mean`` and ``covariance`` (NT's ``predict.Gaussian``)."""
+    """A Gaussian: ``mean`` and ``covariance`` (NT's ``predict.Gaussian``).
+
+    Attributes:
+        mean: the mean, e.g. ``(N_test, *out)`` (time axes first where there are any).
+        covariance: the covariance over test points, e.g. ``(N_test, N_test)``.
+
+    Example:
+        >>> import numpy as np
+        >>> from infinet import predict
+        >>> mean, cov = predict.Gaussian(np.zeros((2, 1)), np.eye(2))   # unpacks
+        >>> predict.Gaussian(mean, cov).covariance.shape
+        (2, 2)
+    """
 
     mean: Any
     covariance: Any
@@ -46,6 +58,16 @@ class ODEState:
         fx_test: outputs on the test set (or ``None``).
         qx_train: velocity of ``fx_train`` (momentum only, else ``None``).
         qx_test: velocity of ``fx_test`` (momentum only, else ``None``).
+
+    Example:
+        >>> import numpy as np, jax.numpy as jnp
+        >>> from infinet import predict
+        >>> loss = lambda fx, y: 0.5 * jnp.mean((fx - y) ** 2)
+        >>> k, y = np.eye(2), np.ones((2, 1))
+        >>> predict_fn = predict.gradient_descent(loss, k, y)
+        >>> state = predict_fn(1.0, predict.ODEState(fx_train=np.zeros((2, 1))))
+        >>> type(state).__name__, state.fx_train.shape
+        ('ODEState', (2, 1))
     """
 
     fx_train: Any = None
@@ -71,15 +93,10 @@ def gaussians(names: tuple[str, ...]) -> type:
 def canonical_get(get: Any, allowed: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
     """Normalises ``get`` to a tuple of names; also whether it was a single string.
 
-    ``None`` means ``('nngp', 'ntk')``.
+    ``None`` means ``('nngp', 'ntk')``; names are case-insensitive
+    (:func:`infinet.kernel.parse_get`, the one parser of ``get``).
     """
-    if get is None:
-        return ("nngp", "ntk"), False
-    names = (get,) if isinstance(get, str) else tuple(get)
-    for name in names:
-        if name not in allowed:
-            raise ValueError(f"get={name!r} is not supported here; use one of {allowed}.")
-    return names, isinstance(get, str)
+    return parse_get(get, allowed, default=("nngp", "ntk"))
 
 
 def kernel_part(k: Any, name: str, what: str) -> Any:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -105,9 +106,10 @@ class Dynamics:
 
     def factors(self, t: Any) -> tuple[Any, Any]:
         """``1 − e^{−ηλt/n}`` and ``(1 − e^{−ηλt/n})/λ`` per eigenvalue, shape ``(*t, n)``."""
-        xp = linalg.xp_for(t, self.eig.values)
+        xp = linalg.xp_for(t, self.eig.values, self.rate)
         lam = self.eig.values
-        rt = self.rate * xp.asarray(t, lam.dtype)[..., None]
+        dtype = lam.dtype if xp is np else jax.dtypes.canonicalize_dtype(lam.dtype)
+        rt = self.rate * xp.asarray(t, dtype)[..., None]
         g = -xp.expm1(-rt * lam)
         tiny = xp.finfo(lam.dtype).tiny
         safe = xp.where(xp.abs(lam) > tiny, lam, 1.0)
@@ -165,11 +167,15 @@ def gradient_descent_mse(
 ) -> Callable[..., Any]:
     """Outputs of a network trained by gradient flow on MSE, at any time, in closed form.
 
-    ``f_D(t) = Y + e^{−ηΘt/n}(f_D(0) − Y)`` and
-    ``f_*(t) = f_*(0) + Θ_*D Θ⁻¹(I − e^{−ηΘt/n})(Y − f_D(0))`` with ``n = Y.size``
-    (the loss is ``½·mean((f − Y)²)``; Lee et al. 2019, eq. 9). The
-    eigendecomposition of ``Θ`` (float64 by default) is computed once and reused for
-    every call and every time.
+    The eigendecomposition of ``Θ`` (float64 by default) is computed once and
+    reused for every call and every time.
+
+    Formula:
+        For the loss ½·mean((f − Y)²), n = Y.size and Θ = Θ_DD (Lee et al. 2019,
+        "Wide neural networks of any depth evolve as linear models", eq. 9):
+
+            f_D(t) = Y + e^{−ηΘt/n} (f_D(0) − Y),
+            f_*(t) = f_*(0) + Θ_*D Θ⁻¹ (I − e^{−ηΘt/n}) (Y − f_D(0)).
 
     Args:
         k_train_train: train-train NTK ``(N, N, ...)``.
@@ -194,6 +200,8 @@ def gradient_descent_mse(
         >>> np.allclose(predict_fn(None), y)
         True
     """
+    if _traces_batch_axis(y_train, trace_axes):
+        return _batch_traced(y_train, trace_axes)
     axes = OutputAxes.of(y_train, trace_axes)
     dyn = Dynamics(k_train_train, y_train, learning_rate, diag_reg, diag_reg_absolute_scale, axes)
     n = np.shape(y_train)[0]
@@ -226,16 +234,49 @@ def gradient_descent_mse(
     return predict_fn
 
 
+def _traces_batch_axis(y_train: Any, trace_axes: int | Sequence[int]) -> bool:
+    axes = (trace_axes,) if isinstance(trace_axes, int) else tuple(trace_axes)
+    ndim = np.ndim(y_train)
+    return ndim >= 1 and any(-ndim <= a < ndim and a % ndim == 0 for a in axes)
+
+
+def _batch_traced(y_train: Any, trace_axes: int | Sequence[int]) -> Callable[..., Any]:
+    """``trace_axes`` including the batch axis 0, which NT 0.6.5 accepts.
+
+    NT builds the predictor, and its infinite-time training-set prediction is
+    ``y_train``; every prediction that needs the kernel has no meaning with the batch
+    axis traced (NT fails there with an internal shape error). The same holds here,
+    with a clear error instead.
+    """
+
+    def predict_fn(
+        t: Any = None, fx_train_0: Any = 0.0, fx_test_0: Any = None, k_test_train: Any = None
+    ) -> Any:
+        if t is None and fx_test_0 is None and k_test_train is None:
+            return jnp.asarray(y_train)
+        raise ValueError(
+            f"trace_axes={trace_axes} includes the batch axis 0 of y_train "
+            f"{np.shape(y_train)}: only the infinite-time training prediction (y_train) is "
+            "defined. Trace output axes only, e.g. trace_axes=(-1,)."
+        )
+
+    return predict_fn
+
+
 def max_learning_rate(
     ntk_train_train: Any, y_train_size: int | None = None, momentum: float = 0.0, eps: float = 1e-12
 ) -> float:
     """Largest learning rate at which full-batch gradient descent on MSE converges.
 
-    For the loss ``‖f − Y‖² / (2·n)`` gradient descent contracts iff
-    ``η < 2n / λ_max(Θ)``; with heavy-ball momentum ``m`` the bound is
-    ``2(1 + m)·n / λ_max(Θ)`` (Goh 2017, "Why momentum really works", Distill). We
-    return ``2(1 + m)·n / (λ_max + eps)``. Only the largest eigenvalue is computed
-    (NT 0.6.5's version fails on SciPy ≥ 1.14).
+    Only the largest eigenvalue is computed (NT 0.6.5's version fails on
+    SciPy ≥ 1.14).
+
+    Formula:
+        For the loss ‖f − Y‖² / (2n) gradient descent contracts iff
+        η < 2n / λ_max(Θ); with heavy-ball momentum m the bound is
+        2(1 + m) n / λ_max(Θ) (Goh 2017, "Why momentum really works", Distill):
+
+            η_max = 2 (1 + m) n / (λ_max(Θ) + eps).
 
     Args:
         ntk_train_train: train-train NTK ``(N, N)``, or ``(N, N, d, d', ...)`` with

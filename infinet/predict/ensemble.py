@@ -18,6 +18,9 @@ import numpy as np
 from infinet.predict import base, linalg
 from infinet.predict.base import Gaussian, OutputAxes
 from infinet.predict.dynamics import Dynamics
+from infinet.predict.solvers import dispatch
+from infinet.predict.solvers.base import SolverOptions
+from infinet.predict.solvers.regression import KernelRegression
 
 _MODES = ("nngp", "ntk")
 
@@ -118,6 +121,70 @@ def _predict_mode(
     return Gaussian(mean, linalg.finish(axes.unflatten_cov(cov, m, m), dtype))
 
 
+def _diagonal(out: Any, axes: OutputAxes) -> Any:
+    """``compute_cov='diag'`` on the dense path: variances (leading time axes kept)."""
+    cov = out.covariance
+    lead = cov.ndim - axes.kernel_ndim()
+    diag = jnp.diagonal(cov, 0, lead, lead + 1)  # (*t, d, d', m)
+    return Gaussian(out.mean, jnp.moveaxis(diag, -1, lead))
+
+
+class _MatrixFree:
+    """The ``t=None`` predictions by ``'cg'`` / ``'nystrom'`` (planned on first use)."""
+
+    def __init__(
+        self, kernel_fn: Any, x_train: Any, y_train: Any, options: dict[str, Any],
+        solver: SolverOptions,
+    ):  # fmt: skip
+        self.kernel_fn, self.x, self.y = kernel_fn, x_train, y_train
+        self.options, self.solver = options, solver
+        self.axes = OutputAxes.of(y_train, options["trace_axes"])
+        self.reg: KernelRegression | None = None
+
+    def predict(
+        self, t: Any, x_test: Any, names: tuple[str, ...], kind: str | None,
+        test_kwargs: dict[str, Any],
+    ) -> list[Any] | None:  # fmt: skip
+        """Results per mode, or ``None`` where the dense path applies."""
+        if self.solver.solver == "cholesky" or (t is not None and self.solver.solver == "auto"):
+            return None
+        if t is not None:
+            raise ValueError(
+                f"solver={self.solver.solver!r} computes infinite-time (t=None) predictions "
+                "only; finite t needs the eigendecomposition: use solver='cholesky'."
+            )
+        train_kw = self.options["train_kwargs"]
+        q = int(np.prod(np.shape(self.y)[1:], dtype=int))
+        m = len(self.x) if x_test is None else int(np.shape(x_test)[0])
+        mean_name = "nngp" if names == ("nngp",) else "ntk"
+        job = dispatch.plan_job(
+            self.kernel_fn, self.x, q, m, self.axes.p, self.solver, train_kw, kind, mean_name
+        )
+        if job.solver == "cholesky":
+            return None
+        if test_kwargs and combine_kwargs(train_kw, test_kwargs) != train_kw:
+            raise ValueError(
+                "kernel_fn keywords that differ between train and test need the dense path: "
+                "use solver='cholesky'."
+            )
+        dtype = jnp.result_type(dispatch.kernel_dtype(self.x), self.y)
+        if x_test is None:  # on the training set at t = ∞: N(Y, 0)
+            mean = jnp.asarray(self.y, dtype)
+            zeros = jnp.zeros((m,) if kind == "diag" else (m, m), dtype)
+            return [mean if kind is None else Gaussian(mean, zeros) for _ in names]
+        if self.reg is None:
+            self.reg = KernelRegression(
+                self.kernel_fn, self.x, self.axes.flatten_y(np.asarray(self.y)),
+                self.options["diag_reg"], self.options["absolute"], self.solver, job.solver,
+                train_kw, job.plan.keep_tiles, job.progress,
+            )  # fmt: skip
+        out = []
+        for flat_mean, cov in dispatch.matrix_free_predict(self.reg, names, x_test, kind, job):
+            mu = linalg.finish(self.axes.unflatten_y(flat_mean, m), dtype)
+            out.append(mu if cov is None else Gaussian(mu, linalg.finish(cov, dtype)))
+        return out
+
+
 def gradient_descent_mse_ensemble(
     kernel_fn: Callable[..., Any],
     x_train: Any,
@@ -126,17 +193,35 @@ def gradient_descent_mse_ensemble(
     diag_reg: float = 0.0,
     diag_reg_absolute_scale: bool = False,
     trace_axes: int | Sequence[int] = (-1,),
+    solver: str = "auto",
+    tol: float | None = None,
+    max_iter: int | None = None,
+    n_centers: int | None = None,
+    preconditioner_rank: int | None = None,
+    progress: bool | None = None,
+    cache_dir: str | None = None,
+    solver_options: dict[str, Any] | None = None,
     **kernel_fn_train_train_kwargs: Any,
 ) -> Callable[..., Any]:
     """Mean and covariance of the infinite ensemble trained by gradient flow on MSE.
 
-    With ``M_t = Θ_*D Θ_r⁻¹ (I − e^{−ηΘ_r t/n})`` (``n = Y.size``, ``Θ_r`` the
-    regularised train-train NTK): ``μ(t) = M_t Y`` and
-    ``Σ(t) = K_** + M_t K_DD M_t^T − (M_t K_D* + K_*D M_t^T)``
-    (Lee et al. 2019, eqs. 15–16). ``get='nngp'`` uses the NNGP ``K`` in place of
-    ``Θ`` (only the readout trained); ``t=None`` is infinite time, where the
-    ``'nngp'`` result is the exact NNGP posterior. Kernels and factorisations are
-    computed on first use and reused by later calls.
+    ``get='nngp'`` uses the NNGP ``K`` in place of ``Θ`` (only the readout
+    trained); ``t=None`` is infinite time, where the ``'nngp'`` result is the exact
+    NNGP posterior. Kernels and factorisations are computed on first use and
+    reused by later calls.
+
+    Formula:
+        With M_t = Θ_*D Θ_r⁻¹ (I − e^{−ηΘ_r t/n}), n = Y.size and Θ_r the
+        regularised train-train NTK (Lee et al. 2019, "Wide neural networks of any
+        depth evolve as linear models", eqs. 15–16):
+
+            μ(t) = M_t Y,
+            Σ(t) = K_** + M_t K_DD M_tᵀ − (M_t K_D* + K_*D M_tᵀ).
+
+    At ``t=None`` the matrix-free solvers of :func:`~infinet.predict.gp_inference`
+    apply (``solver='cg'`` / ``'nystrom'``, or ``'auto'``, the default), so ``N`` is
+    not limited by the memory of the train-train kernel; ``compute_cov='diag'``
+    gives variances only. Finite ``t`` always uses the dense eigendecomposition.
 
     Args:
         kernel_fn: ``kernel_fn(x1, x2, get, **kwargs)`` of the network.
@@ -146,6 +231,14 @@ def gradient_descent_mse_ensemble(
         diag_reg: diagonal regularisation, relative to the mean diagonal.
         diag_reg_absolute_scale: treat ``diag_reg`` as an absolute shift.
         trace_axes: output axes the kernel is traced over.
+        solver: ``'auto'``, ``'cholesky'``, ``'cg'`` or ``'nystrom'`` (``t=None`` only).
+        tol: CG tolerance (relative residual, default ``1e-6``).
+        max_iter: CG iteration limit (default ``1000``).
+        n_centers: Nyström centres (default ``min(N, 5000)``).
+        preconditioner_rank: rank of CG's pivoted Cholesky preconditioner.
+        progress: show progress (``None``: for jobs estimated over 10 s).
+        cache_dir: keep CG's kernel tiles as ``.npy`` files there.
+        solver_options: further :class:`~infinet.predict.solvers.SolverOptions` fields.
         **kernel_fn_train_train_kwargs: passed to the train-train ``kernel_fn`` call
             (and, unless overridden, to the test calls).
 
@@ -174,16 +267,26 @@ def gradient_descent_mse_ensemble(
         "train_kwargs": kernel_fn_train_train_kwargs,
     }
     ens = _Ensemble(kernel_fn, x_train, y_train, options)
+    solver_opts = SolverOptions(
+        solver, tol, max_iter, n_centers, preconditioner_rank, progress, cache_dir,
+        **(solver_options or {}),
+    )  # fmt: skip
+    free = _MatrixFree(kernel_fn, x_train, y_train, options, solver_opts)
 
     def predict_fn(
         t: Any = None,
         x_test: Any = None,
         get: Any = None,
-        compute_cov: bool = False,
+        compute_cov: bool | str = False,
         **kernel_fn_test_test_kwargs: Any,
     ) -> Any:
         """Ensemble mean (and covariance) at time(s) ``t`` on ``x_test``."""
         names, single = base.canonical_get(get, _MODES)
+        kind = dispatch.cov_kind(compute_cov)
+        out_free = free.predict(t, x_test, names, kind, kernel_fn_test_test_kwargs)
+        if out_free is not None:
+            return out_free[0] if single else base.gaussians(names)(*out_free)
+        compute_cov = kind is not None
         needed = set(names) | ({"nngp"} if compute_cov else set())
         ens.train_kernels(needed)
         k_td = k_tt = None
@@ -196,6 +299,8 @@ def gradient_descent_mse_ensemble(
                 k_tt = base.kernel_part(kernel_fn(x_test, None, "nngp", **test_kw), "nngp", "k")
         dtype = jnp.result_type(*(ens.raw[n] for n in needed), y_train)
         out = [_predict_mode(ens, n, t, k_td, k_tt, compute_cov, dtype) for n in names]
+        if kind == "diag":
+            out = [_diagonal(o, ens.axes) for o in out]
         return out[0] if single else base.gaussians(names)(*out)
 
     return predict_fn

@@ -27,9 +27,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 
 from infinet.predict import base, linalg
 from infinet.predict.base import Gaussian, OutputAxes
+from infinet.predict.solvers import dispatch
+from infinet.predict.solvers.base import SolverOptions
+from infinet.predict.solvers.regression import KernelRegression
 
 _MODES = ("nngp", "ntk", "ntkgp")
 
@@ -144,14 +148,19 @@ def _gp_inference(
 
 
 def _check_needs(names: tuple[str, ...], ktt: Any, kst: Any, kss: Any) -> None:
-    """NTK posterior covariance on a test set needs both kernels, not a bare array."""
+    """NTK posterior covariance on a test set needs both train-train and test-train kernels.
+
+    The test-test kernel enters only through its NNGP, so (as in NT) a bare array is
+    taken as the test-test NNGP.
+    """
     if "ntk" not in names or kst is None or kss is None:
         return
-    if any(base.is_plain_array(k) for k in (ktt, kst, kss)):
+    if any(base.is_plain_array(k) for k in (ktt, kst)):
         raise ValueError(
             "The 'ntk' posterior covariance needs both the NNGP and the NTK of the "
-            "train-train, test-train and test-test pairs, but a bare array was given. "
-            "Pass kernels computed with get=('nngp', 'ntk') or full Kernel objects."
+            "train-train and test-train pairs (and the NNGP of the test-test pair), but a "
+            "bare array was given. Pass kernels computed with get=('nngp', 'ntk') or full "
+            "Kernel objects."
         )
 
 
@@ -162,23 +171,73 @@ def _gp_inference_legacy(
     x_test: Any,
     get: Any,
     diag_reg: float = 0.0,
-    compute_cov: bool = False,
+    compute_cov: bool | str = False,
     diag_reg_absolute_scale: bool = False,
     trace_axes: int | Sequence[int] = (-1,),
+    solver: str = "auto",
+    tol: float | None = None,
+    max_iter: int | None = None,
+    n_centers: int | None = None,
+    preconditioner_rank: int | None = None,
+    progress: bool | None = None,
+    cache_dir: str | None = None,
+    solver_options: dict[str, Any] | None = None,
     **kernel_fn_kwargs: Any,
 ) -> Any:
-    names, _ = base.canonical_get(get, _MODES)
-    need_nngp = any(n == "nngp" for n in names) or (compute_cov and "ntk" in names)
+    names, single = base.canonical_get(get, _MODES)
+    options = SolverOptions(
+        solver, tol, max_iter, n_centers, preconditioner_rank, progress, cache_dir,
+        **(solver_options or {}),
+    )  # fmt: skip
+    kind = dispatch.cov_kind(compute_cov)
+    axes = OutputAxes.of(y_train, trace_axes)
+    n_test = int(np.shape(x_test)[0])
+    mean_name = "nngp" if names == ("nngp",) else "ntk"
+    job = dispatch.plan_job(
+        kernel_fn, x_train, int(np.prod(np.shape(y_train)[1:], dtype=int)), n_test, axes.p,
+        options, kernel_fn_kwargs, kind, mean_name,
+    )  # fmt: skip
+    if job.solver != "cholesky":
+        reg = KernelRegression(
+            kernel_fn, x_train, axes.flatten_y(np.asarray(y_train)), diag_reg,
+            diag_reg_absolute_scale, options, job.solver, kernel_fn_kwargs,
+            job.plan.keep_tiles, job.progress,
+        )  # fmt: skip
+        dtype = jnp.result_type(dispatch.kernel_dtype(x_train), y_train)
+        results = [
+            _finish_matrix_free(axes, mean, cov, n_test, dtype)
+            for mean, cov in dispatch.matrix_free_predict(reg, names, x_test, kind, job)
+        ]
+        return results[0] if single else base.gaussians(names)(*results)
+    compute = kind is not None
+    need_nngp = any(n == "nngp" for n in names) or (compute and "ntk" in names)
     need_ntk = any(n != "nngp" for n in names)
     kget = tuple(n for n, use in (("nngp", need_nngp), ("ntk", need_ntk)) if use)
     k_dd = kernel_fn(x_train, None, kget, **kernel_fn_kwargs)
     k_td = kernel_fn(x_test, x_train, kget, **kernel_fn_kwargs)
     k_tt = None
-    if compute_cov:
+    if compute:
         tget = ("nngp", "ntk") if "ntkgp" in names else ("nngp",)
         k_tt = kernel_fn(x_test, None, tget, **kernel_fn_kwargs)
     predict_fn = _gp_inference(k_dd, y_train, diag_reg, diag_reg_absolute_scale, trace_axes)
-    return predict_fn(get, k_td, k_tt)
+    out = predict_fn(get, k_td, k_tt)
+    return out if kind != "diag" else _diagonal_of(out, axes, n_test)
+
+
+def _finish_matrix_free(axes: OutputAxes, mean: Any, cov: Any, m: int, dtype: Any) -> Any:
+    """Matrix-free results in the dense path's shapes and dtype."""
+    mean = linalg.finish(axes.unflatten_y(mean, m), dtype)
+    return mean if cov is None else Gaussian(mean, linalg.finish(cov, dtype))
+
+
+def _diagonal_of(out: Any, axes: OutputAxes, m: int) -> Any:
+    """``compute_cov='diag'`` on the dense path: the variances of each Gaussian."""
+    if isinstance(out, Gaussian):
+        if axes.p == 1:
+            return Gaussian(out.mean, jnp.diagonal(out.covariance))
+        cov = jnp.diagonal(out.covariance, 0, 0, 1)  # (d, d', m)
+        return Gaussian(out.mean, jnp.moveaxis(cov, -1, 0))
+    return type(out)(*(_diagonal_of(g, axes, m) for g in out))
 
 
 def gp_inference(*args: Any, **kwargs: Any) -> Any:
@@ -193,13 +252,27 @@ def gp_inference(*args: Any, **kwargs: Any) -> Any:
       diag_reg=0., compute_cov=False)`` computes the kernels and returns the mean,
       or ``Gaussian(mean, covariance)`` with ``compute_cov=True``.
 
-    Formulas (``λ`` = ``diag_reg`` × mean diagonal, see the module docstring):
-    ``'nngp'``: ``μ = K_*D K_r⁻¹ Y``, ``Σ = K_** − K_*D K_r⁻¹ K_D*``;
-    ``'ntk'``: ``μ = Θ_*D Θ_r⁻¹ Y``,
-    ``Σ = K_** + Θ_*D Θ_r⁻¹ K_DD Θ_r⁻¹ Θ_D* − (Θ_*D Θ_r⁻¹ K_D* + h.c.)``;
-    ``'ntkgp'``: ``μ = Θ_*D Θ_r⁻¹ Y``, ``Σ = Θ_** − Θ_*D Θ_r⁻¹ Θ_D*``.
     The Cholesky factorisation (float64 by default) is computed once per kernel and
     reused by every call of ``predict_fn``.
+
+    Formula:
+        With K the NNGP, Θ the NTK, D the training set, * the test set,
+        K_r = K_DD + λI, Θ_r = Θ_DD + λI and λ = ``diag_reg`` × mean diagonal (or
+        ``diag_reg`` with ``diag_reg_absolute_scale=True``):
+
+            'nngp'  (Lee et al. 2018, eq. 4):
+                μ = K_*D K_r⁻¹ Y,   Σ = K_** − K_*D K_r⁻¹ K_D*;
+            'ntk'   (Lee et al. 2019, eqs. 15–16 at t = ∞):
+                μ = Θ_*D Θ_r⁻¹ Y,
+                Σ = K_** + Θ_*D Θ_r⁻¹ K_DD Θ_r⁻¹ Θ_D* − (Θ_*D Θ_r⁻¹ K_D* + h.c.);
+            'ntkgp' (He, Lakshminarayanan & Teh 2020):
+                μ = Θ_*D Θ_r⁻¹ Y,   Σ = Θ_** − Θ_*D Θ_r⁻¹ Θ_D*.
+
+    The kernel-function form also runs at any ``N`` without forming the train-train
+    kernel: ``solver='cg'`` (exact, matrix-free preconditioned CG), ``'nystrom'``
+    (Falkon) or ``'auto'`` (the default: dense Cholesky where it fits and is fastest);
+    ``compute_cov='diag'`` gives the posterior variances only. See ``docs/scale.md``
+    and :mod:`infinet.predict.solvers`.
 
     Args:
         k_train_train: train-train kernel: a ``Kernel``, a namedtuple with ``nngp``
@@ -209,9 +282,28 @@ def gp_inference(*args: Any, **kwargs: Any) -> Any:
         diag_reg_absolute_scale: treat ``diag_reg`` as an absolute shift.
         trace_axes: output axes the kernel is traced over (see
             :mod:`infinet.predict.base`).
+        kernel_fn, x_train, x_test, get, compute_cov: (original form) the network's
+            kernel function, the inputs, the modes, and ``False`` / ``True`` (the full
+            test covariance, only where it fits) / ``'diag'`` (variances only).
+        solver: (original form) ``'auto'``, ``'cholesky'`` (the dense path),
+            ``'cg'`` or ``'nystrom'``.
+        tol, max_iter: CG tolerance (relative residual, default ``1e-6``) and
+            iteration limit (default ``1000``); an unconverged solve raises
+            :class:`~infinet.predict.solvers.ConvergenceError`.
+        n_centers: Nyström centres (default ``min(N, 5000)``).
+        preconditioner_rank: rank of CG's randomly pivoted Cholesky preconditioner
+            (default ``min(N, 1000)``).
+        progress: show progress (``None``: for jobs estimated over 10 s).
+        cache_dir: keep CG's kernel tiles as ``.npy`` files there.
+        solver_options: further :class:`~infinet.predict.solvers.SolverOptions`
+            fields (``block_size``, ``memory_limit``, ``on_nonconvergence``, ``seed``).
 
     Returns:
         ``predict_fn`` (NT's form) or the prediction (original form).
+
+    Raises:
+        MemoryPlanError: (original form) the job's estimated peak memory exceeds the
+            memory available; the message names what to change.
 
     Example:
         >>> import numpy as np

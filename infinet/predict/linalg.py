@@ -73,6 +73,9 @@ def factorization_dtype(dtype: Any) -> Iterator[None]:
             factorisations computed inside the ``with`` block; they stay cached in
             the ``predict_fn`` that computed them.
 
+    Returns:
+        A context manager; the previous precision is restored on exit.
+
     Example:
         >>> import numpy as np
         >>> with factorization_dtype(np.float32):

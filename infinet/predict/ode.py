@@ -91,10 +91,16 @@ def gradient_descent(
 ) -> Callable[..., Any]:
     """Outputs of an infinite network trained by gradient descent on any loss (ODE).
 
-    ``df_D/dt = −η Θ_DD ∇_f L(f_D, Y)``, ``df_*/dt = −η Θ_*D ∇_f L(f_D, Y)``; with
-    ``momentum = m``: ``df/dt = √η q``, ``dq/dt = −(1 − m) q − √η Θ ∇_f L`` (see the
-    module docstring). With ``loss = ½·mean((f − Y)²)`` this equals
+    With ``loss = ½·mean((f − Y)²)`` this equals
     :func:`~infinet.predict.gradient_descent_mse` up to the solver tolerance.
+
+    Formula:
+        Function-space gradient flow of a linearised (infinitely wide) network
+        (Jacot et al. 2018; Lee et al. 2019), solved as an ODE:
+
+            df_D/dt = −η Θ_DD ∇_f L(f_D, Y),    df_*/dt = −η Θ_*D ∇_f L(f_D, Y);
+
+        with ``momentum = m``: df/dt = √η q, dq/dt = −(1 − m) q − √η Θ ∇_f L.
 
     Args:
         loss: ``loss(fx_train, y_train) -> scalar``, differentiable in ``fx_train``.

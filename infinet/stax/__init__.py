@@ -15,6 +15,7 @@ Conv, ConvTranspose,        :mod:`infinet.stax.conv`
 ConvLocal
 Avg/SumPool, Global*Pool,   :mod:`infinet.stax.pooling`
 Flatten
+NT-style custom layers      :mod:`infinet.stax.compat`
 Identity, DotGeneral,       :mod:`infinet.stax.reshape`
 ImageResize, Index, Slice
 nonlinearities              :mod:`infinet.stax.activations` (one family per file)
@@ -48,6 +49,19 @@ from infinet.stax.attention import GlobalSelfAttention
 from infinet.stax.base import KernelFn, Layer
 from infinet.stax.branching import FanInConcat, FanInProd, FanInSum, FanOut
 from infinet.stax.combinators import parallel, repeat, serial
+from infinet.stax.compat import (
+    AggregateImplementation,
+    AttentionMechanism,
+    Bool,
+    Diagonal,
+    MaskedArray,
+    Padding,
+    PositionalEmbedding,
+    layer,
+    requires,
+    supports_masking,
+    unmask_fn,
+)
 from infinet.stax.conv import Conv, ConvLocal, ConvTranspose
 from infinet.stax.dense import Dense
 from infinet.stax.graph import Aggregate
@@ -58,15 +72,18 @@ from infinet.stax.spec import LayerSpec
 
 __all__ = [
     "ABRelu",
-    "LayerSpec",
-    "Aggregate",
     "Abs",
+    "Aggregate",
+    "AggregateImplementation",
+    "AttentionMechanism",
     "AvgPool",
+    "Bool",
     "Conv",
     "ConvLocal",
     "ConvTranspose",
     "Cos",
     "Dense",
+    "Diagonal",
     "DotGeneral",
     "Dropout",
     "Elementwise",
@@ -92,9 +109,13 @@ __all__ = [
     "KernelFn",
     "Layer",
     "LayerNorm",
+    "LayerSpec",
     "LeakyRelu",
+    "MaskedArray",
     "Monomial",
+    "Padding",
     "Polynomial",
+    "PositionalEmbedding",
     "Rbf",
     "RectifiedMonomial",
     "Relu",
@@ -103,7 +124,11 @@ __all__ = [
     "Sin",
     "Slice",
     "SumPool",
+    "layer",
     "parallel",
     "repeat",
+    "requires",
     "serial",
+    "supports_masking",
+    "unmask_fn",
 ]

@@ -64,6 +64,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from infinet.exceptions import NoClosedFormError
 from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport, Spatial
 from infinet.stax import random_init
@@ -205,7 +206,7 @@ def _sqrt_kernel(
 def attention_kernel(k: Kernel, o: AttentionOptions) -> Kernel:
     """The infinite-width attention map on every stored tensor."""
     if not o.linear_scaling and o.attention_mechanism != "IDENTITY":
-        raise ValueError(
+        raise NoClosedFormError(
             f"attention_mechanism={o.attention_mechanism!r} with linear_scaling=False "
             "has no known closed-form kernel (the attention weights stay random). Use "
             "linear_scaling=True, or attention_mechanism='IDENTITY'."
@@ -397,6 +398,21 @@ def GlobalSelfAttention(
 ) -> Layer:
     """Multi-head self-attention over all spatial positions (see module docstring).
 
+    Formula:
+        Hron et al. 2020, "Infinite attention: NNGP and NTK for deep attention
+        networks". With Σ_k, Θ_k the kernels of the query/key inputs and Σ_v, Θ_v
+        those of the value inputs (positional embeddings included), and
+        ``linear_scaling=True``, the attention weights converge to the
+        deterministic A(x) = ζ(ω_q ω_k Σ_k(x, x)), so
+
+            Σ'(x, x') = ω_o² ω_v² A(x) Σ_v(x, x') A(x')ᵀ + β²,
+            Θ'(x, x') = ω_o² ω_v² A(x) (Θ_v(x, x') + 2 Σ_v(x, x')) A(x')ᵀ + β².
+
+        For ``linear_scaling=False`` (``'IDENTITY'`` only) the logits stay
+        Gaussian; with c = ω_o²ω_v²ω_q²ω_k² and s = Σ_{jl} Σ_k(j, l) Σ_v(j, l),
+        Σ'(i, k) = c Σ_k(i, k) s + β² and
+        Θ' = 4c Σ_k s + c [Θ_k s + Σ_k (⟨Θ_k, Σ_v⟩ + ⟨Σ_k, Θ_v⟩)] + β².
+
     Args:
         n_chan_out: output channels.
         n_chan_key: channels of each head's queries and keys (d_k).
@@ -404,7 +420,10 @@ def GlobalSelfAttention(
         n_heads: number of heads H.
         linear_scaling: logits scaled by 1/d_k with shared query/key weights
             (deterministic infinite-width attention), else 1/√d_k.
-        W_key_std, W_value_std, W_query_std, W_out_std: weight scales ω.
+        W_key_std: weight scale ω_k of the keys.
+        W_value_std: weight scale ω_v of the values.
+        W_query_std: weight scale ω_q of the queries.
+        W_out_std: weight scale ω_o of the output projection.
         b_std: output bias scale β; ``None`` means no bias.
         attention_mechanism: ``'SOFTMAX'``, ``'IDENTITY'``, ``'ABS'`` or ``'RELU'``.
         pos_emb_type: ``'NONE'``, ``'SUM'`` or ``'CONCAT'`` learned positional
@@ -421,6 +440,17 @@ def GlobalSelfAttention(
     Returns:
         A :class:`~infinet.stax.Layer`. ``params = (W_Q or None, W_K, W_V, W_O,
         b or None, P or None)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from infinet import stax
+        >>> init_fn, apply_fn, kernel_fn = stax.serial(
+        ...     stax.Dense(8), stax.GlobalSelfAttention(8, 4, 4, 2), stax.GlobalAvgPool())
+        >>> x = jnp.ones((2, 5, 3))
+        >>> apply_fn(init_fn(jax.random.key(0), x.shape)[1], x).shape
+        (2, 8)
+        >>> kernel_fn(x, None, 'ntk').shape
+        (2, 2)
     """
     spec = LayerSpec.of("GlobalSelfAttention", locals())
     o = AttentionOptions(

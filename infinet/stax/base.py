@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeAlias, Union
 
@@ -37,7 +38,14 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 from infinet import masking
 from infinet.engine.local import Evaluator
 from infinet.engine.plan import Plan
-from infinet.kernel import Kernel, validate_get
+from infinet.kernel import (
+    KERNEL_FIELDS,
+    Kernel,
+    canonical_get,
+    is_none_tree,
+    select,
+    validate_get,
+)
 from infinet.layout import (
     KEEPS_VARIANCES,
     NEEDS_FULL,
@@ -128,7 +136,20 @@ class KernelFn:
         Returns:
             A :class:`Kernel` (``get=None``), an array (one field) or a namedtuple.
         """
-        get = _parse_get(get)
+        get = canonical_get(get)
+        x2 = None if is_none_tree(x2) else x2  # NT: (None, None) means x2 = x1
+        if get is not None and not set(validate_get(get)) <= set(KERNEL_FIELDS):
+            # Metadata such as 'shape1' is static: select it from the whole Kernel.
+            kernel = self(
+                x1,
+                x2,
+                None,
+                diagonal_batch=diagonal_batch,
+                diagonal_spatial=diagonal_spatial,
+                mask_constant=mask_constant,
+                **kwargs,
+            )
+            return select(kernel, get)
         if not _is_kernel_tree(x1):
             _check_inputs(x1, x2)
             if mask_constant is not None:
@@ -167,22 +188,37 @@ class KernelFn:
             >>> stax.Dense(1).kernel_fn.plan(np.ones((3, 4)), np.ones((2, 4)), 'nngp').gram
             'host-gemm'
         """
-        get = _parse_get(get)
+        get = canonical_get(get)
+        x2 = None if is_none_tree(x2) else x2
         return self.engine.plan(
             x1, x2, get, diagonal_batch, diagonal_spatial, mask_constant, kwargs
         )
 
 
-def _parse_get(get: Any) -> Any:
-    if isinstance(get, list):
-        get = tuple(get)
-    if get is not None:
-        validate_get(get)
-    return get
-
-
 class Layer(NamedTuple):
-    """A network building block; unpacks as ``init_fn, apply_fn, kernel_fn``."""
+    """A network building block; unpacks as ``init_fn, apply_fn, kernel_fn``.
+
+    Attributes:
+        init_fn: ``init_fn(key, input_shape) -> (output_shape, params)``: random
+            finite-width parameters (NTK parameterization unless a layer says
+            otherwise).
+        apply_fn: ``apply_fn(params, x, **kwargs) -> y``: the finite network.
+        kernel_fn: ``kernel_fn(x1, x2=None, get=None, **kwargs)``: the exact
+            infinite-width NNGP/NTK (a :class:`KernelFn`). ``get=None`` returns a
+            :class:`~infinet.Kernel`, ``'nngp'``/``'ntk'`` that array, a tuple a
+            namedtuple; ``kernel_fn(kernel)`` continues a composition.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from infinet import stax
+        >>> layer = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
+        >>> init_fn, apply_fn, kernel_fn = layer            # unpacks as a triple
+        >>> out_shape, params = layer.init_fn(jax.random.key(0), (-1, 3))
+        >>> out_shape, apply_fn(params, jnp.ones((2, 3))).shape
+        ((-1, 1), (2, 1))
+        >>> kernel_fn(jnp.ones((2, 3)), jnp.ones((4, 3)), 'ntk').shape
+        (2, 4)
+    """
 
     init_fn: InitFn
     apply_fn: ApplyFn
@@ -230,11 +266,56 @@ def make_layer(
     def masked_kernel_map(k: Any, **kwargs: Any) -> Any:
         if not handles_variances and _variances_only(k):
             raise VariancesOnlyUnsupported(name)
-        return masking.remask(kernel_map(k, **kwargs))
+        return _not_input(masking.remask(kernel_map(k, **kwargs)))
 
     channel_axis = -1 if support.channel_axis is None else support.channel_axis
     apply = masking.masked_apply(apply_fn, name, mask_fn, channel_axis)
-    return Layer(init_fn, apply, KernelFn(masked_kernel_map, support, name, spec))
+    kernel_fn = KernelFn(masked_kernel_map, support, name, spec)
+    # NT's function names ('ABRelu' for Relu, 'serial', ...), which users' code branches on.
+    fn_name = nt_function_name(name)
+    apply.__name__ = apply.__qualname__ = fn_name
+    kernel_fn.__name__ = kernel_fn.__qualname__ = fn_name  # type: ignore[attr-defined]
+    return Layer(_renamed(init_fn, fn_name), apply, kernel_fn)
+
+
+def nt_function_name(name: str) -> str:
+    """The ``__name__`` Neural Tangents 0.6.5 gives a layer's three functions.
+
+    It is the layer's name without its parameters (``'ABRelu(0.1, 1.0)'`` ->
+    ``'ABRelu'``), except that NT builds ``Cos`` from ``Sin`` and so names it ``'Sin'``.
+
+    Args:
+        name: the layer's name as infinet gives it.
+
+    Returns:
+        NT's function name.
+
+    Example:
+        >>> nt_function_name('ABRelu(0.0, 1.0)'), nt_function_name('Cos(1.0, 1.0, 0.0)')
+        ('ABRelu', 'Sin')
+    """
+    base = name.split("(")[0]
+    return "Sin" if base == "Cos" else base
+
+
+def _renamed(fn: InitFn, name: str) -> InitFn:
+    """``fn`` under another ``__name__``; ``fn`` itself (maybe shared) is left untouched."""
+
+    def renamed(key: PRNGKeyArray, input_shape: Any) -> tuple[Any, Params]:
+        return fn(key, input_shape)
+
+    functools.update_wrapper(renamed, fn)
+    renamed.__name__ = renamed.__qualname__ = name
+    return renamed
+
+
+def _not_input(k: Any) -> Any:
+    """Marks kernels as past a layer (NT's ``is_input=False`` after any layer)."""
+    if isinstance(k, Kernel):
+        return k if not k.is_input else k.replace(is_input=False)
+    if isinstance(k, (list, tuple)):
+        return type(k)(_not_input(t) for t in k)
+    return k
 
 
 def _variances_only(k: Any) -> bool:
@@ -250,8 +331,15 @@ def _is_kernel_tree(x: Any) -> bool:
     return False
 
 
-def _check_mask_constant(mask_constant: Any) -> float:
-    """A hashable scalar ``mask_constant``, or a clear error."""
+def _check_mask_constant(mask_constant: Any) -> Any:
+    """A hashable scalar ``mask_constant`` (a traced scalar stays traced), or a clear error."""
+    if isinstance(mask_constant, jax.core.Tracer):
+        if jax.numpy.ndim(mask_constant) != 0:
+            raise ValueError(
+                f"mask_constant must be a scalar, got a traced array of shape "
+                f"{jax.numpy.shape(mask_constant)}."
+            )
+        return mask_constant
     value = np.asarray(mask_constant)
     if value.ndim != 0 or not np.issubdtype(value.dtype, np.number):
         raise ValueError(

@@ -36,7 +36,25 @@ from infinet.stax.spec import LayerSpec
 
 
 def FanOut(num: int) -> Layer:
-    """Copies its input into a list of ``num`` identical inputs."""
+    """Copies its input into a list of ``num`` identical inputs.
+
+    Formula:
+        Every branch starts from the same kernel: Σ'_i = Σ and Θ'_i = Θ for
+        i = 1, …, num (Novak et al. 2020, "Neural Tangents", appendix).
+
+    Args:
+        num: number of copies.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+        ``apply_fn`` returns a list of ``num`` arrays.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> len(stax.FanOut(3).apply_fn((), jnp.ones((2, 4))))
+        3
+    """
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[list[Any], tuple[()]]:
         return [input_shape] * num, ()
@@ -63,7 +81,25 @@ def _check_same_shapes(shapes: Any, name: str) -> None:
 
 
 def FanInSum() -> Layer:
-    """Sums a list of inputs (e.g. a residual connection)."""
+    """Sums a list of inputs (e.g. a residual connection).
+
+    Formula:
+        For branches f_i that are independent at infinite width (Novak et al.
+        2020, "Neural Tangents", appendix on residual networks):
+
+            Σ' = Σ_i Σ_i,      Θ' = Σ_i Θ_i.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, _, kernel_fn = stax.serial(
+        ...     stax.FanOut(2), stax.parallel(stax.Dense(1), stax.Dense(1)), stax.FanInSum())
+        >>> kernel_fn(jnp.ones((1, 2)), None, 'nngp')  # 1 + 1
+        Array([[2.]], dtype=float32)
+    """
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
         _check_same_shapes(input_shape, "FanInSum")
@@ -102,7 +138,27 @@ def _product(ka: Kernel, kb: Kernel) -> Kernel:
 
 
 def FanInProd() -> Layer:
-    """Multiplies a list of inputs elementwise (branches independent at infinite width)."""
+    """Multiplies a list of inputs elementwise (branches independent at infinite width).
+
+    Formula:
+        For independent branches (Novak et al. 2020, "Neural Tangents", appendix):
+
+            Σ' = Π_i Σ_i,      Θ' = Σ_i Θ_i Π_{j≠i} Σ_j.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, _, kernel_fn = stax.serial(
+        ...     stax.FanOut(2),
+        ...     stax.parallel(stax.Dense(1, W_std=2.0), stax.Dense(1)),
+        ...     stax.FanInProd())
+        >>> k = kernel_fn(jnp.ones((1, 1)), None)   # Σ = 4 · 1, Θ = 4 · 1 + 1 · 4
+        >>> float(k.nngp[0, 0]), float(k.ntk[0, 0])
+        (4.0, 8.0)
+    """
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
         _check_same_shapes(input_shape, "FanInProd")
@@ -126,12 +182,30 @@ def FanInProd() -> Layer:
 
 
 def FanInConcat(axis: int = -1) -> Layer:
-    """Concatenates a list of inputs along the channel ``axis``.
+    """Concatenates a list of inputs along ``axis``.
 
-    Along channels the kernel is the channel-weighted average of the branch
-    kernels. Concatenating along a spatial axis is supported for
-    ``diagonal_spatial`` kernels and for full ones, with zero covariance between
-    positions that come from different branches.
+    Formula:
+        Along channels, with C_i channels in branch i (Novak et al. 2020, appendix):
+
+            Σ' = Σ_i C_i Σ_i / Σ_i C_i,      Θ' = Σ_i C_i Θ_i / Σ_i C_i.
+
+        Along a spatial axis the kernels are stacked along that axis, with zero
+        covariance between positions from different branches. The concatenated
+        channels are not identically distributed, so a nonlinearity directly after
+        a channel concat raises; put a ``Dense``/``Conv`` layer in between.
+
+    Args:
+        axis: the axis to concatenate along (the channel axis by default).
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, apply_fn, _ = stax.FanInConcat()
+        >>> apply_fn((), [jnp.ones((2, 3)), jnp.zeros((2, 1))]).shape
+        (2, 4)
     """
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:

@@ -36,12 +36,29 @@ def _split(rng: jax.Array | None, n: int) -> list[jax.Array | None]:
 def serial(*layers: Layer) -> Layer:
     """Applies ``layers`` one after another.
 
+    Formula:
+        The kernel of a composition is the composition of the kernel maps (Lee et
+        al. 2018, "Deep neural networks as Gaussian processes"; Jacot et al. 2018):
+        with T_l the map of layer l,
+
+            (Σ^{l+1}, Θ^{l+1}) = T_l(Σ^l, Θ^l),   so   kernel_fn = T_L ∘ … ∘ T_1.
+
     Args:
         *layers: the layers, first to last.
 
     Returns:
-        The composed :class:`Layer`. ``apply_fn`` splits an ``rng`` keyword
-        argument among the layers.
+        The composed :class:`~infinet.stax.Layer` ``(init_fn, apply_fn,
+        kernel_fn)``. ``apply_fn`` splits an ``rng`` keyword argument among the
+        layers.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> a, b = stax.Dense(4, W_std=2.0), stax.Relu()
+        >>> x = jnp.array([[1.0, 2.0]])
+        >>> composed = stax.serial(a, b).kernel_fn(x).nngp
+        >>> bool(jnp.allclose(composed, b.kernel_fn(a.kernel_fn(x)).nngp))
+        True
     """
     if not layers:
         raise ValueError("serial() needs at least one layer; use stax.Identity() for none.")
@@ -82,6 +99,24 @@ def parallel(*layers: Layer) -> Layer:
     """Applies ``layers[i]`` to the ``i``-th input of a list of inputs.
 
     Use with :func:`~infinet.stax.FanOut` and a fan-in layer to build branches.
+
+    Formula:
+        Each branch maps its own kernel: (Σ'_i, Θ'_i) = T_i(Σ_i, Θ_i) (Novak et al.
+        2020, "Neural Tangents").
+
+    Args:
+        *layers: one layer per input.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+        Inputs, outputs and kernels are lists.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, _, kernel_fn = stax.parallel(stax.Dense(1, W_std=2.0), stax.Identity())
+        >>> [k.nngp.tolist() for k in kernel_fn([jnp.ones((1, 1)), jnp.ones((1, 1))])]
+        [[[4.0]], [[1.0]]]
     """
     layers = tuple(layers)
 
@@ -118,11 +153,34 @@ def parallel(*layers: Layer) -> Layer:
 def repeat(layer: Layer, n: int) -> Layer:
     """Equivalent to ``serial(*[layer] * n)``, compiled as a loop.
 
-    Each repetition has its own parameters: ``init_fn`` returns them stacked
-    along a leading axis of size ``n``. ``layer`` must keep its input shape.
+    Each repetition has its own parameters: ``init_fn`` returns them stacked along
+    a leading axis of size ``n``. ``layer`` must keep its input shape.
+
+    Formula:
+        With T the kernel map of ``layer`` (Lee et al. 2018; Jacot et al. 2018):
+
+            (Σ', Θ') = Tⁿ(Σ, Θ) = T ∘ … ∘ T (n times).
+
+    Args:
+        layer: the layer to repeat.
+        n: number of repetitions (≥ 1).
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> block = stax.serial(stax.Dense(8), stax.Erf())
+        >>> x = jnp.ones((2, 3))
+        >>> bool(jnp.allclose(stax.repeat(block, 3).kernel_fn(x, None, 'ntk'),
+        ...                   stax.serial(block, block, block).kernel_fn(x, None, 'ntk')))
+        True
     """
-    if n < 1:
-        raise ValueError(f"repeat needs n >= 1, got {n}.")
+    if n < 0:
+        raise ValueError(f"repeat needs n >= 0 (n=0 is the identity, as in NT), got {n}.")
+    if n == 0:
+        return _repeat_zero(layer)
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, Any]:
         out_shape, _ = layer.init_fn(key, input_shape)
@@ -177,6 +235,26 @@ def repeat(layer: Layer, n: int) -> Layer:
         handles_variances=True,
         spec=spec,
         variances=support.variances,
+    )
+
+
+def _repeat_zero(layer: Layer) -> Layer:
+    """``repeat(layer, 0)``: the identity, with NT's empty stacked parameters."""
+
+    def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, Any]:
+        empty = jax.random.split(key, 0)
+        return input_shape, jax.vmap(lambda k: layer.init_fn(k, input_shape)[1])(empty)
+
+    def apply_fn(params: Any, x: Any, **kwargs: Any) -> Any:
+        return x
+
+    def kernel_map(k: Any, **kwargs: Any) -> Any:
+        return k
+
+    support = layer.kernel_fn.support
+    spec = LayerSpec.of("repeat", {"n": 0}, children=(layer.kernel_fn.spec,))
+    return make_layer(
+        init_fn, apply_fn, kernel_map, "repeat", support, handles_variances=True, spec=spec
     )
 
 

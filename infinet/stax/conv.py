@@ -406,8 +406,48 @@ def Conv(
 ) -> Layer:
     """General convolution (shared weights).
 
-    Params are ``(W, b)``: ``W`` laid out as ``dimension_numbers[1]``, ``b`` of
-    shape 1 everywhere but the output channel axis (or ``None``).
+    Params are ``(W, b)``: ``W`` laid out as ``dimension_numbers[1]``, ``b`` of shape
+    1 everywhere but the output channel axis (or ``None``). Finite width (NTK
+    parameterization): ``y(o) = W_std / sqrt(C·|F|) · Σ_{k, c} W[k, c] x_c(o·st + k − lo)
+    + b_std · b``.
+
+    Formula:
+        With P the patch average over the |F| taps of the filter (Novak et al. 2019,
+        "Bayesian deep convolutional networks with many channels are Gaussian
+        processes"; Arora et al. 2019, "On exact computation with an infinitely wide
+        neural net", CNTK),
+
+            P(Σ)(o, o') = (1/|F|) Σ_k Σ(o·st + k − lo, o'·st + k − lo),
+            Σ' = W_std² P(Σ) + b_std²,
+            Θ' = W_std² P(Θ) + Σ'                                    ('ntk'),
+            Θ' = W_std² P(Θ) + (C·|F| / s[0]) P(Σ) + [b_std given]   ('standard').
+
+    Args:
+        out_chan: number of output channels (``s[1] * out_chan`` in the standard
+            parameterization); the NTK-parameterized kernel does not depend on it.
+        filter_shape: taps per spatial dimension, in the order of the spatial
+            letters of ``dimension_numbers[1]``; ``()`` for no spatial dimension.
+        strides: stride per spatial dimension (default all 1).
+        padding: ``'VALID'``, ``'SAME'`` or ``'CIRCULAR'`` (periodic).
+        W_std: weight standard deviation.
+        b_std: bias standard deviation; ``None`` means no bias.
+        dimension_numbers: ``(lhs, rhs, out)`` layouts as in
+            ``jax.lax.conv_general_dilated``, default ``('NHWC', 'HWIO', 'NHWC')``
+            (and its 0-, 1- and 3-D analogues).
+        parameterization: ``'ntk'`` or ``'standard'``.
+        s: ``(s_in, s_out)`` width scalings of the standard parameterization.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from infinet import stax
+        >>> init_fn, apply_fn, kernel_fn = stax.Conv(8, (3,), padding='SAME', b_std=0.1)
+        >>> init_fn(jax.random.key(0), (2, 5, 3))[0]
+        (2, 5, 8)
+        >>> kernel_fn(jnp.ones((2, 5, 3)), None, 'nngp').shape  # full spatial pairs
+        (2, 2, 5, 5)
     """
     return _conv_layer(
         "conv", "Conv", out_chan, filter_shape, strides, padding, W_std, b_std,
@@ -428,9 +468,39 @@ def ConvTranspose(
 ) -> Layer:
     """Transposed convolution, as ``jax.lax.conv_transpose`` (no kernel flip).
 
-    Output length per dimension: ``S·st`` for ``'SAME'`` and ``'CIRCULAR'``
-    (whose out-of-range outputs wrap around), ``S·st + max(f − st, 0)`` for
-    ``'VALID'``. The NTK normalisation is 1/sqrt(C·|F|), as for ``Conv``.
+    Output length per dimension: ``S·st`` for ``'SAME'`` and ``'CIRCULAR'`` (whose
+    out-of-range outputs wrap around), ``S·st + max(f − st, 0)`` for ``'VALID'``. The
+    NTK normalisation is 1/sqrt(C·|F|), as for ``Conv``.
+
+    Formula:
+        The map of :func:`Conv` applied to the input dilated by the stride
+        (Novak et al. 2019; Arora et al. 2019): with P the patch average on the
+        dilated input, Σ' = W_std² P(Σ) + b_std² and Θ' = W_std² P(Θ) + Σ' ('ntk').
+
+    Args:
+        out_chan: number of output channels (``s[1] * out_chan`` in the standard
+            parameterization); the NTK-parameterized kernel does not depend on it.
+        filter_shape: taps per spatial dimension, in the order of the spatial
+            letters of ``dimension_numbers[1]``; ``()`` for no spatial dimension.
+        strides: stride per spatial dimension (default all 1).
+        padding: ``'VALID'``, ``'SAME'`` or ``'CIRCULAR'`` (periodic).
+        W_std: weight standard deviation.
+        b_std: bias standard deviation; ``None`` means no bias.
+        dimension_numbers: ``(lhs, rhs, out)`` layouts as in
+            ``jax.lax.conv_general_dilated``, default ``('NHWC', 'HWIO', 'NHWC')``
+            (and its 0-, 1- and 3-D analogues).
+        parameterization: ``'ntk'`` or ``'standard'``.
+        s: ``(s_in, s_out)`` width scalings of the standard parameterization.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, apply_fn, kernel_fn = stax.ConvTranspose(4, (2,), strides=(2,))
+        >>> kernel_fn(jnp.ones((1, 3, 2)), None, 'nngp').shape  # 3 positions -> 6
+        (1, 1, 6, 6)
     """
     return _conv_layer(
         "transpose", "ConvTranspose", out_chan, filter_shape, strides, padding, W_std,
@@ -454,6 +524,40 @@ def ConvLocal(
     Params are ``(W, b)`` with ``W`` of shape ``(*out_spatial, C·|F|, out)`` (patch
     features ordered channel-major, as ``lax.conv_general_dilated_patches``) and
     ``b`` of the output's shape with batch size 1.
+
+    Formula:
+        Weights differ per output position, so only equal positions correlate
+        (Novak et al. 2019, section on locally connected networks): with P as in
+        :func:`Conv`,
+
+            Σ'(o, o) = W_std² P(Σ)(o, o) + b_std²,   Σ'(o, o') = 0 for o ≠ o',
+            Θ'(o, o) = W_std² P(Θ)(o, o) + Σ'(o, o)  ('ntk'),   Θ'(o, o') = 0.
+
+    Args:
+        out_chan: number of output channels (``s[1] * out_chan`` in the standard
+            parameterization); the NTK-parameterized kernel does not depend on it.
+        filter_shape: taps per spatial dimension, in the order of the spatial
+            letters of ``dimension_numbers[1]``; ``()`` for no spatial dimension.
+        strides: stride per spatial dimension (default all 1).
+        padding: ``'VALID'``, ``'SAME'`` or ``'CIRCULAR'`` (periodic).
+        W_std: weight standard deviation.
+        b_std: bias standard deviation; ``None`` means no bias.
+        dimension_numbers: ``(lhs, rhs, out)`` layouts as in
+            ``jax.lax.conv_general_dilated``, default ``('NHWC', 'HWIO', 'NHWC')``
+            (and its 0-, 1- and 3-D analogues).
+        parameterization: ``'ntk'`` or ``'standard'``.
+        s: ``(s_in, s_out)`` width scalings of the standard parameterization.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, _, kernel_fn = stax.ConvLocal(4, (3,), padding='SAME')
+        >>> k = kernel_fn(jnp.ones((1, 4, 2)), None, 'nngp', diagonal_spatial=False)
+        >>> bool((k[0, 0] == jnp.diag(jnp.diag(k[0, 0]))).all())  # no cross-position terms
+        True
     """
     return _conv_layer(
         "local", "ConvLocal", out_chan, filter_shape, strides, padding, W_std, b_std,

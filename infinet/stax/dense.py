@@ -94,9 +94,24 @@ def Dense(
 ) -> Layer:
     """Fully connected layer acting on ``channel_axis``.
 
+    Finite width, with ``C`` input channels: in the ``'ntk'`` parameterization
+    (Jacot et al. 2018) W_ij, b_i ~ N(0, 1) and ``y = W_std / sqrt(C) · x W +
+    b_std · b``; in the ``'standard'`` one (Sohl-Dickstein et al. 2020, arXiv
+    2001.07301) W_ij ~ N(0, W_std² / C), b_i ~ N(0, b_std²) and ``y = x W + b``.
+
+    Formula:
+        With Σ, Θ the input kernels (Lee et al. 2018, "Deep neural networks as
+        Gaussian processes"; Jacot et al. 2018, "Neural tangent kernel"):
+
+            Σ' = W_std² Σ + b_std²                            (both),
+            Θ' = W_std² Θ + Σ'                                ('ntk'),
+            Θ' = W_std² Θ + (C / s[0]) Σ + [b_std is not None]  ('standard').
+
+        Spatial covariance structure passes through unchanged.
+
     Args:
         out_dim: number of output channels (``s[1] * out_dim`` in the standard
-            parameterization).
+            parameterization); the NTK-parameterized kernel does not depend on it.
         W_std: weight standard deviation.
         b_std: bias standard deviation; ``None`` means no bias.
         batch_axis: batch axis of the inputs.
@@ -105,8 +120,19 @@ def Dense(
         s: ``(s_in, s_out)`` width scalings of the standard parameterization.
 
     Returns:
-        A :class:`~infinet.stax.Layer`. ``params = (W, b)`` with ``W`` of shape
-        ``(C, out)`` and ``b`` broadcastable along ``channel_axis`` (or ``None``).
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+        ``params = (W, b)`` with ``W`` of shape ``(C, out)`` and ``b``
+        broadcastable along ``channel_axis`` (or ``None``).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from infinet import stax
+        >>> init_fn, apply_fn, kernel_fn = stax.Dense(3, W_std=2.0, b_std=0.5)
+        >>> x = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+        >>> kernel_fn(x, None, 'nngp').tolist()  # 4 · x xᵀ / 2 + 0.25
+        [[2.25, 0.25], [0.25, 2.25]]
+        >>> init_fn(jax.random.key(0), x.shape)[0]
+        (2, 3)
     """
     spec = LayerSpec.of("Dense", locals())
     check_parameterization(parameterization)

@@ -152,6 +152,17 @@ def Aggregate(
 ) -> Layer:
     """Aggregates node features over graph edges given as ``pattern`` (see module docstring).
 
+    Formula:
+        Node j receives y[n, j, c] = Σ_i A[n, i, j] x[n, i, c]; the map is linear and
+        the same for every channel, so (Du et al. 2019, "Graph neural tangent kernel";
+        Novak et al. 2020)
+
+            Σ'(x, x') = A_xᵀ Σ(x, x') A_x',      Θ'(x, x') = A_xᵀ Θ(x, x') A_x',
+
+        with A_x the adjacency of example x (``pattern``; a pair of patterns for
+        ``kernel_fn(x1, x2, pattern=(p1, p2))``). Without ``pattern`` the layer is the
+        identity.
+
     Args:
         aggregate_axis: the spatial axes whose positions are the nodes; ``None``
             means all spatial axes.
@@ -159,6 +170,21 @@ def Aggregate(
         channel_axis: channel axis of the inputs.
         to_dense: applied to dense patterns before use (``'DENSE'`` only).
         implementation: ``'DENSE'`` (adjacency arrays) or ``'SPARSE'`` (edge lists).
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``; ``apply_fn``
+        and ``kernel_fn`` take the graph as ``pattern=``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Aggregate())
+        >>> x = jnp.ones((1, 3, 1))                       # one graph, 3 nodes
+        >>> a = jnp.zeros((1, 3, 3)).at[0, 0, 1].set(1.0).at[0, 2, 1].set(1.0)  # 0->1, 2->1
+        >>> kernel_fn(x, None, 'nngp', pattern=a)[0, 0]   # Aᵀ Σ A, Σ = all ones
+        Array([[0., 0., 0.],
+               [0., 4., 0.],
+               [0., 0., 0.]], dtype=float32)
     """
     spec = LayerSpec.of(
         "Aggregate", {**locals(), "to_dense": None if to_dense is _identity else to_dense}

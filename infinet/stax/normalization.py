@@ -45,6 +45,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from infinet.exceptions import NoClosedFormError
 from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport, broadcast_pair, self_variance
 from infinet.stax.base import Layer, make_layer
@@ -86,9 +87,10 @@ def _mean_variance(cov: jax.Array, k: Kernel, axes: tuple[int, ...], mask: Any) 
 def layer_norm_kernel(k: Kernel, axes: tuple[int, ...], eps: float) -> Kernel:
     """Σ' = Σ / sqrt((v + ε) ⊗ (v' + ε)) for every stored tensor (module docstring)."""
     if not k.is_gaussian:
-        raise ValueError(
+        raise NoClosedFormError(
             "LayerNorm needs Gaussian inputs at infinite width (it divides by the "
-            "variance); put it right after a Dense or Conv layer."
+            "variance); put it right after a Dense or Conv layer, or estimate the "
+            "kernel with infinet.monte_carlo_kernel_fn."
         )
     v1 = _mean_variance(k.cov1, k, axes, k.mask1) + eps
     v2 = v1 if k.cov2 is None else _mean_variance(k.cov2, k, axes, k.mask2) + eps
@@ -119,6 +121,17 @@ def LayerNorm(
 ) -> Layer:
     """Layer normalisation: ``(x - mean) / sqrt(var + eps)`` over ``axis``.
 
+    Formula:
+        At infinite width the channel mean of a centred Gaussian layer vanishes and
+        its mean square is the variance, so (Novak et al. 2020, "Neural Tangents",
+        appendix; Hron et al. 2020), with v(x)_s = mean over the normalised axes of
+        Σ(x, x)(t, t):
+
+            Σ'(x, x')(s, s') = Σ(x, x')(s, s') / sqrt((v(x)_s + ε)(v(x')_s' + ε)),
+            Θ'(x, x')(s, s') = Θ(x, x')(s, s') / sqrt((v(x)_s + ε)(v(x')_s' + ε)).
+
+        The inputs must be Gaussian (e.g. right after a ``Dense`` or ``Conv``).
+
     Args:
         axis: axes to normalise over; must contain ``channel_axis`` and may add
             spatial axes (not the batch axis).
@@ -127,8 +140,16 @@ def LayerNorm(
         channel_axis: channel axis of the inputs.
 
     Returns:
-        A parameter-free :class:`~infinet.stax.Layer`; see the module docstring
-        for the kernel.
+        A parameter-free :class:`~infinet.stax.Layer`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, _, kernel_fn = stax.serial(stax.Dense(4), stax.LayerNorm())
+        >>> x = jnp.array([[1.0, 2.0], [3.0, -1.0]])
+        >>> kernel_fn(x, None, 'nngp')  # the correlation 0.5 / sqrt(2.5 · 5)
+        Array([[1.        , 0.14142136],
+               [0.14142136, 1.        ]], dtype=float32)
     """
     spec = LayerSpec.of("LayerNorm", locals())
     ax = (axis,) if isinstance(axis, int) else tuple(axis)
@@ -176,12 +197,33 @@ def _self_indicator(k: Kernel, n_batch: int, same_batch: bool) -> jax.Array | fl
 def Dropout(rate: float, mode: str = "train") -> Layer:
     """Dropout. ``rate`` is the KEEP probability (Neural Tangents' convention).
 
-    ``Dropout(0.9)`` keeps each unit with probability 0.9 and scales kept units
-    by ``1 / 0.9``. ``apply_fn`` needs an ``rng=`` key in ``mode='train'``.
+    ``Dropout(0.9)`` keeps each unit with probability 0.9 and scales kept units by
+    ``1 / 0.9``; it does *not* drop 90%. ``apply_fn`` needs an ``rng=`` key in
+    ``mode='train'``.
+
+    Formula:
+        The mask is independent of everything else, so in ``mode='train'`` only the
+        covariance of each unit with itself changes (Srivastava et al. 2014; Novak
+        et al. 2020, "Neural Tangents"):
+
+            Σ'(x, x)(s, s) = Σ(x, x)(s, s) / rate,   Σ' = Σ elsewhere,
+
+        and Θ' from Θ the same way. ``mode='test'`` is the identity.
 
     Args:
         rate: probability of *keeping* a unit, in ``(0, 1]``.
         mode: ``'train'`` (random mask) or ``'test'`` (identity).
+
+    Returns:
+        A parameter-free :class:`~infinet.stax.Layer`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Dropout(0.5))
+        >>> kernel_fn(jnp.array([[1.0], [1.0]]), None, 'nngp')  # diagonal / 0.5
+        Array([[2., 1.],
+               [1., 2.]], dtype=float32)
     """
     spec = LayerSpec.of("Dropout", locals())
     if not 0.0 < rate <= 1.0:

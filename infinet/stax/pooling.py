@@ -72,9 +72,33 @@ def spatial_mean_of_diagonal(t: jax.Array, batch_ndim: int, k: Kernel) -> jax.Ar
 def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
     """Flattens all non-batch axes into one channel axis.
 
+    Formula:
+        A following NTK-parameterised dense layer normalises by the flattened width,
+        so the kernel of the flattened units is the mean of the per-position kernels
+        (Novak et al. 2019, "Bayesian deep convolutional networks with many channels
+        are Gaussian processes"):
+
+            Σ' = (1/|S|) Σ_s Σ(s, s),      Θ' = (1/|S|) Σ_s Θ(s, s).
+
+        Only per-position covariances are read, so a network ending in ``Flatten``
+        stores its kernel ``diagonal_spatial`` (O(|S|) instead of O(|S|²)).
+
     Args:
         batch_axis: batch axis of the input.
         batch_axis_out: batch axis of the output (0 or 1 / -1).
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, apply_fn, kernel_fn = stax.Flatten()
+        >>> x = jnp.arange(12.0).reshape(2, 3, 2)
+        >>> apply_fn((), x).shape
+        (2, 6)
+        >>> bool(jnp.allclose(kernel_fn(x, None, 'nngp'), x.reshape(2, 6) @ x.reshape(2, 6).T / 6))
+        True
     """
     spec = LayerSpec.of("Flatten", locals())
     if batch_axis_out not in (0, 1, -1):
@@ -109,6 +133,11 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
             cov2=None if k.cov2 is None else cov_flat(k.cov2, cov_batch),
             shape1=(k.shape1[0], math.prod(k.shape1[1:])),
             shape2=(k.shape2[0], math.prod(k.shape2[1:])),
+            # No positions are left: NT's flags for a dense kernel (channel axis 1, and
+            # diagonal_spatial False, which has no meaning without spatial axes).
+            diagonal_spatial=False,
+            batch_axis=0,
+            channel_axis=1,
             cov_mode="full" if var else k.cov_mode,  # Σ(x, x) of the flattened units is exact
         )
 
@@ -214,6 +243,14 @@ def AvgPool(
 ) -> Layer:
     """Average pooling over windows of the spatial axes.
 
+    Formula:
+        Pooling has fixed window weights a_k = 1/|window| (or 1/taps inside the
+        input with ``normalize_edges``), so every pair of taps correlates; per
+        spatial dimension, with A the pooling matrix (Novak et al. 2019, "Bayesian
+        deep convolutional networks with many channels are Gaussian processes"):
+
+            Σ' = A Σ Aᵀ,      Θ' = A Θ Aᵀ.
+
     Args:
         window_shape: window size per spatial dimension.
         strides: stride per spatial dimension; ``None`` means all 1.
@@ -223,6 +260,9 @@ def AvgPool(
             ``jax.example_libraries.stax.AvgPool``).
         batch_axis: batch axis of the inputs.
         channel_axis: channel axis of the inputs.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -243,7 +283,22 @@ def SumPool(
     batch_axis: int = 0,
     channel_axis: int = -1,
 ) -> Layer:
-    """Sum pooling over windows of the spatial axes (arguments as :func:`AvgPool`).
+    """Sum pooling over windows of the spatial axes.
+
+    Formula:
+        With A the 0/1 window matrix per spatial dimension (Novak et al. 2019):
+
+            Σ' = A Σ Aᵀ,      Θ' = A Θ Aᵀ.
+
+    Args:
+        window_shape: window size per spatial dimension.
+        strides: stride per spatial dimension; ``None`` means all 1.
+        padding: ``'VALID'``, ``'SAME'`` or ``'CIRCULAR'`` (periodic).
+        batch_axis: batch axis of the inputs.
+        channel_axis: channel axis of the inputs.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -288,6 +343,8 @@ def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -
         return out.replace(
             shape1=(k.shape1[0], k.shape1[-1]),
             shape2=(k.shape2[0], k.shape2[-1]),
+            batch_axis=0,
+            channel_axis=1,  # the output is (N, C), as in NT
             is_gaussian=k.is_gaussian,
             cov_mode="lost" if lost else out.cov_mode,
         )
@@ -344,10 +401,23 @@ def _divide_by_counts(summed: Kernel, k: Kernel) -> Kernel:
 
 
 def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
-    """Averages over (and removes) all spatial axes: Σ' = mean_{s, s'} Σ(s, s').
+    """Averages over (and removes) all spatial axes.
 
-    With masks the mean runs over unmasked positions only (module docstring):
-    Σ'(x, x') = Σ_{s, s'} Σ(x, x')(s, s') / (n(x) n(x')).
+    Formula:
+        Over the positions s, s' (Novak et al. 2019; Arora et al. 2019, CNTK with
+        global average pooling):
+
+            Σ'(x, x') = (1/|S|²) Σ_{s, s'} Σ(x, x')(s, s'),   Θ' likewise from Θ.
+
+        With masks the mean runs over the n(x) unmasked positions of each example:
+        Σ'(x, x') = Σ_{s, s'} Σ(x, x')(s, s') / (n(x) n(x')).
+
+    Args:
+        batch_axis: batch axis of the inputs.
+        channel_axis: channel axis of the inputs.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -365,5 +435,26 @@ def GlobalAvgPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
 
 
 def GlobalSumPool(batch_axis: int = 0, channel_axis: int = -1) -> Layer:
-    """Sums over (and removes) all spatial axes: Σ' = Σ_{s, s'} Σ(s, s')."""
+    """Sums over (and removes) all spatial axes.
+
+    Formula:
+        Over the positions s, s' (Novak et al. 2019):
+
+            Σ'(x, x') = Σ_{s, s'} Σ(x, x')(s, s'),      Θ' likewise from Θ.
+
+    Args:
+        batch_axis: batch axis of the inputs.
+        channel_axis: channel axis of the inputs.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> x = jnp.arange(12.0).reshape(2, 3, 2)
+        >>> bool(jnp.allclose(stax.GlobalSumPool().kernel_fn(x, None, 'nngp'),
+        ...                   x.sum(1) @ x.sum(1).T / 2))
+        True
+    """
     return _global_pool("GlobalSumPool", False, batch_axis, channel_axis)

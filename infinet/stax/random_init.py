@@ -1,8 +1,8 @@
 """Gaussian parameter draws for ``init_fn`` without one XLA compilation per shape.
 
 ``jax.random.normal(key, shape)`` called eagerly compiles a new XLA program for
-every new ``shape`` (0.3–1.5 s each on a 2-core CPU), so initialising a network
-whose layers have many distinct shapes took seconds (a WideResNet: 7–8 s).
+every new ``shape``, so initialising a network whose layers have many distinct
+shapes spends most of its time compiling (measurements: ``docs/performance.md``).
 :func:`normal` draws instead ``jax.random.normal(key, (n,))`` for ``n`` the next
 power of four (at least ``MIN_DRAW``), takes its first ``prod(shape)`` values and
 reshapes them on the host. With JAX's partitionable Threefry (the default,

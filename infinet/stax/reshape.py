@@ -39,7 +39,21 @@ DimensionNumbers = tuple[tuple[Sequence[int], Sequence[int]], tuple[Sequence[int
 
 
 def Identity() -> Layer:
-    """The identity map; its kernel is its input kernel."""
+    """The identity map; its kernel is its input kernel.
+
+    Formula:
+        Σ' = Σ,      Θ' = Θ.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, _, kernel_fn = stax.serial(stax.Dense(1, W_std=2.0), stax.Identity())
+        >>> kernel_fn(jnp.ones((1, 1)), None, 'nngp')
+        Array([[4.]], dtype=float32)
+    """
 
     spec = LayerSpec.of("Identity", locals())
 
@@ -143,6 +157,14 @@ def DotGeneral(
     Σ' = L Σ Lᵀ for the linear map ``L`` the product applies to the non-channel
     axes; a scalar constant ``c`` gives Σ' = c² Σ, Θ' = c² Θ.
 
+    Formula:
+        With L the linear map the product applies to the non-channel axes (Novak et
+        al. 2019):
+
+            Σ' = L Σ Lᵀ,      Θ' = L Θ Lᵀ;
+
+        a scalar constant c gives Σ' = c² Σ and Θ' = c² Θ.
+
     Args:
         lhs: constant left factor (the inputs are then the right factor).
         rhs: constant right factor (the inputs are then the left factor). At most
@@ -153,6 +175,9 @@ def DotGeneral(
         precision: as in ``jax.lax.dot_general``.
         batch_axis: batch axis of the inputs.
         channel_axis: channel axis of the inputs.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -248,6 +273,12 @@ def ImageResize(
     exactly for all of them (Neural Tangents' ``kernel_fn`` supports only
     ``'linear'`` and ``'nearest'``; the others agree with Monte Carlo here).
 
+    Formula:
+        Every ``jax.image.resize`` method is linear in the image; with L that map
+        (Novak et al. 2019):
+
+            Σ' = L Σ Lᵀ,      Θ' = L Θ Lᵀ.
+
     Args:
         shape: output shape, one entry per input axis; ``-1`` keeps an axis. The
             batch and channel entries must be ``-1``.
@@ -257,6 +288,9 @@ def ImageResize(
         precision: as in ``jax.image.resize``.
         batch_axis: batch axis of the inputs.
         channel_axis: channel axis of the inputs.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -393,14 +427,30 @@ def Index(idx: Any, batch_axis: int = 0, channel_axis: int = -1) -> Layer:
     """Indexes the inputs: ``y = x[idx]``, for ``idx`` built with :data:`Slice`.
 
     Integers, slices, ``None`` and ``Ellipsis`` are supported on the batch and
-    spatial axes (not integers on the batch axis, and not the channel axis).
-    The kernel is indexed the same way on both sides; this is exact in every
-    storage layout.
+    spatial axes (not integers on the batch axis, and not the channel axis). The
+    kernel is indexed the same way on both sides; this is exact in every storage
+    layout.
+
+    Formula:
+        With L the selection of positions (Novak et al. 2019):
+
+            Σ'(x, x') = L Σ(x, x') Lᵀ,   i.e.  Σ'(s, s') = Σ(idx(s), idx(s')),   Θ' likewise.
 
     Args:
         idx: the index, e.g. ``stax.Slice[:, ::2, 1:-1]``.
         batch_axis: batch axis of the inputs.
         channel_axis: channel axis of the inputs.
+
+    Returns:
+        A :class:`~infinet.stax.Layer` ``(init_fn, apply_fn, kernel_fn)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, apply_fn, kernel_fn = stax.Index(stax.Slice[:, 1:])
+        >>> x = jnp.ones((2, 4, 3))
+        >>> apply_fn((), x).shape, kernel_fn(x, None, 'nngp').shape
+        ((2, 3, 3), (2, 2, 3, 3))
     """
     spec = LayerSpec.of("Index", locals())
     _normalize_index(idx, 64)  # type check early

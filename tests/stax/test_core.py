@@ -133,7 +133,8 @@ def test_layout_resolution_and_errors():
     flat = stax.serial(stax.Dense(4), stax.Relu(), stax.Flatten(), stax.Dense(1))
     spatial_out = stax.serial(stax.Dense(4), stax.Relu())
     x = np.random.RandomState(0).randn(2, 5, 3)
-    assert flat.kernel_fn(x, None).diagonal_spatial
+    assert flat.kernel_fn.plan(x, None).diagonal_spatial  # computed in the diagonal layout
+    assert not flat.kernel_fn(x, None).diagonal_spatial  # NT: the output has no spatial axes
     k = spatial_out.kernel_fn(x, None)
     assert not k.diagonal_spatial and k.nngp.shape == (2, 2, 5, 5)
     kd = spatial_out.kernel_fn(x, None, diagonal_spatial=True)

@@ -52,6 +52,13 @@ def Elementwise(
     Σ' = nngp_fn(Σ, Σ₁₁, Σ₂₂) and Θ' = Θ · d_nngp_fn(Σ, Σ₁₁, Σ₂₂), where
     ``d_nngp_fn`` defaults to ∂ nngp_fn / ∂cov12 by automatic differentiation.
 
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x') (Lee et al. 2018; Jacot et al. 2018):
+
+            Σ' = nngp_fn(q, v1, v2),      Θ' = Θ · d_nngp_fn(q, v1, v2),
+
+        where ``d_nngp_fn`` defaults to ∂ nngp_fn / ∂q (Price's theorem) by autodiff.
+
     Args:
         fn: the scalar activation R → R (applied elementwise by ``apply_fn``);
             ``None`` means the layer has no finite-width ``apply_fn``.
@@ -100,6 +107,12 @@ def ElementwiseNumerical(fn: ScalarFn, deg: int, df: ScalarFn | None = None) -> 
     quadrature points (see :mod:`infinet.stax.activations.quadrature`), with
     φ' = ``df`` or ``jax.grad(fn)``. Accurate for smooth φ; for kinks or jumps
     (ReLU, sign) use the closed forms or Monte Carlo instead.
+
+    Formula:
+        For (u, v) centred Gaussian with covariance [[v1, q], [q, v2]] (Lee et al. 2018;
+        Jacot et al. 2018), by ``deg × deg``-point Gauss–Hermite quadrature:
+
+            Σ' = E[φ(u) φ(v)],      Θ' = Θ · E[φ'(u) φ'(v)].
 
     Args:
         fn: scalar activation R → R.

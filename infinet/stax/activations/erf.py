@@ -30,7 +30,32 @@ SIGMOID_LIKE_SCALE = 2.4020563531719796
 
 
 def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
-    """φ(x) = a·erf(b x) + c."""
+    """φ(x) = a·erf(b x) + c.
+
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x') (Williams 1997, "Computing
+        with infinite networks"):
+
+            Σ' = a² (2/π) arcsin(2b² q / sqrt((1 + 2b² v1)(1 + 2b² v2))) + c²,
+            Σ̇  = a² b² (4/π) / sqrt((1 + 2b² v1)(1 + 2b² v2) − 4b⁴ q²),
+            Θ' = Θ · Σ̇.
+
+    Args:
+        a: output scale.
+        b: input scale.
+        c: output shift.
+
+    Returns:
+        A parameter-free :class:`~infinet.stax.Layer`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> _, _, kernel_fn = stax.serial(stax.Dense(1), stax.Erf())
+        >>> k = kernel_fn(jnp.array([[1.0]]), None, 'nngp')
+        >>> bool(jnp.isclose(k[0, 0], 2 / jnp.pi * jnp.arcsin(2 / 3)))
+        True
+    """
 
     spec = LayerSpec.of("Erf", locals())
 
@@ -63,5 +88,20 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
 
 
 def Sigmoid_like() -> Layer:
-    """φ(x) = erf(x / 2.40206) / 2 + 1/2, a close stand-in for the logistic sigmoid."""
+    """φ(x) = erf(x / 2.40206) / 2 + 1/2, a close stand-in for the logistic sigmoid.
+
+    Formula:
+        :func:`Erf` with a = 1/2, b = 1/2.40206, c = 1/2 (Williams 1997):
+        Σ' = (1/(2π)) arcsin(2b² q / sqrt((1 + 2b² v1)(1 + 2b² v2))) + 1/4 and
+        Θ' = Θ · (b²/π) / sqrt((1 + 2b² v1)(1 + 2b² v2) − 4b⁴ q²).
+
+    Returns:
+        A parameter-free :class:`~infinet.stax.Layer`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from infinet import stax
+        >>> stax.Sigmoid_like().apply_fn((), jnp.array([0.0]))
+        Array([0.5], dtype=float32)
+    """
     return Erf(a=0.5, b=1 / SIGMOID_LIKE_SCALE, c=0.5)

@@ -55,6 +55,12 @@ from infinet.stax.spec import LayerSpec
 def Exp(a: float = 1, b: float = 1) -> Layer:
     """φ(x) = a·exp(b·x).
 
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x') and the Gaussian moment
+        generating function E[e^{tᵀX}] = e^{tᵀCt/2}:
+
+            Σ' = a² exp(b²(v1 + v2 + 2q)/2),      Θ' = Θ · b² Σ'.
+
     Args:
         a: output scale.
         b: rate.
@@ -85,6 +91,12 @@ def Exp(a: float = 1, b: float = 1) -> Layer:
 
 def Gaussian(a: float = 1, b: float = -1) -> Layer:
     """φ(x) = a·exp(b·x²).
+
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x'), Δ = (1 − 2b v1)(1 − 2b v2) − 4b² q²
+        and E[e^{b XᵀX}] = det(I − 2bC)^{−1/2}:
+
+            Σ' = a² Δ^{−1/2},      Θ' = Θ · 4a²b² q Δ^{−3/2}.
 
     Args:
         a: output scale.
@@ -132,6 +144,12 @@ def ExpNormalized(gamma: float = 1, shift: float = -1, do_clip: bool = False) ->
     input, where Σ' = 0). There is no finite-width counterpart: ``apply_fn``
     raises :class:`~infinet.stax.activations.custom.UndefinedFunctionError`.
 
+    Formula:
+        The "normalized Gaussian kernel" of Shankar et al. 2020 ("Neural kernels
+        without tangents", p. 6), with ρ = Σ₁₂ / sqrt(Σ₁₁Σ₂₂):
+
+            Σ' = sqrt(Σ₁₁Σ₂₂) · exp(γ(ρ + shift)),      Θ' = Θ · γ exp(γ(ρ + shift)).
+
     Args:
         gamma: exponent scale γ.
         shift: added to ρ before exponentiating (-1 makes Σ'(x, x) = Σ(x, x)).
@@ -174,6 +192,12 @@ def ExpNormalized(gamma: float = 1, shift: float = -1, do_clip: bool = False) ->
 
 def Gabor() -> Layer:
     """φ(x) = sin(x)·exp(-x²) (maps in the module docstring).
+
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x'), D = (1 + 2v1)(1 + 2v2) − 4q² and
+        P = v1 + v2 + 4(v1 v2 − q²) (Gaussian integral E[e^{−XᵀX} cos(tᵀX)]):
+
+            Σ' = D^{−1/2} e^{−P/(2D)} sinh(q/D),      Θ' = Θ · ∂Σ'/∂q  (Price's theorem).
 
     Returns:
         A :class:`~infinet.stax.Layer`.

@@ -51,6 +51,15 @@ def _terms(
 def Gelu(approximate: bool = False) -> Layer:
     """φ(x) = x·Φ(x), Φ the standard normal CDF.
 
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x'), s = (1 + v1)(1 + v2),
+        ρ' = q / sqrt(s), Δ = s − q² and K = 1 − 1/(1 + v1) − 1/(1 + v2) (Stein's lemma
+        and the orthant probability; cf. Tsuchida et al. 2021, "Avoiding kernel fixed
+        points: computing with ELU and GELU infinite networks"):
+
+            Σ' = q/4 + q·arcsin(ρ')/(2π) + (v1 v2 − K q²) / (2π sqrt(Δ)),
+            Θ' = Θ · [1/4 + arcsin(ρ')/(2π) + q((1 − 2K)Δ + v1 v2 − K q²) / (2π Δ^{3/2})].
+
     Args:
         approximate: if ``True``, ``apply_fn`` uses the tanh approximation
             0.5x(1 + tanh(sqrt(2/π)(x + 0.044715x³))). ``kernel_fn`` always uses

@@ -123,6 +123,14 @@ def polynomial_maps(
 def Polynomial(coef: Sequence[float]) -> Layer:
     """φ(x) = Σ_i coef[i] x^i, with the exact kernel of the module docstring.
 
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x'), the Hermite coefficients
+        a_{i,k} = i! / (k! m! 2^m), m = (i − k)/2, and A_k(v) = Σ_m coef[k+2m] a_{k+2m,k} v^m
+        (Mehler's formula):
+
+            Σ' = Σ_k k! A_k(v1) A_k(v2) q^k,
+            Θ' = Θ · Σ_k k · k! A_k(v1) A_k(v2) q^(k−1).
+
     Args:
         coef: coefficients, lowest degree first (``[]`` is φ = 0).
 
@@ -155,6 +163,12 @@ def Monomial(degree: int) -> Layer:
     :func:`Polynomial` (e.g. n = 2: v1 v2 + 2q²). Neural Tangents accepts
     degrees 0–5 only; here any non-negative degree works.
 
+    Formula:
+        :func:`Polynomial` with the single coefficient of x^n (Mehler's formula):
+
+            Σ' = Σ_k k! a_{n,k}² q^k (v1 v2)^{(n−k)/2},
+            Θ' = Θ · n² E[u^{n−1} v^{n−1}].
+
     Args:
         degree: non-negative integer n.
 
@@ -185,6 +199,12 @@ def Hermite(degree: int) -> Layer:
     uses. For other variances NT still returns q^n, which is not the kernel of
     its own finite network; infinet returns the exact kernel of
     :func:`Polynomial` for every variance (identical to q^n at unit variance).
+
+    Formula:
+        The exact kernel of :func:`Polynomial` for the coefficients of He_n / sqrt(n!);
+        at unit variances (v1 = v2 = 1) it reduces to (Mehler's formula)
+
+            Σ' = q^n,      Θ' = Θ · n q^(n−1).
 
     Args:
         degree: non-negative integer n.

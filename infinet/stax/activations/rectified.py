@@ -117,6 +117,14 @@ def RectifiedMonomial(degree: int) -> Layer:
     n = 0 is the step function (φ(0) = 1) and n = 1 is ReLU. See the module
     docstring for the kernel (Cho & Saul 2009).
 
+    Formula:
+        The arc-cosine kernel of order n (Cho & Saul 2009, "Kernel methods for deep
+        learning", eqs. 1–4), with θ = arccos(q / sqrt(v1 v2)):
+
+            Σ' = (1/2π) (v1 v2)^{n/2} J_n(θ),
+            J_n(θ) = (−1)^n (sin θ)^{2n+1} (1/sin θ · ∂/∂θ)^n ((π − θ)/sin θ),
+            Θ' = Θ · n² E[φ_{n−1}(u) φ_{n−1}(v)]   (0 for n = 0).
+
     Args:
         degree: non-negative integer n.
 
@@ -151,6 +159,11 @@ def Sign() -> Layer:
     """φ(x) = sign(x) (0 at 0): Σ' = (2/π) arcsin ρ = 1 - 2θ/π, Θ' = 0.
 
     A zero-variance input gives φ ≡ 0 and hence Σ' = 0.
+
+    Formula:
+        With ρ = Σ₁₂ / sqrt(Σ₁₁Σ₂₂) and θ = arccos ρ (Cho & Saul 2009, order 0):
+
+            Σ' = (2/π) arcsin ρ = 1 − 2θ/π,      Θ' = 0.
 
     Returns:
         A :class:`~infinet.stax.Layer`.

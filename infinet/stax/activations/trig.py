@@ -65,6 +65,13 @@ def _sinusoid(a: float, b: float, c: float, sign: float, name: str, trig) -> Lay
 def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     """φ(x) = a·sin(b·x + c).
 
+    Formula:
+        With q = Σ(x, x'), v1 = Σ(x, x), v2 = Σ(x', x') and the Gaussian characteristic
+        function E[cos(b(u ∓ v))] = exp(−b²(v1 + v2 ∓ 2q)/2):
+
+            Σ' = a²/2 · [e^{−b²(v1+v2−2q)/2} − cos(2c) e^{−b²(v1+v2+2q)/2}],
+            Θ' = Θ · a²b²/2 · [e^{−b²(v1+v2−2q)/2} + cos(2c) e^{−b²(v1+v2+2q)/2}].
+
     Args:
         a: output scale.
         b: frequency.
@@ -87,6 +94,12 @@ def Sin(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
 def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
     """φ(x) = a·cos(b·x + c).
 
+    Formula:
+        As :func:`Sin` with the sign of the cos(2c) terms flipped:
+
+            Σ' = a²/2 · [e^{−b²(v1+v2−2q)/2} + cos(2c) e^{−b²(v1+v2+2q)/2}],
+            Θ' = Θ · a²b²/2 · [e^{−b²(v1+v2−2q)/2} − cos(2c) e^{−b²(v1+v2+2q)/2}].
+
     Args:
         a: output scale.
         b: frequency.
@@ -108,6 +121,14 @@ def Cos(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
 
 def Rbf(gamma: float = 1.0) -> Layer:
     """φ(x) = √2·sin(√(2γ)·x + π/4): Σ' = exp(-γ(Σ₁₁ + Σ₂₂ - 2Σ₁₂)).
+
+    Formula:
+        :func:`Sin` with a = √2, b = √(2γ), c = π/4 (random Fourier features, Rahimi &
+        Recht 2007):
+
+            Σ' = exp(−γ (v1 + v2 − 2q)),      Θ' = Θ · 2γ Σ'.
+
+        After a ``Dense`` layer with W_std = 1 this is exp(−γ ‖x − x'‖² / d).
 
     Args:
         gamma: inverse squared length-scale, γ = 1 / (2 l²).

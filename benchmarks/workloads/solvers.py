@@ -1,0 +1,240 @@
+"""Kernel regression at scale (issue 18): the FC ReLU NTK workload.
+
+Network: 3 × (``Dense(512)`` + ``Relu``) + ``Dense(1)``, NTK, ``d = 32`` float32
+inputs ``x ~ N(0, I/32)``; target ``f(x) = sin(4·w₁ᵀx) + 2·(w₂ᵀx)²`` (``w`` seeded
+unit vectors) plus ``N(0, 0.1²)`` noise on the training set; ``diag_reg=1e-3``
+(relative to the mean diagonal); 2,000 noise-free test points.
+
+Each row runs in its own process (peak memory is the process's ``ru_maxrss``)::
+
+    python -m benchmarks.workloads.solvers --row cg_vs_cholesky --n 20000
+    python -m benchmarks.workloads.solvers --row cg --n 100000
+    python -m benchmarks.workloads.solvers --row nystrom --n 1000000 --centers 20000
+    python -m benchmarks.workloads.solvers --row nystrom_vs_cg --n 100000 --centers 20000
+    python -m benchmarks.workloads.solvers --row sklearn --n 100000 --centers 5000
+
+and prints one JSON record (times in s, peak memory in GB, agreement, residual, RMSE).
+The rows are also ``WORKLOADS`` (all ``slow``) for ``python -m benchmarks.run --all``.
+The sklearn row fits scikit-learn's ``Ridge`` on Nyström features built with
+``sklearn.kernel_approximation.Nystroem``'s formula (``K_nm · U S^{-1/2} Vᵀ`` from the
+SVD of ``K_mm``) from the same kernel values; sklearn cannot evaluate this kernel
+itself at scale (its callable kernels run per pair in Python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import Workload
+
+DIM, N_TEST, DIAG_REG = 32, 2000, 1e-3
+
+
+def network() -> Any:
+    """``kernel_fn`` of the FC ReLU network of the issue."""
+    from infinet import stax
+
+    layers = []
+    for _ in range(3):
+        layers += [stax.Dense(512), stax.Relu()]
+    return stax.serial(*layers, stax.Dense(1))[2]
+
+
+def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``x_train (n, 32), y_train (n, 1), x_test (2000, 32), f(x_test) (2000, 1)``."""
+    rs = np.random.RandomState(seed)
+    w = rs.randn(2, DIM)
+    w /= np.linalg.norm(w, axis=1, keepdims=True)
+
+    def f(x: np.ndarray) -> np.ndarray:
+        return (np.sin(4 * x @ w[0]) + 2 * (x @ w[1]) ** 2)[:, None]
+
+    x = (rs.randn(n, DIM) / np.sqrt(DIM)).astype(np.float32)
+    xt = (rs.randn(N_TEST, DIM) / np.sqrt(DIM)).astype(np.float32)
+    y = (f(x) + 0.1 * rs.randn(n, 1)).astype(np.float32)
+    return x, y, xt, f(xt).astype(np.float32)
+
+
+def _peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _rmse(a: Any, b: Any) -> float:
+    return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
+
+
+def _solve(solver: str, n: int, centers: int = 20000, **extra: Any) -> dict[str, Any]:
+    import logging
+
+    from infinet import predict
+    from infinet.predict.solvers.base import LOG
+
+    kernel_fn = network()
+    x, y, xt, ft = make_data(n)
+    reports: list[Any] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            reports.append(getattr(record, "solve", None))
+
+    handler = Keep(logging.INFO)
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    start = time.perf_counter()
+    mean = predict.gp_inference(
+        kernel_fn, x, y, xt, "ntk", diag_reg=DIAG_REG, solver=solver, n_centers=centers, **extra
+    )
+    mean = np.asarray(mean)
+    seconds = time.perf_counter() - start
+    LOG.removeHandler(handler)
+    report = reports[-1] if reports else None
+    return {
+        "solver": solver,
+        "n": n,
+        "seconds": seconds,
+        "rmse": _rmse(mean, ft),
+        "n_iter": getattr(report, "n_iter", None),
+        "relative_residual": getattr(report, "relative_residual", None),
+        "mean": mean,
+    }
+
+
+def row_cg_vs_cholesky(n: int = 20000) -> dict[str, Any]:
+    """``'cg'`` against ``'cholesky'``: agreement of test predictions and time ratio."""
+    dense = _solve("cholesky", n)
+    cg = _solve("cg", n, tol=1e-7)
+    agree = float(np.abs(cg["mean"] - dense["mean"]).max() / np.abs(dense["mean"]).max())
+    return {
+        "row": "cg_vs_cholesky",
+        "n": n,
+        "cholesky_s": dense["seconds"],
+        "cg_s": cg["seconds"],
+        "time_ratio": cg["seconds"] / dense["seconds"],
+        "max_rel_diff": agree,
+        "cg_n_iter": cg["n_iter"],
+        "cg_relative_residual": cg["relative_residual"],
+        "rmse_cholesky": dense["rmse"],
+        "rmse_cg": cg["rmse"],
+        "peak_gb": _peak_gb(),
+    }
+
+
+def row_cg(n: int = 100000) -> dict[str, Any]:
+    """Exact ``'cg'`` at ``tol=1e-5``."""
+    out = _solve("cg", n, tol=1e-5)
+    out.pop("mean")
+    return {"row": "cg", **out, "peak_gb": _peak_gb()}
+
+
+def row_nystrom(n: int = 1000000, centers: int = 20000) -> dict[str, Any]:
+    """Falkon with ``M = centers``."""
+    out = _solve("nystrom", n, centers)
+    out.pop("mean")
+    return {"row": "nystrom", "centers": centers, **out, "peak_gb": _peak_gb()}
+
+
+def row_nystrom_vs_cg(n: int = 100000, centers: int = 20000) -> dict[str, Any]:
+    """Test RMSE of ``'nystrom'`` against exact ``'cg'`` on the same subsample."""
+    ny = _solve("nystrom", n, centers)
+    cg = _solve("cg", n, tol=1e-5)
+    return {
+        "row": "nystrom_vs_cg",
+        "n": n,
+        "centers": centers,
+        "rmse_nystrom": ny["rmse"],
+        "rmse_cg": cg["rmse"],
+        "rmse_gap": ny["rmse"] / cg["rmse"] - 1,
+        "nystrom_s": ny["seconds"],
+        "cg_s": cg["seconds"],
+        "peak_gb": _peak_gb(),
+    }
+
+
+def row_sklearn(n: int = 100000, centers: int = 5000) -> dict[str, Any]:
+    """scikit-learn ``Ridge`` on Nyström features against infinet's ``'nystrom'``."""
+    from sklearn.linear_model import Ridge
+
+    from infinet.predict.solvers.matvec import KernelTiles, cross_kernel
+
+    ours = _solve("nystrom", n, centers)
+    x, y, xt, ft = make_data(n)
+    start = time.perf_counter()
+    tiles = KernelTiles(network(), "ntk", block_size=2048)
+    pick = np.sort(np.random.default_rng(0).choice(n, centers, replace=False))
+    kmm = cross_kernel(tiles, x[pick], x[pick])
+    u, s, vt = np.linalg.svd(kmm)  # sklearn's Nystroem.fit
+    norm = u / np.sqrt(np.clip(s, 1e-12, None)) @ vt
+    feats = cross_kernel(tiles, x, x[pick]) @ norm.T  # Nystroem.transform
+    lam = DIAG_REG * float(np.mean(tiles.diagonal(x)))
+    model = Ridge(alpha=lam, fit_intercept=False).fit(feats, y)
+    pred = model.predict(cross_kernel(tiles, xt, x[pick]) @ norm.T)
+    seconds = time.perf_counter() - start
+    return {
+        "row": "sklearn",
+        "n": n,
+        "centers": centers,
+        "sklearn_s": seconds,
+        "infinet_s": ours["seconds"],
+        "speedup": seconds / ours["seconds"],
+        "rmse_sklearn": _rmse(pred, ft),
+        "rmse_infinet": ours["rmse"],
+        "peak_gb": _peak_gb(),
+    }
+
+
+ROWS = {
+    "cg_vs_cholesky": row_cg_vs_cholesky,
+    "cg": row_cg,
+    "nystrom": row_nystrom,
+    "nystrom_vs_cg": row_nystrom_vs_cg,
+    "sklearn": row_sklearn,
+}
+
+
+def main() -> None:
+    """Runs one row and prints its JSON record."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--row", choices=sorted(ROWS), required=True)
+    parser.add_argument("--n", type=int, default=None)
+    parser.add_argument("--centers", type=int, default=None)
+    args = parser.parse_args()
+    kwargs: dict[str, Any] = {}
+    if args.n is not None:
+        kwargs["n"] = args.n
+    if args.centers is not None:
+        kwargs["centers"] = args.centers
+    print(json.dumps(ROWS[args.row](**kwargs)))
+
+
+WORKLOADS = [
+    Workload(
+        "solvers_cg_vs_cholesky_20k",
+        "FC ReLU NTK (3x512), d=32, N=20k: solver='cg' time (vs 'cholesky': ≤ 1.5x, 1e-4)",
+        lambda: row_cg_vs_cholesky(20000)["cg_s"],
+        slow=True,
+    ),
+    Workload(
+        "solvers_cg_100k",
+        "same, N=100k, solver='cg' tol=1e-5 (≤ 30 min, ≤ 8 GB)",
+        lambda: row_cg(100000)["seconds"],
+        target=1800.0,
+        slow=True,
+    ),
+    Workload(
+        "solvers_nystrom_1m",
+        "same, N=1M, solver='nystrom' M=20k (≤ 30 min, ≤ 20 GB)",
+        lambda: row_nystrom(1000000, 20000)["seconds"],
+        target=1800.0,
+        slow=True,
+    ),
+]
+
+
+if __name__ == "__main__":
+    main()

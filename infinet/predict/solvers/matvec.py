@@ -1,0 +1,423 @@
+"""Matrix-free kernel products ``K·V``, tile by tile, from a network's ``kernel_fn``.
+
+``K`` is never materialised: the rows are cut into blocks of ``block_size`` examples
+(any ``N``; the last block is smaller), each tile ``K_ij = kernel_fn(x_i, x_j, get)`` is
+computed by one jitted call (blocks are padded to a power-of-two size, so a whole job
+compiles only a few shapes) and consumed at once. All right-hand sides go in the same
+pass, so each tile is computed once per pass. For a symmetric ``K`` each unordered
+pair ``i ≤ j`` is computed once and used for both ``K_ij·V_j`` and ``K_ijᵀ·V_i``.
+
+Tiles can be kept in memory (when the planner finds room) or on disk (``cache_dir``:
+one ``.npy`` per tile, written to a temporary file and then ``os.replace``-d, loaded
+with ``allow_pickle=False``); later passes then read instead of recompute.
+
+Example:
+    >>> import numpy as np
+    >>> import jax.numpy as jnp
+    >>> kernel_fn = lambda a, b, get: jnp.exp(-jnp.sum((a[:, None] - b[None]) ** 2, -1))
+    >>> x = np.random.RandomState(0).randn(10, 3).astype(np.float32)
+    >>> op = SymmetricKernel(KernelTiles(kernel_fn, "ntk", block_size=4), x)
+    >>> v = np.ones((10, 2))
+    >>> bool(np.allclose(op.matmul(v), np.asarray(kernel_fn(x, x, "ntk")) @ v, rtol=1e-5))
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from jaxtyping import Float
+
+from infinet.predict.solvers.progress import Progress
+
+KernelFn = Callable[..., Any]
+
+
+_JITTED: dict[tuple[int, str], tuple[KernelFn, Callable[..., Any]]] = {}
+
+
+def _jitted(kernel_fn: KernelFn, name: str, kwargs: dict[str, Any]) -> Callable[..., Any]:
+    """``jax.jit`` of ``(a, b) ↦ kernel_fn(a, b, name, **kwargs)``, reused across calls.
+
+    Only calls without keyword arguments are shared (at most 16 kept), so that a job
+    repeated on the same network compiles its tile shapes once per process.
+    """
+    fn = jax.jit(lambda a, b: kernel_fn(a, b, name, **kwargs))
+    if kwargs:
+        return fn
+    key = (id(kernel_fn), name)
+    hit = _JITTED.get(key)
+    if hit is not None and hit[0] is kernel_fn:
+        return hit[1]
+    if len(_JITTED) >= 16:
+        _JITTED.pop(next(iter(_JITTED)))
+    _JITTED[key] = (kernel_fn, fn)
+    return fn
+
+
+def _bucket(n: int, block: int) -> int:
+    """Padded size of ``n`` rows: ``block``, or 64 for at most 64 rows (few shapes)."""
+    if n > block:
+        raise ValueError(f"a tile of {n} rows exceeds the block size {block}.")
+    return 64 if n <= 64 < block else block
+
+
+def tile_size(n: int, block_size: int) -> int:
+    """Rows per tile for ``n`` examples: ``block_size``, or the power of two ≥ ``n``.
+
+    Example:
+        >>> tile_size(300, 2048), tile_size(10**6, 2048)
+        (512, 2048)
+    """
+    size = 8
+    while size < n:
+        size *= 2
+    return min(size, block_size)
+
+
+def _pad(x: np.ndarray, size: int) -> np.ndarray:
+    """``x`` with copies of its first row appended up to ``size`` rows."""
+    if len(x) == size:
+        return x
+    return np.concatenate([x, np.repeat(x[:1], size - len(x), axis=0)])
+
+
+def blocks(n: int, block: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(n)`` in blocks of ``block`` (last smaller).
+
+    Example:
+        >>> blocks(5, 2)
+        [(0, 2), (2, 4), (4, 5)]
+    """
+    return [(s, min(s + block, n)) for s in range(0, n, block)]
+
+
+class KernelTiles:
+    """One part (``'nngp'`` or ``'ntk'``) of a kernel, evaluated tile by tile.
+
+    Args:
+        kernel_fn: ``kernel_fn(x1, x2, get, **kwargs)`` of the network.
+        name: ``'nngp'`` or ``'ntk'``.
+        kwargs: keyword arguments for ``kernel_fn``.
+        block_size: rows per tile.
+        jit: compile the tile function (one compilation per padded tile shape, shared
+            by every ``KernelTiles`` of the same ``kernel_fn`` and part); ``False``
+            calls ``kernel_fn`` directly. Tiles are padded to ``block_size`` rows
+            and columns (to 64 when they have at most 64), so few shapes occur.
+
+    Example:
+        >>> import numpy as np
+        >>> import jax.numpy as jnp
+        >>> kernel_fn = lambda a, b, get: jnp.exp(-jnp.sum((a[:, None] - b[None]) ** 2, -1))
+        >>> x = np.ones((3, 2), np.float32)
+        >>> KernelTiles(kernel_fn, "nngp").tile(x, x[:2]).shape
+        (3, 2)
+    """
+
+    def __init__(
+        self,
+        kernel_fn: KernelFn,
+        name: str,
+        kwargs: dict[str, Any] | None = None,
+        block_size: int = 2048,
+        jit: bool = True,
+    ):
+        self.kernel_fn = kernel_fn
+        self.name = name
+        self.kwargs = dict(kwargs or {})
+        self.block_size = int(block_size)
+        self.jit = jit
+        self.dtype: np.dtype = np.dtype(np.float32)  # of the tiles, once one is computed
+        self._fn = _jitted(kernel_fn, name, self.kwargs) if jit else None
+
+    def tile(self, a: Any, b: Any) -> np.ndarray:
+        """``K(a, b)`` as a NumPy array ``(len(a), len(b))``, in the kernel's dtype."""
+        a, b = np.asarray(a), np.asarray(b)
+        pa = _pad(a, _bucket(len(a), self.block_size))
+        pb = _pad(b, _bucket(len(b), self.block_size))
+        out = np.asarray(self._call(pa, pb))
+        self.dtype = out.dtype
+        if out.ndim != 2:
+            raise ValueError(
+                f"kernel_fn(x1, x2, {self.name!r}) has shape {out.shape}; the matrix-free "
+                "solvers need a (N1, N2) kernel (outputs traced, the default trace_axes, "
+                "and no non-traced output axes). Use solver='cholesky' for this kernel."
+            )
+        return out[: len(a), : len(b)]
+
+    def _call(self, a: np.ndarray, b: np.ndarray) -> Any:
+        """The jitted tile function; ``kernel_fn`` itself if it cannot be traced."""
+        if self._fn is not None:
+            try:
+                return self._fn(a, b)
+            except jax.errors.JAXTypeError:
+                self._fn = None  # not traceable (e.g. NumPy inside): call it eagerly
+        return self.kernel_fn(a, b, self.name, **self.kwargs)
+
+    def diagonal(self, x: Any) -> np.ndarray:
+        """``diag K(x, x)`` from diagonal tiles of at most 64 rows (``≤ 64·N`` entries)."""
+        x = np.asarray(x)
+        step = min(64, self.block_size)
+        parts = [np.diagonal(self.tile(x[s:e], x[s:e])) for s, e in blocks(len(x), step)]
+        return np.concatenate(parts)
+
+    def fingerprint(self, *arrays: Any) -> str:
+        """A hash of the inputs and of the kernel's values on a few of them.
+
+        The kernel function itself cannot be hashed; its values on the first rows
+        identify it instead (and change with any hyperparameter).
+        """
+        h = hashlib.sha256(repr((self.name, self.block_size)).encode())
+        for arr in arrays:
+            a = np.ascontiguousarray(np.asarray(arr))
+            h.update(repr((a.shape, a.dtype.str)).encode())
+            h.update(a.tobytes())
+        probe = np.asarray(arrays[0])[:4]
+        h.update(np.ascontiguousarray(self.tile(probe, probe)).tobytes())
+        return h.hexdigest()[:24]
+
+
+class SymmetricKernel:
+    """The train-train kernel ``K(x, x)`` as a tiled linear operator.
+
+    Args:
+        tiles: the kernel part to evaluate.
+        x: inputs ``(N, ...)``.
+        keep_in_memory: keep every computed tile (``≈ N²/2`` entries, as float64) for
+            later passes.
+        cache_dir: keep tiles as ``.npy`` files in this directory instead.
+        progress: show progress of passes that compute tiles.
+    """
+
+    def __init__(
+        self,
+        tiles: KernelTiles,
+        x: Any,
+        keep_in_memory: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+        progress: bool = False,
+    ):
+        self.tiles = tiles
+        self.x = np.asarray(x)
+        self.n = len(self.x)
+        self.ranges = blocks(self.n, tiles.block_size)
+        self.keep_in_memory = keep_in_memory
+        self.progress = progress
+        self.passes = 0
+        self._memory: dict[tuple[int, int], np.ndarray] = {}
+        self._diagonal: np.ndarray | None = None
+        self._dir: Path | None = None
+        if cache_dir is not None:
+            self._dir = Path(cache_dir)
+            self._dir.mkdir(parents=True, exist_ok=True)
+            self._prefix = f"{tiles.name}-{tiles.fingerprint(self.x)}"
+
+    def _compute(self, i: int, j: int) -> np.ndarray:
+        (a0, a1), (b0, b1) = self.ranges[i], self.ranges[j]
+        out = self.tiles.tile(self.x[a0:a1], self.x[b0:b1])
+        if i == j:  # float32 round-off leaves K(a, a) slightly asymmetric; CG needs K = Kᵀ
+            out = (out + out.T) / 2
+        return out
+
+    def tile(self, i: int, j: int) -> np.ndarray:
+        """Tile ``K_ij`` (``i ≤ j``), from memory, disk, or computed."""
+        if (i, j) in self._memory:
+            return self._memory[(i, j)]
+        if self._dir is not None:
+            path = self._dir / f"{self._prefix}-{i}-{j}.npy"
+            if path.exists():
+                out = np.load(path, allow_pickle=False)
+            else:
+                out = self._compute(i, j)
+                _atomic_save(path, out)
+        else:
+            out = self._compute(i, j)
+        if self.keep_in_memory:
+            out = np.asarray(out, np.float64)  # later passes: float64 products, no casts
+            self._memory[(i, j)] = out
+        return out
+
+    def pairs(self) -> Iterator[tuple[int, int]]:
+        """Unordered tile pairs ``(i, j)``, ``i ≤ j``, row by row."""
+        for i in range(len(self.ranges)):
+            for j in range(i, len(self.ranges)):
+                yield i, j
+
+    def diagonal(self) -> np.ndarray:
+        """``diag K`` (computed once): from the kept diagonal tiles, else 64 rows at a time."""
+        if self._diagonal is None:
+            if self.keep_in_memory or self._dir is not None:
+                parts = [np.diagonal(self.tile(i, i)) for i in range(len(self.ranges))]
+                self._diagonal = np.concatenate(parts)
+            else:
+                self._diagonal = self.tiles.diagonal(self.x)
+        return self._diagonal
+
+    def matmul(self, v: Float[np.ndarray, "n q"]) -> np.ndarray:
+        """``K @ v`` in one pass over the unordered tile pairs (float64 result)."""
+        v = np.asarray(v, np.float64)
+        out = np.zeros_like(v)
+        cached = (
+            self.keep_in_memory
+            and len(self._memory) == len(self.ranges) * (len(self.ranges) + 1) // 2
+        )
+        total = len(self.ranges) * (len(self.ranges) + 1) // 2
+        with Progress(total, "kernel tiles", self.progress and not cached) as bar:
+            for i, j in self.pairs():
+                k = self.tile(i, j)
+                (a0, a1), (b0, b1) = self.ranges[i], self.ranges[j]
+                out[a0:a1] += k @ v[b0:b1]
+                if i != j:
+                    out[b0:b1] += k.T @ v[a0:a1]
+                bar.update()
+        self.passes += 1
+        return out
+
+    def columns(self, idx: np.ndarray) -> np.ndarray:
+        """``K[:, idx]`` (float64), computed against every row block."""
+        idx = np.asarray(idx)
+        out = np.empty((self.n, len(idx)))
+        for c0, c1 in blocks(len(idx), self.tiles.block_size):
+            cols = self.x[idx[c0:c1]]
+            for a, b in self.ranges:
+                out[a:b, c0:c1] = self.tiles.tile(self.x[a:b], cols)
+        return out
+
+
+def cross_matmul(tiles: KernelTiles, x_rows: Any, x_cols: Any, v: Any) -> np.ndarray:
+    """``K(x_rows, x_cols) @ v`` block by block (float64), never holding the whole matrix.
+
+    Args:
+        tiles: the kernel part.
+        x_rows: row inputs ``(M, ...)``.
+        x_cols: column inputs ``(N, ...)``.
+        v: ``(N, q)``.
+
+    Returns:
+        ``(M, q)`` float64.
+
+    Example:
+        >>> import numpy as np
+        >>> import jax.numpy as jnp
+        >>> kernel_fn = lambda a, b, get: jnp.exp(-jnp.sum((a[:, None] - b[None]) ** 2, -1))
+        >>> x = np.eye(3, dtype=np.float32)
+        >>> tiles = KernelTiles(kernel_fn, "nngp", block_size=2)
+        >>> cross_matmul(tiles, x[:2], x, np.ones((3, 1))).shape
+        (2, 1)
+    """
+    x_rows, x_cols = np.asarray(x_rows), np.asarray(x_cols)
+    v = np.asarray(v, np.float64)
+    out = np.zeros((len(x_rows), v.shape[1]))
+    for a0, a1 in blocks(len(x_rows), tiles.block_size):
+        for b0, b1 in blocks(len(x_cols), tiles.block_size):
+            out[a0:a1] += tiles.tile(x_rows[a0:a1], x_cols[b0:b1]) @ v[b0:b1]
+    return out
+
+
+def cross_kernel(tiles: KernelTiles, x_rows: Any, x_cols: Any) -> np.ndarray:
+    """``K(x_rows, x_cols)`` assembled from tiles (float64; only for matrices that fit).
+
+    Example:
+        >>> import numpy as np
+        >>> import jax.numpy as jnp
+        >>> kernel_fn = lambda a, b, get: jnp.exp(-jnp.sum((a[:, None] - b[None]) ** 2, -1))
+        >>> x = np.eye(3, dtype=np.float32)
+        >>> cross_kernel(KernelTiles(kernel_fn, "nngp", block_size=2), x, x).shape
+        (3, 3)
+    """
+    x_rows, x_cols = np.asarray(x_rows), np.asarray(x_cols)
+    out = np.empty((len(x_rows), len(x_cols)))
+    for a0, a1 in blocks(len(x_rows), tiles.block_size):
+        for b0, b1 in blocks(len(x_cols), tiles.block_size):
+            out[a0:a1, b0:b1] = tiles.tile(x_rows[a0:a1], x_cols[b0:b1])
+    return out
+
+
+class RectangularKernel:
+    """``K_nm = K(x, c)`` for ``N`` inputs and ``M`` centres, as a tiled operator.
+
+    Args:
+        tiles: the kernel part.
+        x: inputs ``(N, ...)``.
+        centers: centres ``(M, ...)``.
+        keep_in_memory: keep the row tiles (``N·M`` entries, float64) for later passes.
+        progress: show progress of passes that compute tiles.
+    """
+
+    def __init__(
+        self, tiles: KernelTiles, x: Any, centers: Any, keep_in_memory: bool, progress: bool
+    ):
+        self.tiles = tiles
+        self.x = np.asarray(x)
+        self.centers = np.asarray(centers)
+        self.ranges = blocks(len(self.x), tiles.block_size)
+        self.keep_in_memory = keep_in_memory
+        self.progress = progress
+        self.passes = 0
+        self._memory: dict[int, np.ndarray] = {}
+
+    def tile(self, i: int) -> np.ndarray:
+        """Row block ``i`` of ``K_nm``."""
+        if i in self._memory:
+            return self._memory[i]
+        a0, a1 = self.ranges[i]
+        out = np.concatenate(
+            [self.tiles.tile(self.x[a0:a1], self.centers[c0:c1])
+             for c0, c1 in blocks(len(self.centers), self.tiles.block_size)],
+            axis=1,
+        )  # fmt: skip
+        if self.keep_in_memory:
+            out = np.asarray(out, np.float64)
+            self._memory[i] = out
+        return out
+
+    def _pass(self, fn: Callable[[int, np.ndarray], None]) -> None:
+        cached = len(self._memory) == len(self.ranges)
+        with Progress(len(self.ranges), "kernel tiles", self.progress and not cached) as bar:
+            for i in range(len(self.ranges)):
+                fn(i, self.tile(i))
+                bar.update()
+        self.passes += 1
+
+    def rmatmul(self, y: Float[np.ndarray, "n q"]) -> np.ndarray:
+        """``K_nmᵀ y`` (float64)."""
+        y = np.asarray(y, np.float64)
+        out = np.zeros((len(self.centers), y.shape[1]))
+
+        def add(i: int, k: np.ndarray) -> None:
+            a0, a1 = self.ranges[i]
+            out[...] += k.T @ y[a0:a1]
+
+        self._pass(add)
+        return out
+
+    def normal_matmul(self, v: Float[np.ndarray, "m q"]) -> np.ndarray:
+        """``K_nmᵀ (K_nm v)`` in one pass (each tile computed once)."""
+        v = np.asarray(v, np.float64)
+        out = np.zeros_like(v)
+
+        def add(_: int, k: np.ndarray) -> None:
+            out[...] += k.T @ (k @ v)
+
+        self._pass(add)
+        return out
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> None:
+    """Writes ``array`` to ``path`` as ``.npy`` via a temporary file and ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
