@@ -25,6 +25,7 @@ _SUBMODULES = (
     "monte_carlo",
     "batching",
     "models",
+    "sketch",
     "experimental",
 )
 

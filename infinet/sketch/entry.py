@@ -148,6 +148,13 @@ def features(
     2209.04121); the NTK's products Θ ⊙ Σ̇ are tensor sketches. The relative
     Frobenius error of the Gram falls as O(F^(-1/2)).
 
+    Formula:
+        φ(x) · φ(x') ≈ Σ(x, x') (``'nngp'``) or Θ(x, x') (``'ntk'``), with
+        E‖ΦΦᵀ − K‖_F / ‖K‖_F = O(F^(-1/2)). Per layer: Dense
+        ``[W_std·φ, b_std]`` (NTK: ``[W_std·ψ, φ']``); nonlinearity
+        ``φ' = σ(φG)/sqrt(m)``, ``ψ' = TS(ψ ⊗ σ'(φG)/sqrt(m))``; pools and
+        Flatten apply their fixed linear maps to φ and ψ.
+
     Args:
         layer: a ``stax`` layer ``(init_fn, apply_fn, kernel_fn)``, or its spec.
         n_features: F, the number of output features.
@@ -164,15 +171,14 @@ def features(
 
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> from infinet import sketch
-        >>> from infinet.sketch.spec import Options
+        >>> import infinet
+        >>> from infinet import stax
         >>> x = jax.random.normal(jax.random.key(1), (3, 4))
-        >>> spec = type("S", (), {"name": "Dense", "fn": None, "children": (),
-        ...                       "params": (("W_std", 2.0), ("b_std", 0.5))})()
-        >>> phi = sketch.features(spec, 16, jax.random.key(0), get="nngp")(x)
+        >>> layer = stax.Dense(8, W_std=2.0, b_std=0.5)
+        >>> phi = infinet.features(layer, 16, jax.random.key(0), get="nngp")(x)
         >>> phi.shape  # Dense is exact: 4·x·xᵀ/4 + 0.25
         (3, 16)
-        >>> bool(jnp.allclose(phi @ phi.T, x @ x.T + 0.25, atol=1e-5))
+        >>> bool(jnp.allclose(phi @ phi.T, layer.kernel_fn(x, None, "nngp"), atol=1e-5))
         True
     """
     if get not in ("nngp", "ntk"):
