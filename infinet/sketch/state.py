@@ -13,13 +13,13 @@ Two identities turn kernel algebra into feature algebra (Zandieh et al. 2021,
 
 * a sum of kernels is the kernel of concatenated features: ``[a, b]·[a', b'] = a·a' + b·b'``;
 * a product of kernels is the kernel of the tensor product:
-  ``(a ⊗ b)·(a' ⊗ b') = (a·a')(b·b')``, which :func:`tensor_sketch` compresses to
-  ``width`` features without forming it.
+  ``(a ⊗ b)·(a' ⊗ b') = (a·a')(b·b')``, which :func:`tensor_srht` compresses to
+  ``width`` features without forming it (TensorSRHT, Ahle et al. 2020).
 
-Both compressions below are unbiased: for Gaussian ``G`` with i.i.d. N(0, 1)
-entries, ``E[(a G)(a' G)ᵀ] / m = a·a'`` (Johnson–Lindenstrauss) and
-``E[((a G₁) ∘ (b G₂))·((a' G₁) ∘ (b' G₂))] / m = (a·a')(b·b')`` (Pham & Pagh 2013;
-Ahle et al. 2020). Their relative errors fall as ``m^(-1/2)``.
+The compressions below are unbiased: for Gaussian ``G`` with i.i.d. N(0, 1)
+entries, ``E[(a G)(a' G)ᵀ] / m = a·a'`` (Johnson–Lindenstrauss, :func:`project`);
+:func:`srht` and :func:`tensor_srht` sample coordinates of a randomised Hadamard
+rotation. Their relative errors fall as ``m^(-1/2)``.
 """
 
 from __future__ import annotations
@@ -73,30 +73,6 @@ def project(key: jax.Array, t: Float[Array, "*b d"], m: int) -> Float[Array, "*b
     """
     g = gaussian(key, (t.shape[-1], m), t.dtype)
     return (t @ g) * (1.0 / math.sqrt(m))
-
-
-def tensor_sketch(
-    key: jax.Array, a: Float[Array, "*b p"], b: Float[Array, "*b q"], m: int
-) -> Float[Array, "*b m"]:
-    """Sketch of the row-wise tensor product ``a ⊗ b`` to ``m`` features.
-
-    ``((a G₁) ∘ (b G₂)) / sqrt(m)`` with Gaussian ``G₁``, ``G₂``: its inner products
-    are unbiased estimates of ``(a·a')(b·b')``, at cost O(m (p + q)) per row
-    instead of O(p q).
-
-    Args:
-        key: PRNG key.
-        a: ``(..., p)`` features.
-        b: ``(..., q)`` features.
-        m: output width.
-
-    Returns:
-        ``(..., m)`` features.
-    """
-    ka, kb = jax.random.split(key)
-    ga = gaussian(ka, (a.shape[-1], m), a.dtype)
-    gb = gaussian(kb, (b.shape[-1], m), b.dtype)
-    return (a @ ga) * (b @ gb) * (1.0 / math.sqrt(m))
 
 
 def fwht(t: Float[Array, "*b p"]) -> Float[Array, "*b p"]:
