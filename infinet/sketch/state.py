@@ -18,8 +18,7 @@ Two identities turn kernel algebra into feature algebra (Zandieh et al. 2021,
 
 The compressions below are unbiased: for Gaussian ``G`` with i.i.d. N(0, 1)
 entries, ``E[(a G)(a' G)ᵀ] / m = a·a'`` (Johnson–Lindenstrauss, :func:`project`);
-:func:`srht` and :func:`tensor_srht` sample coordinates of a randomised Hadamard
-rotation. Their relative errors fall as ``m^(-1/2)``.
+:func:`tensor_srht` samples coordinates of randomised Hadamard rotations. Their relative errors fall as ``m^(-1/2)``.
 """
 
 from __future__ import annotations
@@ -104,18 +103,6 @@ def rotate(key: jax.Array, t: Float[Array, "*b d"]) -> Float[Array, "*b p"]:
     t = jnp.pad(t, [(0, 0)] * (t.ndim - 1) + [(0, p - t.shape[-1])])
     signs = jax.random.rademacher(key, (p,), t.dtype).reshape((1,) * (t.ndim - 1) + (p,))
     return fwht(t * signs)
-
-
-def srht(key: jax.Array, t: Float[Array, "*b d"], m: int) -> Float[Array, "*b m"]:
-    """Subsampled randomised Hadamard projection to ``m <= P`` features (unbiased).
-
-    ``sqrt(P/m)·(H D t)[S]`` with S a uniform m-subset of the P coordinates.
-    """
-    k1, k2 = jax.random.split(key)
-    v = rotate(k1, t)
-    p = v.shape[-1]
-    idx = jax.random.permutation(k2, p)[:m]
-    return jnp.take(v, idx, axis=-1) * math.sqrt(p / m)
 
 
 def tensor_srht(
