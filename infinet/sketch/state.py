@@ -18,7 +18,8 @@ Two identities turn kernel algebra into feature algebra (Zandieh et al. 2021,
 
 The compressions below are unbiased: for Gaussian ``G`` with i.i.d. N(0, 1)
 entries, ``E[(a G)(a' G)ᵀ] / m = a·a'`` (Johnson–Lindenstrauss, :func:`project`);
-:func:`tensor_srht` samples coordinates of randomised Hadamard rotations. Their relative errors fall as ``m^(-1/2)``.
+:func:`tensor_srht` samples coordinates of randomised Hadamard rotations. Their
+relative errors fall as ``m^(-1/2)``.
 """
 
 from __future__ import annotations
