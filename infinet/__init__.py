@@ -25,6 +25,7 @@ _SUBMODULES = (
     "monte_carlo",
     "batching",
     "models",
+    "sketch",
     "experimental",
     "datasets",
     "classify",
@@ -47,6 +48,7 @@ _LAZY_ATTRS = {
     "retain_freed_memory": "infinet.cpu_memory",
     "NumericalWarning": "infinet.validate",
     "KernelOverflowError": "infinet.validate",
+    "features": "infinet.sketch",
 }
 
 __all__ = sorted([*_SUBMODULES, *_LAZY_ATTRS, "__version__"])
