@@ -268,12 +268,16 @@ def dense_gram(x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"]) -> Float[Arra
     return _blas_gemm(x1, x2)
 
 
-def _host_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _host_matmul(a: Any, b: Any) -> np.ndarray:
+    # The callback receives JAX arrays: as NumPy arrays (no copy on the CPU) the
+    # product runs on NumPy's BLAS, not as another XLA computation.
+    a, b = np.asarray(a), np.asarray(b)
     with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN propagate as in XLA
         return np.matmul(a, b.T)
 
 
-def _host_syrk(a: np.ndarray) -> np.ndarray:
+def _host_syrk(a: Any) -> np.ndarray:
+    a = np.asarray(a)
     with np.errstate(over="ignore", invalid="ignore"):
         return np.matmul(a, a.T)
 
