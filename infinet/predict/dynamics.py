@@ -110,11 +110,13 @@ class Dynamics:
         xp = linalg.xp_for(t, self.eig.values, self.rate)
         lam = self.eig.values
         dtype = lam.dtype if xp is np else jax.dtypes.canonicalize_dtype(lam.dtype)
-        rt = self.rate * xp.asarray(t, dtype)[..., None]
-        g = -xp.expm1(-rt * lam)
-        tiny = xp.finfo(lam.dtype).tiny
-        safe = xp.where(xp.abs(lam) > tiny, lam, 1.0)
-        return g, xp.where(xp.abs(lam) > tiny, g / safe, rt + 0 * lam)
+        # t = 1e308 may overflow η·t·λ to inf: e^{-inf} = 0 is the right limit.
+        with np.errstate(over="ignore"):
+            rt = self.rate * xp.asarray(t, dtype)[..., None]
+            g = -xp.expm1(-rt * lam)
+            tiny = xp.finfo(lam.dtype).tiny
+            safe = xp.where(xp.abs(lam) > tiny, lam, 1.0)
+            return g, xp.where(xp.abs(lam) > tiny, g / safe, rt + 0 * lam)
 
     def train(self, t: Any, r: Any) -> Any:
         """``(I − e^{−ηΘt/n}) r`` for flat residuals ``r``, for every time in ``t``."""
