@@ -169,7 +169,7 @@ def _product(a: np.ndarray, b: np.ndarray, device: Any = None) -> tuple[np.ndarr
     """``a bᵀ`` by the host BLAS (``a @ a.T`` takes the ``syrk`` path), and its device array.
 
     The product is written into a 64-byte aligned buffer, which the CPU client
-    adopts without a copy (≈ 2 ms at N = 2000); nothing writes to the buffer
+    adopts without a copy; nothing writes to the buffer
     afterwards. (A DLPack hand-over was dropped: its deleter could run during
     interpreter teardown and abort the process.)
     """

@@ -52,16 +52,15 @@ from infinet.kernel import KERNEL_FIELDS, Kernel, namedtuple_for
 
 # Working set allowed for the tensors of one tile (all intermediates), sized for
 # a CPU's last-level cache: the passes over a tile's tensors are memory-bound, so
-# tiles that stay in cache run far faster (CNN-5 GAP on 32x32 images: 10 ms per
-# entry with 1 x 1 tiles against 20 with 2 x 2 and 4 x 4 tiles, 32 MB L3). It
+# tiles that stay in cache run far faster (measurements: docs/performance.md). It
 # also bounds peak memory: one tile plus the result.
 TILE_BUDGET_BYTES = 64 << 20
 # On accelerators (no such cache; per-launch overheads instead) tiles are sized
 # by memory alone.
 DEVICE_TILE_BUDGET_BYTES = 2 << 30
 # Copies of a pair's stored tensor alive at peak while a tile runs (nngp, ntk,
-# padded and materialised copies, temporaries): 11 measured on the CNN-5 GAP
-# ReLU network (peak memory 1.07 GB for 4 x 4 tiles of 32x32 images, float32).
+# padded and materialised copies, temporaries), measured on a ReLU CNN with
+# global average pooling (docs/performance.md).
 COPIES_PER_UNIT = 12
 # Diagonal blocks of at most this many examples are computed as symmetric kernels.
 MIN_BLOCK = 8
