@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+from benchmarks.workloads.empirical import CNN_SRC
+
 HEADER = """
 import time, numpy as np, jax
 def best(call, repeats):
@@ -78,27 +80,11 @@ def run():
 print(best(run, 5))
 """
 
-ENTK = """
-import jax.numpy as jnp
-from jax import lax
+# The CNN the empirical workloads use (benchmarks/workloads/empirical.py), run by both.
+ENTK = (
+    CNN_SRC.replace("import numpy as np, jax, jax.numpy as jnp", "import jax.numpy as jnp")
+    + """
 import {lib} as nt
-def _conv(x, w, b):
-    dn = ('NHWC', 'HWIO', 'NHWC')
-    return lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=dn) + b
-def cnn_init(key):
-    ks = jax.random.split(key, 4)
-    cw = lambda k, i, o: jax.random.normal(k, (3, 3, i, o)) / np.sqrt(9 * i)
-    return {{'c1': (cw(ks[0], 3, 64), jnp.zeros(64)), 'c2': (cw(ks[1], 64, 64), jnp.zeros(64)),
-            'c3': (cw(ks[2], 64, 64), jnp.zeros(64)),
-            'd': (jax.random.normal(ks[3], (64, 10)) / 8, jnp.zeros(10))}}
-def cnn_apply(p, x):
-    x = jax.nn.relu(_conv(x, *p['c1']))
-    x = jax.nn.relu(_conv(x, *p['c2']))
-    x = lax.reduce_window(x, 0., lax.add, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID') / 4
-    x = jax.nn.relu(_conv(x, *p['c3']))
-    return x.mean((1, 2)) @ p['d'][0] + p['d'][1]
-params = cnn_init(jax.random.PRNGKey(0))
-x = jax.random.normal(jax.random.PRNGKey(1), (16, 32, 32, 3))
 times = []
 for impl in {impls}:
     try:
@@ -109,6 +95,7 @@ for impl in {impls}:
         pass  # an algorithm that fails does not count
 print(min(times))
 """
+)
 
 GEMM_FLOOR = """
 x = np.random.RandomState(0).randn(2000, 3072).astype(np.float32)
@@ -161,8 +148,8 @@ ROWS = [
     Row("fc_predict_4000", "FC ReLU NTK N=4000 d=64 + gradient_descent_mse(t=inf), 1000 test",
         FC_PREDICT, (("nt", 3.0),)),
     Row("entk_cnn_16", "empirical NTK, 3-conv CNN, N=16, 10 outputs, best algorithm, plain jit",
-        ENTK.format(lib="{lib}", impls="[nt.NtkImplementation.AUTO]"), (("nt", 2.0),),
-        nt_code=ENTK.format(lib="{lib}", impls="[1, 2, 3]")),
+        ENTK.replace("{impls}", "[nt.NtkImplementation.AUTO]"), (("nt", 2.0),),
+        nt_code=ENTK.replace("{impls}", "[1, 2, 3]")),
 ]  # fmt: skip
 
 

@@ -111,13 +111,8 @@ class Evaluator:
         """Computes ``kernel_fn(x1, x2, get)`` by its plan.
 
         Args:
-            x1: inputs or a ``Kernel``.
-            x2: second inputs or ``None``.
-            get: requested fields (parsed).
-            diagonal_batch: layout request or ``None``.
-            diagonal_spatial: layout request or ``None``.
-            mask_constant: the mask value, or ``None``.
-            kwargs: layer keyword arguments.
+            x1, x2, get, diagonal_batch, diagonal_spatial, mask_constant, kwargs:
+                as for :meth:`plan` (``get`` already parsed).
 
         Returns:
             A ``Kernel``, an array or a namedtuple, as ``get`` asks.
