@@ -29,7 +29,8 @@ def discover() -> list[Workload]:
 
     out: list[Workload] = []
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        out.extend(importlib.import_module(f"benchmarks.workloads.{info.name}").WORKLOADS)
+        module = importlib.import_module(f"benchmarks.workloads.{info.name}")
+        out.extend(getattr(module, "WORKLOADS", []))  # some modules are scripts only
     return out
 
 
