@@ -97,3 +97,18 @@ def test_x_x_under_jit_takes_the_symmetric_tiles_and_agrees(small_tiles):
     np.testing.assert_allclose(jitted(x, flipped, "ntk"), want[:, ::-1], **tol(np.float64))
     both = jitted(x, x, ("nngp", "ntk"))
     np.testing.assert_array_equal(both.ntk, want)
+
+
+def test_whole_kernel_of_x_x_keeps_cov2_when_tiled(small_tiles, monkeypatch):
+    """``kernel_fn(x, x)`` with get=None is NT's Kernel (cov2 kept, x1_is_x2 False),
+    tiled or not; only nngp/ntk requests take the symmetric tiles."""
+    kernel_fn = _cnn().kernel_fn
+    x = np.random.RandomState(0).randn(12, 8, 8, 3)
+    assert kernel_fn.plan(x, x, "ntk").tiles.symmetric
+    assert not kernel_fn.plan(x, x).tiles.symmetric
+    tiled = kernel_fn(x, x)
+    monkeypatch.setattr(tiles, "SMALL_ENTRIES", 1 << 40)  # one call, no tiles
+    single = kernel_fn(x, x)
+    assert tiled.cov2 is not None and not tiled.x1_is_x2 and not single.x1_is_x2
+    for f in ("nngp", "ntk", "cov1", "cov2"):
+        np.testing.assert_allclose(getattr(tiled, f), getattr(single, f), **tol(np.float64))

@@ -38,7 +38,7 @@ import numpy as np
 
 from infinet import layout
 from infinet.engine import gram, tiles
-from infinet.engine.plan import Plan, make_plan
+from infinet.engine.plan import Plan, arrays_only, make_plan
 from infinet.kernel import Kernel, select
 from infinet.layout import LayoutSupport
 
@@ -208,10 +208,11 @@ class Evaluator:
         if _concrete(x1, x2):
             gram.raise_if_non_finite_tree(x1, x2)
         b_axis = 0 if self.support.batch_axis is None else self.support.batch_axis
-        key = (get, layout_args, x2 is None or x2 is x1, plan.tiles, b_axis)
+        symmetric = plan.tiles.symmetric  # x2 is None, or x2 is x1 for nngp/ntk only
+        key = (get, layout_args, symmetric, plan.tiles, b_axis)
         if key not in self._tiled:
             self._tiled[key] = jax.jit(self._tiled_fn(plan, get, layout_args, b_axis))
-        return self._tiled[key](x1, None if x2 is x1 else x2)
+        return self._tiled[key](x1, None if symmetric else x2)
 
     def _tiled_fn(
         self, plan: Plan, get: Any, layout_args: tuple[bool | None, bool | None], b_axis: int
@@ -232,7 +233,7 @@ class Evaluator:
         def run(a: Any, b: Any) -> Any:
             if b is None:
                 return tiled(a, None)
-            if plan.tiles is not None and plan.tiles.shared_inputs and _arrays_only(get):
+            if plan.tiles is not None and plan.tiles.shared_inputs and arrays_only(get):
                 # x2 may be x1 itself: decide at run time, so (x, x) costs (x, None).
                 same = jnp.array_equal(a, b)
                 return jax.lax.cond(same, lambda a, b: tiled(a, None), tiled, a, b)
@@ -242,12 +243,6 @@ class Evaluator:
 
 
 _STATIC = ("get", "diagonal_batch", "diagonal_spatial", "mask_constant", "static_kwargs")
-
-
-def _arrays_only(get: Any) -> bool:
-    """``get`` asks for ``nngp``/``ntk`` arrays only (a symmetric job gives the same)."""
-    fields = (get,) if isinstance(get, str) else get
-    return get is not None and set(fields) <= {"nngp", "ntk"}
 
 
 def _concrete(x1: Any, x2: Any) -> bool:

@@ -151,18 +151,20 @@ def make_plan(
         gram = "host-syrk" if x2 is None or x2 is x1 else "host-gemm"
     tiling = None
     if not masked and not kwargs and db and _spatial_array(x1, x2):
-        tiling = _tile_plan(support, x1, x2, ds)
+        tiling = _tile_plan(support, x1, x2, ds, get)
     return Plan(gram, db, ds, tiling)
 
 
-def _tile_plan(support: LayoutSupport, x1: Any, x2: Any, ds: bool) -> TilePlan | None:
+def _tile_plan(support: LayoutSupport, x1: Any, x2: Any, ds: bool, get: Any) -> TilePlan | None:
     b_axis = 0 if support.batch_axis is None else support.batch_axis
     c_axis = -1 if support.channel_axis is None else support.channel_axis
     per_pair = tiles.entries_per_pair(np.shape(x1), b_axis, c_axis, ds)
     n1 = np.shape(x1)[b_axis]
     n2 = n1 if x2 is None else np.shape(x2)[b_axis]
     itemsize = np.dtype(jnp.result_type(x1)).itemsize
-    symmetric = x2 is None or x2 is x1
+    # x2 given as x1 itself: the symmetric tiles give the same nngp/ntk, but a whole
+    # Kernel keeps NT's cov2 and x1_is_x2=False, so it takes the rectangular tiles.
+    symmetric = x2 is None or (x2 is x1 and arrays_only(get))
     if not tiles.should_split(n1, n2, per_pair, symmetric, itemsize):
         return None
     side = tiles.tile_side(per_pair, itemsize)
@@ -174,6 +176,23 @@ def _tile_plan(support: LayoutSupport, x1: Any, x2: Any, ds: bool) -> TilePlan |
     count = sum(g.rows.shape[0] for g in groups)
     total = len(tiles.plan_rectangular(n1, n2, side)[0].rows)
     return TilePlan(side, count, total, symmetric, shared, support.variances.exact)
+
+
+def arrays_only(get: Any) -> bool:
+    """``get`` asks for ``nngp``/``ntk`` arrays only (a symmetric job gives the same).
+
+    Args:
+        get: the parsed ``get``.
+
+    Returns:
+        Whether every requested field is ``nngp`` or ``ntk``.
+
+    Example:
+        >>> arrays_only(('nngp', 'ntk')), arrays_only(None), arrays_only('cov1')
+        (True, False, False)
+    """
+    fields = (get,) if isinstance(get, str) else get
+    return get is not None and set(fields) <= {"nngp", "ntk"}
 
 
 def _is_kernel(x: Any) -> bool:
