@@ -67,33 +67,43 @@ def _cluster() -> tuple[Any, Any]:
     return cluster, Client(cluster)
 
 
-def speed(n: int, b: int) -> dict[str, float]:
-    """Seconds for the job in this process and on a 2-worker LocalCluster."""
+def speed(n: int, b: int, rounds: int = 2) -> dict[str, float]:
+    """Seconds for the job in this process and on a 2-worker LocalCluster.
+
+    The two are alternated ``rounds`` times (single, cluster, single, ...) and each
+    side's best is kept, so slow drift of the machine hits both alike.
+    """
     from infinet import batch
 
     k, x = kernel_fn(), inputs(n)
     batch(k, b)(inputs(b + 1), None, "ntk")  # compile both tile shapes
     t = time.perf_counter()
-    ref = np.asarray(batch(k, b)(x, None, "ntk"))
-    single = time.perf_counter() - t
-    t = time.perf_counter()
     cluster, client = _cluster()
     batch(k, b, client=client)(inputs(2 * b + 1), None, "ntk")  # workers import and compile
     startup = time.perf_counter() - t
-    t = time.perf_counter()
-    out = np.asarray(batch(k, b, client=client)(x, None, "ntk"))
-    dask = time.perf_counter() - t
+    singles, dasks, identical = [], [], True
+    for _ in range(rounds):
+        t = time.perf_counter()
+        ref = np.asarray(batch(k, b)(x, None, "ntk"))
+        singles.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        out = np.asarray(batch(k, b, client=client)(x, None, "ntk"))
+        dasks.append(time.perf_counter() - t)
+        identical = identical and bool(np.array_equal(out, ref))
     client.close()
     cluster.close()
+    single, dask = min(singles), min(dasks)
     return {
         "n": n,
         "batch_size": b,
         "single_s": single,
         "cluster_s": dask,
+        "single_runs_s": singles,
+        "cluster_runs_s": dasks,
         "speed_ratio": single / dask,
         "engine_overhead_s": dask - single / 2,
         "cluster_startup_and_warmup_s": startup,
-        "bit_identical": bool(np.array_equal(out, ref)),
+        "bit_identical": identical,
     }
 
 
@@ -230,9 +240,10 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=2)
     a = p.parse_args()
     if a.what in ("speed", "all"):
-        print(json.dumps({"speed": speed(a.n, a.batch)}), flush=True)
+        print(json.dumps({"speed": speed(a.n, a.batch, a.rounds)}), flush=True)
     if a.what in ("worker-kills", "all"):
         rows = []
         for r in worker_kills(a.n, a.batch, a.trials, a.seed):

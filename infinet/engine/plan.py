@@ -165,10 +165,12 @@ def _tile_plan(support: LayoutSupport, x1: Any, x2: Any, ds: bool, get: Any) -> 
     # x2 given as x1 itself: the symmetric tiles give the same nngp/ntk, but a whole
     # Kernel keeps NT's cov2 and x1_is_x2=False, so it takes the rectangular tiles.
     symmetric = x2 is None or (x2 is x1 and arrays_only(get))
-    if not tiles.should_split(n1, n2, per_pair, symmetric, itemsize):
+    # Under jit, (x, x) arrives as two tracers: equal at run time, it runs the
+    # symmetric tiles (Evaluator), so it is planned like a symmetric job.
+    shared = not symmetric and np.shape(x1) == np.shape(x2) and arrays_only(get)
+    if not tiles.should_split(n1, n2, per_pair, symmetric or shared, itemsize):
         return None
     side = tiles.tile_side(per_pair, itemsize)
-    shared = not symmetric and np.shape(x1) == np.shape(x2)
     if symmetric:
         groups = tiles.plan_symmetric(n1, side)
     else:

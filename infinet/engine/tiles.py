@@ -64,8 +64,10 @@ DEVICE_TILE_BUDGET_BYTES = 2 << 30
 COPIES_PER_UNIT = 12
 # Diagonal blocks of at most this many examples are computed as symmetric kernels.
 MIN_BLOCK = 8
-# Below this many stored entries in total a single call is used.
-SMALL_ENTRIES = 1 << 20
+# Below this many stored entries in total a single call is used. Above it, a
+# symmetric job's halving pays and tiles stay in cache: 21 x (Conv + ReLU) +
+# Flatten at N=32 (2**20 entries) runs ~2x faster tiled (docs/performance.md).
+SMALL_ENTRIES = 1 << 18
 
 Trace = Callable[..., Any]
 
