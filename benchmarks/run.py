@@ -115,7 +115,15 @@ def main(argv: list[str] | None = None) -> int:
         "| workload | what | infinet | NT 0.6.5 | speed-up | target | status |",
         "|---|---|---|---|---|---|---|",
     ]
-    Path(args.out).write_text("\n".join(header + rows) + "\n")
+    out = Path(args.out)
+    if out.exists():  # earlier results are kept: this run is appended as a section
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
+        section = [f"\n## `{command.strip()}`, {when}", "", *header[-2:], *rows]
+        out.write_text(out.read_text().rstrip("\n") + "\n" + "\n".join(section) + "\n")
+        print(f"appended to {args.out}")
+        return 0
+    out.write_text("\n".join(header + rows) + "\n")
     print(f"wrote {args.out}")
     return 0
 
