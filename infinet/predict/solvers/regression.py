@@ -49,6 +49,7 @@ from infinet.predict.solvers.matvec import (
 )
 from infinet.predict.solvers.nystrom import Falkon
 from infinet.predict.solvers.pivoted import LowRankPreconditioner, rp_cholesky
+from infinet.predict.solvers.remote import DaskSymmetric
 
 KernelFn = Callable[..., Any]
 
@@ -70,9 +71,13 @@ class _CG:
         o = reg.options
         self.reg, self.name = reg, name
         self.tiles = reg.tiles(name)
+        # With a client the passes run on the workers, which keep no tiles between passes.
+        keep = reg.keep_tiles and o.client is None
         self.op = SymmetricKernel(
-            self.tiles, reg.x, reg.keep_tiles, o.cache_dir, bool(reg.progress)
+            self.tiles, reg.x, keep, o.cache_dir, bool(reg.progress), o.job_key
         )
+        if o.client is not None:
+            self.op.remote = DaskSymmetric(o.client, self.op)
         self.shift = reg.shift(self.op.diagonal())
         self._pre: LowRankPreconditioner | None = None
         self.last: Any = None
@@ -195,6 +200,11 @@ class KernelRegression:
             raise ValueError(f"KernelRegression needs solver 'cg' or 'nystrom', got {solver!r}.")
         if float(diag_reg) < 0:
             raise ValueError(f"diag_reg must be >= 0, got {diag_reg}.")
+        if solver == "nystrom" and options.client is not None:
+            raise ValueError(
+                "client= runs the K·V passes of solver='cg' on Dask; solver='nystrom' runs "
+                "in this process. Use solver='cg' with client=, or drop client=."
+            )
         self.kernel_fn, self.solver, self.options = kernel_fn, solver, options
         self.kwargs = dict(kwargs or {})
         per_example = sorted(k for k, v in self.kwargs.items() if np.ndim(v) > 0)

@@ -1,0 +1,222 @@
+"""The solvers' ``K·V`` passes on a Dask cluster: one task per unordered tile pair.
+
+The same engine path as ``batch(..., client=...)`` (:mod:`infinet.batching.distributed`):
+the kernel function, the training inputs and the tile plan are scattered to every
+worker once per solve (:class:`DaskSymmetric`), ``V`` once per pass; each task computes
+(or, with ``cache_dir`` on a filesystem the workers share, reads from the tile store)
+one tile ``K_ij``, ``i ≤ j``, with :func:`~infinet.predict.solvers.matvec.symmetric_tile`
+and returns only its partial products ``(K_ij V_j, K_ijᵀ V_i)``, which the caller adds
+up. The tile itself never travels. Every tile is the one a single process computes, so
+the products agree with the single-process pass to the round-off of the summation
+order (tasks finish in any order).
+
+``client='local'`` starts one ``LocalCluster`` (a single-threaded worker process per
+core) on first use, shared by every later solve of this process and closed at exit
+(or by :func:`close_local_client`). dask and distributed are imported only here, and
+only when ``client=`` is given (``pip install "infinet[distributed]"``).
+
+Example:
+    >>> from infinet.predict.solvers.remote import check_client
+    >>> check_client("cluster")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: client='cluster': pass a dask.distributed.Client (e.g. ...) or client='local'.
+"""
+
+from __future__ import annotations
+
+import atexit
+from typing import Any
+
+import jax
+import numpy as np
+
+from infinet.batching import TileStore
+from infinet.batching.distributed import function_key, local_client, require_distributed
+from infinet.predict.solvers.matvec import KernelTiles, SymmetricKernel, symmetric_tile
+from infinet.predict.solvers.progress import Progress
+from infinet.predict.solvers.stored import stored_tile
+
+_WHAT = "solver_options client= (gp_inference / gradient_descent_mse_ensemble)"
+_LOCAL: dict[str, Any] = {}
+
+# On each worker: tile functions and stores by key, so that every task of a solve (and
+# every later solve of the same network) reuses one compiled tile function.
+_WORKER_TILES: dict[tuple[Any, ...], KernelTiles] = {}
+_WORKER_STORES: dict[tuple[str, str], TileStore] = {}
+
+
+def check_client(client: Any) -> None:
+    """Checks ``client=`` without starting anything (imports distributed).
+
+    Args:
+        client: a ``dask.distributed.Client`` or ``'local'``.
+
+    Returns:
+        ``None``.
+
+    Raises:
+        ImportError: dask/distributed are not installed (names the extra).
+        ValueError: a string other than ``'local'``.
+        TypeError: anything else that is not a ``Client``.
+
+    Example:
+        >>> check_client(3)
+        Traceback (most recent call last):
+        ...
+        TypeError: client must be a dask.distributed.Client or 'local', got int.
+    """
+    if isinstance(client, str) and client != "local":
+        raise ValueError(
+            f"client={client!r}: pass a dask.distributed.Client (e.g. "
+            "Client('tcp://scheduler:8786')) or client='local'."
+        )
+    distributed = require_distributed(_WHAT)
+    if not isinstance(client, (str, distributed.Client)):
+        raise TypeError(
+            f"client must be a dask.distributed.Client or 'local', got {type(client).__name__}."
+        )
+
+
+def resolve_client(client: Any) -> Any:
+    """The caller's ``distributed.Client``, or this process's shared one for ``'local'``.
+
+    Args:
+        client: a ``dask.distributed.Client`` or ``'local'`` (see :func:`check_client`).
+
+    Returns:
+        A client.
+
+    Example:
+        >>> resolve_client("local")  # doctest: +SKIP
+        <Client: 'tcp://127.0.0.1:...' processes=2 threads=2, memory=...>
+    """
+    check_client(client)
+    if not isinstance(client, str):
+        return client
+    if "client" not in _LOCAL:
+        _LOCAL["client"], _LOCAL["cluster"] = local_client()
+        atexit.register(close_local_client)
+    return _LOCAL["client"]
+
+
+def close_local_client() -> None:
+    """Closes the ``LocalCluster`` started for ``client='local'`` (if any).
+
+    Returns:
+        ``None``.
+
+    Example:
+        >>> close_local_client()
+    """
+    client, cluster = _LOCAL.pop("client", None), _LOCAL.pop("cluster", None)
+    if client is not None:
+        client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+class DaskSymmetric:
+    """``K·V`` passes of a :class:`~.matvec.SymmetricKernel`, one Dask task per tile pair.
+
+    Creating it scatters the kernel function, the inputs and the tile plan to every
+    worker (once per solve); :meth:`matmul` scatters ``V`` (once per pass).
+
+    Args:
+        client: a ``dask.distributed.Client`` or ``'local'``.
+        op: the operator whose passes run on the cluster (its store, if any, must be on
+            a filesystem the workers share).
+
+    Attributes:
+        computed: tiles the workers computed (not read from the store).
+
+    Example:
+        >>> from distributed import Client
+        >>> with Client(processes=False, dashboard_address=":0") as c:  # doctest: +SKIP
+        ...     op.remote = DaskSymmetric(c, op)
+    """
+
+    def __init__(self, client: Any, op: SymmetricKernel):
+        self.client = resolve_client(client)
+        self.op = op
+        self.computed = 0
+        tiles, store = op.tiles, op.store
+        where = None if store is None else (str(store.root), store.fingerprint, store.job)
+        spec = (function_key(tiles.kernel_fn), tiles.name, repr(sorted(tiles.kwargs.items())))
+        payload = (
+            (*spec, tiles.block_size, tiles.jit, bool(jax.config.read("jax_enable_x64"))),
+            tiles.kernel_fn,
+            tiles.kwargs,
+            op.x,
+            op.ranges,
+            where,
+        )
+        [self._shared] = self.client.scatter([payload], broadcast=True, hash=False)
+
+    def matmul(self, v: np.ndarray, progress: bool) -> np.ndarray:
+        """``K @ v`` (float64): every unordered pair ``i ≤ j`` is one task.
+
+        Args:
+            v: ``(N, q)``.
+            progress: show a progress bar over the tasks.
+
+        Returns:
+            ``(N, q)`` float64.
+        """
+        distributed = require_distributed(_WHAT)
+        v = np.asarray(v, np.float64)
+        out = np.zeros_like(v)
+        [shared_v] = self.client.scatter([v], broadcast=True, hash=False)
+        ranges = self.op.ranges
+        futures = {
+            self.client.submit(_pair_task, self._shared, shared_v, i, j, pure=False): (i, j)
+            for i, j in self.op.pairs()
+        }
+        with Progress(len(futures), "kernel tiles (dask)", progress) as bar:
+            for future, (rows, cols, computed) in distributed.as_completed(
+                futures, with_results=True
+            ):
+                i, j = futures[future]
+                future.release()
+                (a0, a1), (b0, b1) = ranges[i], ranges[j]
+                out[a0:a1] += rows
+                if i != j:
+                    out[b0:b1] += cols
+                self.computed += int(computed)
+                bar.update()
+        shared_v.release()
+        return out
+
+
+def _pair_task(
+    payload: tuple[Any, ...], v: np.ndarray, i: int, j: int
+) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """On a worker: tile ``K_ij`` (stored or computed) and its two partial products."""
+    key, kernel_fn, kwargs, x, ranges, where = payload
+    x64 = key[-1]
+    with jax.enable_x64(x64):  # the caller's precision, not the worker's default
+        tiles = _worker_tiles(key, kernel_fn, kwargs)
+        store = _worker_store(where)
+        k, computed = stored_tile(store, (i, j), lambda: symmetric_tile(tiles, x, ranges, i, j))
+    (a0, a1), (b0, b1) = ranges[i], ranges[j]
+    rows = k @ v[b0:b1]
+    cols = k.T @ v[a0:a1] if i != j else None
+    return rows, cols, computed
+
+
+def _worker_tiles(key: tuple[Any, ...], kernel_fn: Any, kwargs: dict[str, Any]) -> KernelTiles:
+    if key not in _WORKER_TILES:
+        if len(_WORKER_TILES) >= 16:
+            _WORKER_TILES.pop(next(iter(_WORKER_TILES)))
+        _, name, _, block_size, jit, _ = key
+        _WORKER_TILES[key] = KernelTiles(kernel_fn, name, kwargs, block_size, jit)
+    return _WORKER_TILES[key]
+
+
+def _worker_store(where: tuple[str, str, dict[str, Any]] | None) -> TileStore | None:
+    if where is None:
+        return None
+    root, fingerprint, job = where
+    if (root, fingerprint) not in _WORKER_STORES:
+        _WORKER_STORES[(root, fingerprint)] = TileStore(root, fingerprint, job)
+    return _WORKER_STORES[(root, fingerprint)]
