@@ -34,6 +34,7 @@ import numpy as np
 from jaxtyping import Float
 
 from infinet.batching import TileStore
+from infinet.batching.plan import TilePlan
 from infinet.predict.solvers.progress import Progress
 from infinet.predict.solvers.stored import open_store, stored_tile
 
@@ -192,7 +193,7 @@ def symmetric_tile(
         >>> kernel_fn = lambda a, b, get: a @ b.T
         >>> x = np.arange(6.0).reshape(3, 2)
         >>> symmetric_tile(KernelTiles(kernel_fn, "nngp", jit=False), x, [(0, 3)], 0, 0)[0]
-        array([ 1.,  3.,  5.])
+        array([1., 3., 5.])
     """
     (a0, a1), (b0, b1) = ranges[i], ranges[j]
     out = tiles.tile(x[a0:a1], x[b0:b1])
@@ -256,6 +257,8 @@ class SymmetricKernel:
         self.tiles = tiles
         self.x = np.asarray(x)
         self.n = len(self.x)
+        # The store's tile indices: the unordered pairs of batch()'s symmetric plan.
+        self.plan = TilePlan(self.n, self.n, tiles.block_size, symmetric=True)
         self.ranges = blocks(self.n, tiles.block_size)
         self.keep_in_memory = keep_in_memory
         self.progress = progress
@@ -286,9 +289,7 @@ class SymmetricKernel:
 
     def pairs(self) -> Iterator[tuple[int, int]]:
         """Unordered tile pairs ``(i, j)``, ``i ≤ j``, row by row."""
-        for i in range(len(self.ranges)):
-            for j in range(i, len(self.ranges)):
-                yield i, j
+        yield from self.plan.indices
 
     def diagonal(self) -> np.ndarray:
         """``diag K`` (computed once): from the kept diagonal tiles, else 64 rows at a time."""
@@ -304,14 +305,11 @@ class SymmetricKernel:
         """``K @ v`` in one pass over the unordered tile pairs (float64 result)."""
         v = np.asarray(v, np.float64)
         out = np.zeros_like(v)
-        cached = (
-            self.keep_in_memory
-            and len(self._memory) == len(self.ranges) * (len(self.ranges) + 1) // 2
-        )
+        cached = self.keep_in_memory and len(self._memory) == self.plan.n_tiles
         if self.remote is not None and not cached:
             self.passes += 1
             return self.remote.matmul(v, self.progress)
-        total = len(self.ranges) * (len(self.ranges) + 1) // 2
+        total = self.plan.n_tiles
         with Progress(total, "kernel tiles", self.progress and not cached) as bar:
             for i, j in self.pairs():
                 k = self.tile(i, j)
