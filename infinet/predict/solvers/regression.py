@@ -33,6 +33,7 @@ Example:
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -201,10 +202,13 @@ class KernelRegression:
         if float(diag_reg) < 0:
             raise ValueError(f"diag_reg must be >= 0, got {diag_reg}.")
         if solver == "nystrom" and options.client is not None:
-            raise ValueError(
+            message = (
                 "client= runs the K·V passes of solver='cg' on Dask; solver='nystrom' runs "
                 "in this process. Use solver='cg' with client=, or drop client=."
             )
+            if options.solver == "nystrom":
+                raise ValueError(message)
+            warnings.warn(f"solver='auto' chose 'nystrom': {message}", UserWarning, stacklevel=4)
         self.kernel_fn, self.solver, self.options = kernel_fn, solver, options
         self.kwargs = dict(kwargs or {})
         per_example = sorted(k for k, v in self.kwargs.items() if np.ndim(v) > 0)

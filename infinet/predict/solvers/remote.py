@@ -37,7 +37,7 @@ from infinet.predict.solvers.matvec import KernelTiles, SymmetricKernel, symmetr
 from infinet.predict.solvers.progress import Progress
 from infinet.predict.solvers.stored import stored_tile
 
-_WHAT = "solver_options client= (gp_inference / gradient_descent_mse_ensemble)"
+_WHAT = "client= of the solvers (gp_inference, gradient_descent_mse_ensemble)"
 _LOCAL: dict[str, Any] = {}
 
 # On each worker: tile functions and stores by key, so that every task of a solve (and
