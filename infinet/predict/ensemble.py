@@ -241,8 +241,9 @@ def gradient_descent_mse_ensemble(
         progress: show progress (``None``: for jobs estimated over 10 s).
         cache_dir: ``'cg'``'s train-train tiles go to the tile store of
             :mod:`infinet.batching` there (fingerprinted, checksummed; see ``docs/scale.md``).
-        client: a ``dask.distributed.Client`` or ``'local'``: ``'cg'``'s ``K·V`` passes
-            run as Dask tasks (``pip install "infinet[distributed]"``; ``docs/cluster.md``).
+        client: a ``dask.distributed.Client`` or ``'local'``: the ``K·V`` passes
+            of ``'cg'``/``'nystrom'`` run as Dask tasks (``docs/cluster.md``;
+            ``pip install "infinet[distributed]"``).
         solver_options: further :class:`~infinet.predict.solvers.SolverOptions` fields.
         **kernel_fn_train_train_kwargs: passed to the train-train ``kernel_fn`` call
             (and, unless overridden, to the test calls).

@@ -299,8 +299,9 @@ def gp_inference(*args: Any, **kwargs: Any) -> Any:
         progress: show progress (``None``: for jobs estimated over 10 s).
         cache_dir: ``'cg'``'s train-train tiles go to the tile store of
             :mod:`infinet.batching` there (fingerprinted, checksummed; see ``docs/scale.md``).
-        client: a ``dask.distributed.Client`` or ``'local'``: ``'cg'``'s ``K·V`` passes
-            run as Dask tasks (``pip install "infinet[distributed]"``; ``docs/cluster.md``).
+        client: a ``dask.distributed.Client`` or ``'local'``: the ``K·V`` passes
+            of ``'cg'``/``'nystrom'`` run as Dask tasks (``docs/cluster.md``;
+            ``pip install "infinet[distributed]"``).
         solver_options: further :class:`~infinet.predict.solvers.SolverOptions`
             fields (``block_size``, ``memory_limit``, ``on_nonconvergence``, ``seed``).
 

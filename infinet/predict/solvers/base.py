@@ -103,8 +103,8 @@ class SolverOptions:
             and later runs of the same job.
         job_key: names ``kernel_fn`` in the store's fingerprint when it has no
             ``.spec`` (custom or empirical kernel functions); needed with ``cache_dir``.
-        client: a ``dask.distributed.Client`` or ``'local'``: ``'cg'``'s ``K·V``
-            passes run as Dask tasks, one per unordered tile pair
+        client: a ``dask.distributed.Client`` or ``'local'``: the ``K·V`` passes of
+            ``'cg'`` / ``'nystrom'`` run as Dask tasks, one per tile pair / row block
             (``pip install "infinet[distributed]"``).
         block_size: rows per tile (default ``2048``).
         memory_limit: bytes the job may use (default: 90% of ``MemAvailable``).

@@ -381,6 +381,49 @@ def cross_kernel(tiles: KernelTiles, x_rows: Any, x_cols: Any) -> np.ndarray:
     return out
 
 
+def row_tile(
+    tiles: KernelTiles, x: np.ndarray, centers: np.ndarray, ranges: list[tuple[int, int]], i: int
+) -> np.ndarray:
+    """Row block ``i`` of ``K(x, centers)``: every centre, in tiles of ``block_size``.
+
+    Every executor (this process, a Dask worker) computes row blocks with this function.
+
+    Args:
+        tiles: the kernel part.
+        x: inputs ``(N, ...)``.
+        centers: centres ``(M, ...)``.
+        ranges: ``(start, stop)`` of each row block.
+        i: the row block.
+
+    Returns:
+        ``(rows, M)``, in the kernel's dtype.
+
+    Example:
+        >>> tiles = KernelTiles(lambda a, b, get: a @ b.T, "nngp", block_size=2, jit=False)
+        >>> row_tile(tiles, np.eye(3), np.eye(3), [(0, 2), (2, 3)], 1)
+        array([[0., 0., 1.]])
+    """
+    a0, a1 = ranges[i]
+    return np.concatenate(
+        [tiles.tile(x[a0:a1], centers[c0:c1])
+         for c0, c1 in blocks(len(centers), tiles.block_size)],
+        axis=1,
+    )  # fmt: skip
+
+
+class RemoteRowPasses(Protocol):
+    """Computes passes over the row blocks of ``K_nm`` elsewhere (:mod:`.remote`).
+
+    Example:
+        >>> RemoteRowPasses.__name__
+        'RemoteRowPasses'
+    """
+
+    def row_pass(self, mode: str, w: np.ndarray, progress: bool) -> np.ndarray:
+        """``K_nmᵀ w`` (``mode='rmatmul'``) or ``K_nmᵀ K_nm w`` (``'normal'``), float64."""
+        ...
+
+
 class RectangularKernel:
     """``K_nm = K(x, c)`` for ``N`` inputs and ``M`` centres, as a tiled operator.
 
@@ -390,6 +433,15 @@ class RectangularKernel:
         centers: centres ``(M, ...)``.
         keep_in_memory: keep the row tiles (``N·M`` entries, float64) for later passes.
         progress: show progress of passes that compute tiles.
+
+    Attributes:
+        remote: set to a :class:`RemoteRowPasses` to run the passes elsewhere.
+
+    Example:
+        >>> tiles = KernelTiles(lambda a, b, get: a @ b.T, "nngp", block_size=2, jit=False)
+        >>> knm = RectangularKernel(tiles, np.eye(3), np.eye(3)[:2], False, False)
+        >>> knm.rmatmul(np.ones((3, 1))).ravel()
+        array([1., 1.])
     """
 
     def __init__(
@@ -402,22 +454,25 @@ class RectangularKernel:
         self.keep_in_memory = keep_in_memory
         self.progress = progress
         self.passes = 0
+        self.remote: RemoteRowPasses | None = None
         self._memory: dict[int, np.ndarray] = {}
 
     def tile(self, i: int) -> np.ndarray:
         """Row block ``i`` of ``K_nm``."""
         if i in self._memory:
             return self._memory[i]
-        a0, a1 = self.ranges[i]
-        out = np.concatenate(
-            [self.tiles.tile(self.x[a0:a1], self.centers[c0:c1])
-             for c0, c1 in blocks(len(self.centers), self.tiles.block_size)],
-            axis=1,
-        )  # fmt: skip
+        out = row_tile(self.tiles, self.x, self.centers, self.ranges, i)
         if self.keep_in_memory:
             out = np.asarray(out, np.float64)
             self._memory[i] = out
         return out
+
+    def _remote(self, mode: str, w: np.ndarray) -> np.ndarray | None:
+        """The pass on :attr:`remote`, or ``None`` to run it here."""
+        if self.remote is None or len(self._memory) == len(self.ranges):
+            return None
+        self.passes += 1
+        return self.remote.row_pass(mode, w, self.progress)
 
     def _pass(self, fn: Callable[[int, np.ndarray], None]) -> None:
         cached = len(self._memory) == len(self.ranges)
@@ -430,6 +485,9 @@ class RectangularKernel:
     def rmatmul(self, y: Float[np.ndarray, "n q"]) -> np.ndarray:
         """``K_nmᵀ y`` (float64)."""
         y = np.asarray(y, np.float64)
+        remote = self._remote("rmatmul", y)
+        if remote is not None:
+            return remote
         out = np.zeros((len(self.centers), y.shape[1]))
 
         def add(i: int, k: np.ndarray) -> None:
@@ -442,6 +500,9 @@ class RectangularKernel:
     def normal_matmul(self, v: Float[np.ndarray, "m q"]) -> np.ndarray:
         """``K_nmᵀ (K_nm v)`` in one pass (each tile computed once)."""
         v = np.asarray(v, np.float64)
+        remote = self._remote("normal", v)
+        if remote is not None:
+            return remote
         out = np.zeros_like(v)
 
         def add(_: int, k: np.ndarray) -> None:

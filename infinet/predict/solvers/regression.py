@@ -33,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +49,7 @@ from infinet.predict.solvers.matvec import (
 )
 from infinet.predict.solvers.nystrom import Falkon
 from infinet.predict.solvers.pivoted import LowRankPreconditioner, rp_cholesky
-from infinet.predict.solvers.remote import DaskSymmetric
+from infinet.predict.solvers.remote import DaskRows, DaskSymmetric
 
 KernelFn = Callable[..., Any]
 
@@ -136,11 +135,13 @@ class _Nystrom:
             reg.x,
             reg.centers,
             self.shift,
-            reg.keep_tiles,
+            reg.keep_tiles and o.client is None,
             o.tolerance,
             o.iterations,
             bool(reg.progress),
         )
+        if o.client is not None:
+            self.model.knm.remote = DaskRows(o.client, self.model.knm)
         self.last: Any = None
 
     def solve(self, r: np.ndarray, what: str) -> np.ndarray:
@@ -201,14 +202,6 @@ class KernelRegression:
             raise ValueError(f"KernelRegression needs solver 'cg' or 'nystrom', got {solver!r}.")
         if float(diag_reg) < 0:
             raise ValueError(f"diag_reg must be >= 0, got {diag_reg}.")
-        if solver == "nystrom" and options.client is not None:
-            message = (
-                "client= runs the K·V passes of solver='cg' on Dask; solver='nystrom' runs "
-                "in this process. Use solver='cg' with client=, or drop client=."
-            )
-            if options.solver == "nystrom":
-                raise ValueError(message)
-            warnings.warn(f"solver='auto' chose 'nystrom': {message}", UserWarning, stacklevel=4)
         self.kernel_fn, self.solver, self.options = kernel_fn, solver, options
         self.kwargs = dict(kwargs or {})
         per_example = sorted(k for k, v in self.kwargs.items() if np.ndim(v) > 0)

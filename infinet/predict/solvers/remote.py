@@ -1,4 +1,4 @@
-"""The solvers' ``K·V`` passes on a Dask cluster: one task per unordered tile pair.
+"""The solvers' ``K·V`` passes on a Dask cluster: one task per tile pair (or row block).
 
 The same engine path as ``batch(..., client=...)`` (:mod:`infinet.batching.distributed`):
 the kernel function, the training inputs and the tile plan are scattered to every
@@ -8,7 +8,8 @@ one tile ``K_ij``, ``i ≤ j``, with :func:`~infinet.predict.solvers.matvec.symm
 and returns only its partial products ``(K_ij V_j, K_ijᵀ V_i)``, which the caller adds
 up. The tile itself never travels. Every tile is the one a single process computes, so
 the products agree with the single-process pass to the round-off of the summation
-order (tasks finish in any order).
+order (tasks finish in any order). Falkon's passes over ``K_nm`` (:class:`DaskRows`)
+are one task per row block, returning an ``M × q`` product.
 
 ``client='local'`` starts one ``LocalCluster`` (a single-threaded worker process per
 core) on first use, shared by every later solve of this process and closed at exit
@@ -26,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -33,7 +35,13 @@ import numpy as np
 
 from infinet.batching import TileStore
 from infinet.batching.distributed import function_key, local_client, require_distributed
-from infinet.predict.solvers.matvec import KernelTiles, SymmetricKernel, symmetric_tile
+from infinet.predict.solvers.matvec import (
+    KernelTiles,
+    RectangularKernel,
+    SymmetricKernel,
+    row_tile,
+    symmetric_tile,
+)
 from infinet.predict.solvers.progress import Progress
 from infinet.predict.solvers.stored import stored_tile
 
@@ -140,17 +148,10 @@ class DaskSymmetric:
         self.client = resolve_client(client)
         self.op = op
         self.computed = 0
-        tiles, store = op.tiles, op.store
+        store = op.store
         where = None if store is None else (str(store.root), store.fingerprint, store.job)
-        spec = (function_key(tiles.kernel_fn), tiles.name, repr(sorted(tiles.kwargs.items())))
-        payload = (
-            (*spec, tiles.block_size, tiles.jit, bool(jax.config.read("jax_enable_x64"))),
-            tiles.kernel_fn,
-            tiles.kwargs,
-            op.x,
-            op.ranges,
-            where,
-        )
+        tiles = op.tiles
+        payload = (_tile_key(tiles), tiles.kernel_fn, tiles.kwargs, op.x, op.ranges, where)
         [self._shared] = self.client.scatter([payload], broadcast=True, hash=False)
 
     def matmul(self, v: np.ndarray, progress: bool) -> np.ndarray:
@@ -163,29 +164,96 @@ class DaskSymmetric:
         Returns:
             ``(N, q)`` float64.
         """
-        distributed = require_distributed(_WHAT)
         v = np.asarray(v, np.float64)
         out = np.zeros_like(v)
-        [shared_v] = self.client.scatter([v], broadcast=True, hash=False)
         ranges = self.op.ranges
-        futures = {
-            self.client.submit(_pair_task, self._shared, shared_v, i, j, pure=False): (i, j)
-            for i, j in self.op.pairs()
-        }
-        with Progress(len(futures), "kernel tiles (dask)", progress) as bar:
-            for future, (rows, cols, computed) in distributed.as_completed(
-                futures, with_results=True
-            ):
-                i, j = futures[future]
-                future.release()
-                (a0, a1), (b0, b1) = ranges[i], ranges[j]
-                out[a0:a1] += rows
-                if i != j:
-                    out[b0:b1] += cols
-                self.computed += int(computed)
-                bar.update()
-        shared_v.release()
+
+        def add(index: tuple[int, ...], result: tuple[Any, ...]) -> None:
+            (i, j), (rows, cols, computed) = index, result
+            (a0, a1), (b0, b1) = ranges[i], ranges[j]
+            out[a0:a1] += rows
+            if i != j:
+                out[b0:b1] += cols
+            self.computed += int(computed)
+
+        _run_pass(self.client, _pair_task, self._shared, v, list(self.op.pairs()), progress, add)
         return out
+
+
+class DaskRows:
+    """Passes over the row blocks of a :class:`~.matvec.RectangularKernel` (Falkon's
+    ``K_nm``), one Dask task per row block.
+
+    Creating it scatters the kernel function, the inputs and the centres to every
+    worker (once per solve); each pass scatters its vector once. A task computes its
+    row block ``K_i = K(x_i, c)`` and returns ``K_iᵀ w_i`` or ``K_iᵀ K_i w`` (``M × q``).
+
+    Args:
+        client: a ``dask.distributed.Client`` or ``'local'``.
+        op: the operator whose passes run on the cluster.
+
+    Example:
+        >>> from distributed import Client
+        >>> with Client(processes=False, dashboard_address=":0") as c:  # doctest: +SKIP
+        ...     knm.remote = DaskRows(c, knm)
+    """
+
+    def __init__(self, client: Any, op: RectangularKernel):
+        self.client = resolve_client(client)
+        self.op = op
+        tiles = op.tiles
+        payload = (_tile_key(tiles), tiles.kernel_fn, tiles.kwargs, op.x, op.centers, op.ranges)
+        [self._shared] = self.client.scatter([payload], broadcast=True, hash=False)
+
+    def row_pass(self, mode: str, w: np.ndarray, progress: bool) -> np.ndarray:
+        """``K_nmᵀ w`` (``mode='rmatmul'``, ``w`` is ``(N, q)``) or ``K_nmᵀ K_nm w``
+        (``'normal'``, ``w`` is ``(M, q)``), float64.
+
+        Args:
+            mode: ``'rmatmul'`` or ``'normal'``.
+            w: the vectors.
+            progress: show a progress bar over the tasks.
+
+        Returns:
+            ``(M, q)`` float64.
+        """
+        out = np.zeros((len(self.op.centers), w.shape[1]))
+
+        def add(_: tuple[int, ...], result: np.ndarray) -> None:
+            out[...] += result
+
+        items = [(i, mode) for i in range(len(self.op.ranges))]
+        _run_pass(self.client, _row_task, self._shared, w, items, progress, add)
+        return out
+
+
+def _tile_key(tiles: KernelTiles) -> tuple[Any, ...]:
+    """Names a tile function on the workers (and the caller's x64 flag)."""
+    x64 = bool(jax.config.read("jax_enable_x64"))
+    kwargs = repr(sorted(tiles.kwargs.items()))
+    return (function_key(tiles.kernel_fn), tiles.name, kwargs, tiles.block_size, tiles.jit, x64)
+
+
+def _run_pass(
+    client: Any,
+    task: Callable[..., Any],
+    shared: Any,
+    w: np.ndarray,
+    items: list[tuple[Any, ...]],
+    progress: bool,
+    add: Callable[[Any, Any], None],
+) -> None:
+    """Scatters ``w`` once, submits ``task(shared, w, *item)`` per item, adds up results."""
+    distributed = require_distributed(_WHAT)
+    [shared_w] = client.scatter([w], broadcast=True, hash=False)
+    futures = {client.submit(task, shared, shared_w, *item, pure=False): item for item in items}
+    with Progress(len(futures), "kernel tiles (dask)", progress) as bar:
+        for future, result in distributed.as_completed(futures, with_results=True):
+            item = futures[future]
+            future.release()
+            add(item, result)
+            bar.update()
+    shared_w.release()
 
 
 def _pair_task(
@@ -193,8 +261,7 @@ def _pair_task(
 ) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """On a worker: tile ``K_ij`` (stored or computed) and its two partial products."""
     key, kernel_fn, kwargs, x, ranges, where = payload
-    x64 = key[-1]
-    with jax.enable_x64(x64):  # the caller's precision, not the worker's default
+    with jax.enable_x64(key[-1]):  # the caller's precision, not the worker's default
         tiles = _worker_tiles(key, kernel_fn, kwargs)
         store = _worker_store(where)
         k, computed = stored_tile(store, (i, j), lambda: symmetric_tile(tiles, x, ranges, i, j))
@@ -202,6 +269,17 @@ def _pair_task(
     rows = k @ v[b0:b1]
     cols = k.T @ v[a0:a1] if i != j else None
     return rows, cols, computed
+
+
+def _row_task(payload: tuple[Any, ...], w: np.ndarray, i: int, mode: str) -> np.ndarray:
+    """On a worker: row block ``K_i`` of ``K_nm`` and ``K_iᵀ w_i`` or ``K_iᵀ K_i w``."""
+    key, kernel_fn, kwargs, x, centers, ranges = payload
+    with jax.enable_x64(key[-1]):
+        k = row_tile(_worker_tiles(key, kernel_fn, kwargs), x, centers, ranges, i)
+    if mode == "normal":
+        return k.T @ (k @ w)
+    a0, a1 = ranges[i]
+    return k.T @ w[a0:a1]
 
 
 def _worker_tiles(key: tuple[Any, ...], kernel_fn: Any, kwargs: dict[str, Any]) -> KernelTiles:
