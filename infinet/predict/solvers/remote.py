@@ -6,10 +6,14 @@ worker once per solve (:class:`DaskSymmetric`), ``V`` once per pass; each task c
 (or, with ``cache_dir`` on a filesystem the workers share, reads from the tile store)
 one tile ``K_ij``, ``i ≤ j``, with :func:`~infinet.predict.solvers.matvec.symmetric_tile`
 and returns only its partial products ``(K_ij V_j, K_ijᵀ V_i)``, which the caller adds
-up. The tile itself never travels. Every tile is the one a single process computes, so
-the products agree with the single-process pass to the round-off of the summation
-order (tasks finish in any order). Falkon's passes over ``K_nm`` (:class:`DaskRows`)
-are one task per row block, returning an ``M × q`` product.
+up. The tile itself never travels: each pair has a home worker for the whole solve,
+which keeps its tile for the next passes while its kept tiles stay under
+:data:`KEEP_FRACTION` of its memory limit (beyond that, tiles are recomputed or
+read from the store each pass); a worker keeps the tiles of its two latest solves.
+Every tile is the one a single process computes, so the products agree with the
+single-process pass to the round-off of the summation order (tasks finish in any
+order). Falkon's passes over ``K_nm`` (:class:`DaskRows`) are one task per row block,
+returning an ``M × q`` product (row blocks are not kept).
 
 ``client='local'`` starts one ``LocalCluster`` (a single-threaded worker process per
 core) on first use, shared by every later solve of this process and closed at exit
@@ -27,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +57,11 @@ _LOCAL: dict[str, Any] = {}
 # every later solve of the same network) reuses one compiled tile function.
 _WORKER_TILES: dict[tuple[Any, ...], KernelTiles] = {}
 _WORKER_STORES: dict[tuple[str, str], TileStore] = {}
+# Tiles each worker keeps between the passes of a solve, by solve, and their bytes.
+_WORKER_KEPT: dict[str, dict[tuple[int, int], np.ndarray]] = {}
+_KEPT_BYTES = [0]
+KEEP_FRACTION = 0.4
+"""Share of a worker's memory limit its kept tiles may use (beyond it, recomputed)."""
 
 
 def check_client(client: Any) -> None:
@@ -151,8 +161,12 @@ class DaskSymmetric:
         store = op.store
         where = None if store is None else (str(store.root), store.fingerprint, store.job)
         tiles = op.tiles
-        payload = (_tile_key(tiles), tiles.kernel_fn, tiles.kwargs, op.x, op.ranges, where)
+        solve = uuid.uuid4().hex
+        payload = (_tile_key(tiles), tiles.kernel_fn, tiles.kwargs, op.x, op.ranges, where, solve)
         [self._shared] = self.client.scatter([payload], broadcast=True, hash=False)
+        # Each pair goes to the same worker on every pass, which keeps its tile.
+        workers = sorted(self.client.scheduler_info()["workers"])
+        self._home = {p: workers[k % len(workers)] for k, p in enumerate(op.pairs())}
 
     def matmul(self, v: np.ndarray, progress: bool) -> np.ndarray:
         """``K @ v`` (float64): every unordered pair ``i ≤ j`` is one task.
@@ -176,7 +190,8 @@ class DaskSymmetric:
                 out[b0:b1] += cols
             self.computed += int(computed)
 
-        _run_pass(self.client, _pair_task, self._shared, v, list(self.op.pairs()), progress, add)
+        pairs = list(self.op.pairs())
+        _run_pass(self.client, _pair_task, self._shared, v, pairs, progress, add, self._home)
         return out
 
 
@@ -242,11 +257,18 @@ def _run_pass(
     items: list[tuple[Any, ...]],
     progress: bool,
     add: Callable[[Any, Any], None],
+    home: dict[Any, str] | None = None,
 ) -> None:
-    """Scatters ``w`` once, submits ``task(shared, w, *item)`` per item, adds up results."""
+    """Scatters ``w`` once, submits ``task(shared, w, *item)`` per item, adds up results.
+
+    ``home`` names a preferred worker per item (others may run it if that one is gone).
+    """
     distributed = require_distributed(_WHAT)
     [shared_w] = client.scatter([w], broadcast=True, hash=False)
-    futures = {client.submit(task, shared, shared_w, *item, pure=False): item for item in items}
+    futures = {}
+    for item in items:
+        where = {} if home is None else {"workers": [home[item]], "allow_other_workers": True}
+        futures[client.submit(task, shared, shared_w, *item, pure=False, **where)] = item
     with Progress(len(futures), "kernel tiles (dask)", progress) as bar:
         for future, result in distributed.as_completed(futures, with_results=True):
             item = futures[future]
@@ -259,12 +281,17 @@ def _run_pass(
 def _pair_task(
     payload: tuple[Any, ...], v: np.ndarray, i: int, j: int
 ) -> tuple[np.ndarray, np.ndarray | None, bool]:
-    """On a worker: tile ``K_ij`` (stored or computed) and its two partial products."""
-    key, kernel_fn, kwargs, x, ranges, where = payload
-    with jax.enable_x64(key[-1]):  # the caller's precision, not the worker's default
-        tiles = _worker_tiles(key, kernel_fn, kwargs)
-        store = _worker_store(where)
-        k, computed = stored_tile(store, (i, j), lambda: symmetric_tile(tiles, x, ranges, i, j))
+    """On a worker: tile ``K_ij`` (kept, stored or computed) and its two partial products."""
+    key, kernel_fn, kwargs, x, ranges, where, solve = payload
+    kept = _kept(solve)
+    k, computed = kept.get((i, j)), False
+    if k is None:
+        with jax.enable_x64(key[-1]):  # the caller's precision, not the worker's default
+            tiles = _worker_tiles(key, kernel_fn, kwargs)
+            store = _worker_store(where)
+            compute = lambda: symmetric_tile(tiles, x, ranges, i, j)  # noqa: E731
+            k, computed = stored_tile(store, (i, j), compute)
+        _keep(kept, (i, j), k)
     (a0, a1), (b0, b1) = ranges[i], ranges[j]
     rows = k @ v[b0:b1]
     cols = k.T @ v[a0:a1] if i != j else None
@@ -280,6 +307,29 @@ def _row_task(payload: tuple[Any, ...], w: np.ndarray, i: int, mode: str) -> np.
         return k.T @ (k @ w)
     a0, a1 = ranges[i]
     return k.T @ w[a0:a1]
+
+
+def _kept(solve: str) -> dict[tuple[int, int], np.ndarray]:
+    """This worker's kept tiles of one solve (the two latest solves are kept)."""
+    if solve not in _WORKER_KEPT:
+        while len(_WORKER_KEPT) >= 2:
+            dropped = _WORKER_KEPT.pop(next(iter(_WORKER_KEPT)))
+            _KEPT_BYTES[0] -= sum(a.nbytes for a in dropped.values())
+        _WORKER_KEPT[solve] = {}
+    return _WORKER_KEPT[solve]
+
+
+def _keep(kept: dict[tuple[int, int], np.ndarray], index: tuple[int, int], k: np.ndarray) -> None:
+    """Keeps a tile while this worker's kept tiles stay under 40% of its memory limit."""
+    from distributed import get_worker
+
+    try:
+        limit = get_worker().memory_manager.memory_limit or 0
+    except (ValueError, AttributeError):  # not in a worker task
+        limit = 0
+    if _KEPT_BYTES[0] + k.nbytes <= KEEP_FRACTION * limit:
+        kept[index] = k
+        _KEPT_BYTES[0] += k.nbytes
 
 
 def _worker_tiles(key: tuple[Any, ...], kernel_fn: Any, kwargs: dict[str, Any]) -> KernelTiles:

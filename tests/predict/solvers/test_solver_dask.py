@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from infinet import predict, stax
-from infinet.predict.solvers import matvec
+from infinet.predict.solvers import matvec, regression
 
 distributed = pytest.importorskip("distributed")
 
@@ -47,9 +47,19 @@ def test_cg_on_dask_equals_single_process_and_dense(client, monkeypatch):
     monkeypatch.setattr(
         client, "submit", lambda *a, **k: submitted.append(a[3:]) or submit(*a, **k)
     )
+    ops = []
+
+    class Recorded(regression.DaskSymmetric):
+        def __init__(self, *a):
+            super().__init__(*a)
+            ops.append(self)
+
+    monkeypatch.setattr(regression, "DaskSymmetric", Recorded)
     out = predict.gp_inference(
         KERNEL_FN, x, y, xt, "nngp", compute_cov="diag", client=client, **OPTS
     )
+    (op,) = ops
+    assert op.computed == 10  # each worker keeps its tiles between passes
     n_passes = len(scattered) - 1
     assert n_passes > 3 and len(submitted) == 10 * n_passes  # inputs once, V once per pass
     assert sorted(set(submitted)) == [(i, j) for i in range(4) for j in range(i, 4)]
