@@ -291,6 +291,7 @@ def _pair_task(
             store = _worker_store(where)
             compute = lambda: symmetric_tile(tiles, x, ranges, i, j)  # noqa: E731
             k, computed = stored_tile(store, (i, j), compute)
+        k = np.asarray(k, np.float64)  # as the caller keeps tiles: no cast per pass
         _keep(kept, (i, j), k)
     (a0, a1), (b0, b1) = ranges[i], ranges[j]
     rows = k @ v[b0:b1]
