@@ -198,7 +198,7 @@ def row_cg_dask(n: int = 20000) -> dict[str, Any]:
     from infinet.predict.solvers.remote import close_local_client, resolve_client
 
     resolve_client("local")
-    _solve("cg", min(n, 256), tol=1e-7, client="local")  # warm the workers
+    _solve("cg", min(n, 2049), tol=1e-7, client="local")  # workers compile the tile shapes
     local = _solve("cg", n, tol=1e-7)
     dask = _solve("cg", n, tol=1e-7, client="local")
     close_local_client()
