@@ -12,6 +12,8 @@ Each row runs in its own process (peak memory is the process's ``ru_maxrss``)::
     python -m benchmarks.workloads.solvers --row nystrom --n 1000000 --centers 20000
     python -m benchmarks.workloads.solvers --row nystrom_vs_cg --n 100000 --centers 20000
     python -m benchmarks.workloads.solvers --row sklearn --n 100000 --centers 5000
+    python -m benchmarks.workloads.solvers --row cg_dask --n 20000
+    python -m benchmarks.workloads.solvers --row cg_store --n 20000
 
 and prints one JSON record (times in s, peak memory in GB, agreement, residual, RMSE).
 The rows are also ``WORKLOADS`` (all ``slow``) for ``python -m benchmarks.run --all``.
@@ -188,12 +190,56 @@ def row_sklearn(n: int = 100000, centers: int = 5000) -> dict[str, Any]:
     }
 
 
+def row_cg_dask(n: int = 20000) -> dict[str, Any]:
+    """``'cg'`` with ``client='local'`` (one worker process per core) against one process.
+
+    The cluster is started (and its workers compile their tiles) before the timing.
+    """
+    from infinet.predict.solvers.remote import close_local_client, resolve_client
+
+    resolve_client("local")
+    _solve("cg", min(n, 2049), tol=1e-7, client="local")  # workers compile the tile shapes
+    local = _solve("cg", n, tol=1e-7)
+    dask = _solve("cg", n, tol=1e-7, client="local")
+    close_local_client()
+    agree = float(np.abs(dask["mean"] - local["mean"]).max() / np.abs(local["mean"]).max())
+    return {
+        "row": "cg_dask",
+        "n": n,
+        "single_process_s": local["seconds"],
+        "dask_local_s": dask["seconds"],
+        "speed_ratio": local["seconds"] / dask["seconds"],
+        "max_rel_diff": agree,
+        "n_iter": [local["n_iter"], dask["n_iter"]],
+        "peak_gb_caller": _peak_gb(),
+    }
+
+
+def row_cg_store(n: int = 20000) -> dict[str, Any]:
+    """``'cg'`` with ``cache_dir`` twice: the second run reads every train-train tile."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        first = _solve("cg", n, tol=1e-7, cache_dir=d)
+        again = _solve("cg", n, tol=1e-7, cache_dir=d)
+    return {
+        "row": "cg_store",
+        "n": n,
+        "first_s": first["seconds"],
+        "second_s": again["seconds"],
+        "identical": bool(np.array_equal(first["mean"], again["mean"])),
+        "peak_gb": _peak_gb(),
+    }
+
+
 ROWS = {
     "cg_vs_cholesky": row_cg_vs_cholesky,
     "cg": row_cg,
     "nystrom": row_nystrom,
     "nystrom_vs_cg": row_nystrom_vs_cg,
     "sklearn": row_sklearn,
+    "cg_dask": row_cg_dask,
+    "cg_store": row_cg_store,
 }
 
 

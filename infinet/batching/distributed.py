@@ -41,8 +41,11 @@ from infinet.batching.tiles import TileStore
 Progress = Callable[[int, int], None]
 
 
-def require_distributed() -> ModuleType:
+def require_distributed(what: str = "batch(..., client=...)") -> ModuleType:
     """Imports ``distributed``, or raises a clear error naming the extra to install.
+
+    Args:
+        what: the call that needs Dask, for the message.
 
     Returns:
         The ``distributed`` module.
@@ -58,8 +61,7 @@ def require_distributed() -> ModuleType:
         import distributed
     except ImportError as e:
         raise ImportError(
-            "batch(..., client=...) runs on Dask, which is not installed: "
-            'pip install "infinet[distributed]"'
+            f'{what} runs on Dask, which is not installed: pip install "infinet[distributed]"'
         ) from e
     return distributed
 
@@ -85,13 +87,7 @@ def dask_client(client: Any) -> Iterator[Any]:
                 f"client={client!r}: pass a dask.distributed.Client (e.g. "
                 "Client('tcp://scheduler:8786')) or client='local'."
             )
-        cluster = distributed.LocalCluster(
-            n_workers=os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-        )
-        local = distributed.Client(cluster)
+        local, cluster = local_client()
         try:
             yield local
         finally:
@@ -103,6 +99,26 @@ def dask_client(client: Any) -> Iterator[Any]:
             f"client must be a dask.distributed.Client or 'local', got {type(client).__name__}."
         )
     yield client
+
+
+def local_client() -> tuple[Any, Any]:
+    """A ``Client`` of a new ``LocalCluster``: one single-threaded worker process per core.
+
+    Returns:
+        ``(client, cluster)``; the caller closes both.
+
+    Example:
+        >>> client, cluster = local_client()  # doctest: +SKIP
+        >>> client.close(); cluster.close()  # doctest: +SKIP
+    """
+    distributed = require_distributed()
+    cluster = distributed.LocalCluster(
+        n_workers=os.cpu_count() or 1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+    )
+    return distributed.Client(cluster), cluster
 
 
 # On each worker: kernel functions by key, so that every job with the same function

@@ -79,6 +79,7 @@ def job_fingerprint(
     kwargs: dict[str, Any],
     batch_size: int,
     job_key: str | None = None,
+    producer: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The hex fingerprint of a job and a JSON description of it (for the manifest).
 
@@ -90,6 +91,8 @@ def job_fingerprint(
         kwargs: keyword options passed to the kernel function.
         batch_size: the tile size.
         job_key: identifies the kernel function instead of its spec.
+        producer: names a tile format other than :func:`~infinet.batching.batch`'s (e.g.
+            the solvers' symmetrised ``(N1, N2)`` tiles), so the two never share tiles.
 
     Returns:
         ``(fingerprint, description)``: 32 hex digits, and a dict for the manifest.
@@ -115,6 +118,8 @@ def job_fingerprint(
         "get": _describe(get, "get"),
         "kwargs": {k: _describe(v, k) for k, v in sorted(kwargs.items())},
     }
+    if producer is not None:  # absent for batch(): its existing stores keep their keys
+        description["producer"] = str(producer)
     h.update(repr(sorted(description.items(), key=lambda kv: kv[0])).encode())
     h.update(b"arch:" + arch.encode())
     for name, x in (("x1", x1), ("x2", x2)):

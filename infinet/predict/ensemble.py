@@ -201,6 +201,7 @@ def gradient_descent_mse_ensemble(
     preconditioner_rank: int | None = None,
     progress: bool | None = None,
     cache_dir: str | None = None,
+    client: Any = None,
     solver_options: dict[str, Any] | None = None,
     **kernel_fn_train_train_kwargs: Any,
 ) -> Callable[..., Any]:
@@ -238,7 +239,11 @@ def gradient_descent_mse_ensemble(
         n_centers: Nyström centres (default ``min(N, 5000)``).
         preconditioner_rank: rank of CG's pivoted Cholesky preconditioner.
         progress: show progress (``None``: for jobs estimated over 10 s).
-        cache_dir: keep CG's kernel tiles as ``.npy`` files there.
+        cache_dir: ``'cg'``'s train-train tiles go to the tile store of
+            :mod:`infinet.batching` there (fingerprinted, checksummed; see ``docs/scale.md``).
+        client: a ``dask.distributed.Client`` or ``'local'``: the ``K·V`` passes
+            of ``'cg'``/``'nystrom'`` run as Dask tasks (``docs/cluster.md``;
+            ``pip install "infinet[distributed]"``).
         solver_options: further :class:`~infinet.predict.solvers.SolverOptions` fields.
         **kernel_fn_train_train_kwargs: passed to the train-train ``kernel_fn`` call
             (and, unless overridden, to the test calls).
@@ -271,7 +276,7 @@ def gradient_descent_mse_ensemble(
     ens = _Ensemble(kernel_fn, x_train, y_train, options)
     solver_opts = SolverOptions(
         solver, tol, max_iter, n_centers, preconditioner_rank, progress, cache_dir,
-        **(solver_options or {}),
+        **({"client": client} if client is not None else {}), **(solver_options or {}),
     )  # fmt: skip
     free = _MatrixFree(kernel_fn, x_train, y_train, options, solver_opts)
 

@@ -183,13 +183,14 @@ def _gp_inference_legacy(
     preconditioner_rank: int | None = None,
     progress: bool | None = None,
     cache_dir: str | None = None,
+    client: Any = None,
     solver_options: dict[str, Any] | None = None,
     **kernel_fn_kwargs: Any,
 ) -> Any:
     names, single = base.canonical_get(get, _MODES)
     options = SolverOptions(
         solver, tol, max_iter, n_centers, preconditioner_rank, progress, cache_dir,
-        **(solver_options or {}),
+        **({"client": client} if client is not None else {}), **(solver_options or {}),
     )  # fmt: skip
     kind = dispatch.cov_kind(compute_cov)
     axes = OutputAxes.of(y_train, trace_axes)
@@ -296,7 +297,11 @@ def gp_inference(*args: Any, **kwargs: Any) -> Any:
         preconditioner_rank: rank of CG's randomly pivoted Cholesky preconditioner
             (default ``min(N, 1000)``).
         progress: show progress (``None``: for jobs estimated over 10 s).
-        cache_dir: keep CG's kernel tiles as ``.npy`` files there.
+        cache_dir: ``'cg'``'s train-train tiles go to the tile store of
+            :mod:`infinet.batching` there (fingerprinted, checksummed; see ``docs/scale.md``).
+        client: a ``dask.distributed.Client`` or ``'local'``: the ``K·V`` passes
+            of ``'cg'``/``'nystrom'`` run as Dask tasks (``docs/cluster.md``;
+            ``pip install "infinet[distributed]"``).
         solver_options: further :class:`~infinet.predict.solvers.SolverOptions`
             fields (``block_size``, ``memory_limit``, ``on_nonconvergence``, ``seed``).
 

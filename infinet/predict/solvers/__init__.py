@@ -4,7 +4,9 @@
 module                          what it holds
 ==============================  ===================================================
 :mod:`.base`                    options, :class:`SolveResult`, convergence errors
-:mod:`.matvec`                  tiled ``K·V`` from ``kernel_fn`` (memory / ``.npy``)
+:mod:`.matvec`                  tiled ``K·V`` from ``kernel_fn`` (memory / tile store)
+:mod:`.stored`                  ``cache_dir``: :mod:`infinet.batching`'s tile store
+:mod:`.remote`                  ``client=``: the ``K·V`` passes as Dask tasks
 :mod:`.cg`                      preconditioned CG, many right-hand sides at once
 :mod:`.pivoted`                 randomly pivoted Cholesky + low-rank preconditioner
 :mod:`.nystrom`                 Falkon: Nyström KRR by preconditioned CG

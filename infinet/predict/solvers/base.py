@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -97,8 +97,15 @@ class SolverOptions:
             ``'cg'`` (default ``min(N, 1000)``; ``0`` turns preconditioning off).
         progress: ``True`` / ``False``; ``None`` shows progress for jobs estimated
             to take over 10 s.
-        cache_dir: directory for ``.npy`` tiles of the train-train kernel, reused by
-            later runs with the same inputs and kernel.
+        cache_dir: directory of :mod:`infinet.batching`'s tile store (shared with
+            ``batch(..., cache_dir=...)``): ``'cg'``'s train-train tiles are written
+            there, checksummed, under the job's fingerprint, and read by later passes
+            and later runs of the same job.
+        job_key: names ``kernel_fn`` in the store's fingerprint when it has no
+            ``.spec`` (custom or empirical kernel functions); needed with ``cache_dir``.
+        client: a ``dask.distributed.Client`` or ``'local'``: the ``K·V`` passes of
+            ``'cg'`` / ``'nystrom'`` run as Dask tasks, one per tile pair / row block
+            (``pip install "infinet[distributed]"``).
         block_size: rows per tile (default ``2048``).
         memory_limit: bytes the job may use (default: 90% of ``MemAvailable``).
         on_nonconvergence: ``'raise'`` (default) or ``'warn'``.
@@ -120,6 +127,8 @@ class SolverOptions:
     preconditioner_rank: int | None = None
     progress: bool | None = None
     cache_dir: str | None = None
+    job_key: str | None = None
+    client: Any = None
     block_size: int | None = None
     memory_limit: int | None = None
     on_nonconvergence: str = "raise"
@@ -137,6 +146,12 @@ class SolverOptions:
         rank = self.preconditioner_rank
         if rank is not None and (not isinstance(rank, (int, np.integer)) or rank < 0):
             raise ValueError(f"preconditioner_rank={rank!r} must be an integer >= 0 or None.")
+        if self.job_key is not None and not isinstance(self.job_key, str):
+            raise TypeError(f"job_key must be a string, got {type(self.job_key).__name__}.")
+        if self.client is not None:
+            from infinet.predict.solvers.remote import check_client
+
+            check_client(self.client)
         if self.on_nonconvergence not in ("raise", "warn"):
             raise ValueError(
                 f"on_nonconvergence={self.on_nonconvergence!r} must be 'raise' or 'warn'."

@@ -8,8 +8,9 @@ pass, so each tile is computed once per pass. For a symmetric ``K`` each unorder
 pair ``i ≤ j`` is computed once and used for both ``K_ij·V_j`` and ``K_ijᵀ·V_i``.
 
 Tiles can be kept in memory (when the planner finds room) or on disk (``cache_dir``:
-one ``.npy`` per tile, written to a temporary file and then ``os.replace``-d, loaded
-with ``allow_pickle=False``); later passes then read instead of recompute.
+the tile store of :mod:`infinet.batching`, see :mod:`~infinet.predict.solvers.stored`);
+later passes and later runs then read instead of recompute. With a Dask client
+(:mod:`~infinet.predict.solvers.remote`) each pass's tiles are computed as tasks.
 
 Example:
     >>> import numpy as np
@@ -24,18 +25,18 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import numpy as np
 from jaxtyping import Float
 
+from infinet.batching import TileStore
+from infinet.batching.plan import TilePlan
 from infinet.predict.solvers.progress import Progress
+from infinet.predict.solvers.stored import open_store, stored_tile
 
 KernelFn = Callable[..., Any]
 
@@ -168,20 +169,55 @@ class KernelTiles:
         parts = [np.diagonal(self.tile(x[s:e], x[s:e])) for s, e in blocks(len(x), step)]
         return np.concatenate(parts)
 
-    def fingerprint(self, *arrays: Any) -> str:
-        """A hash of the inputs and of the kernel's values on a few of them.
 
-        The kernel function itself cannot be hashed; its values on the first rows
-        identify it instead (and change with any hyperparameter).
-        """
-        h = hashlib.sha256(repr((self.name, self.block_size)).encode())
-        for arr in arrays:
-            a = np.ascontiguousarray(np.asarray(arr))
-            h.update(repr((a.shape, a.dtype.str)).encode())
-            h.update(a.tobytes())
-        probe = np.asarray(arrays[0])[:4]
-        h.update(np.ascontiguousarray(self.tile(probe, probe)).tobytes())
-        return h.hexdigest()[:24]
+def symmetric_tile(
+    tiles: KernelTiles, x: np.ndarray, ranges: list[tuple[int, int]], i: int, j: int
+) -> np.ndarray:
+    """Tile ``K_ij`` of ``K(x, x)``; a diagonal tile is symmetrised (``(K + Kᵀ)/2``).
+
+    Float32 round-off leaves ``K(a, a)`` slightly asymmetric, and CG needs ``K = Kᵀ``.
+    Every executor (this process, a Dask worker) computes tiles with this function.
+
+    Args:
+        tiles: the kernel part.
+        x: inputs ``(N, ...)``.
+        ranges: ``(start, stop)`` of each block.
+        i: row block.
+        j: column block.
+
+    Returns:
+        The tile, in the kernel's dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> kernel_fn = lambda a, b, get: a @ b.T
+        >>> x = np.arange(6.0).reshape(3, 2)
+        >>> symmetric_tile(KernelTiles(kernel_fn, "nngp", jit=False), x, [(0, 3)], 0, 0)[0]
+        array([1., 3., 5.])
+    """
+    (a0, a1), (b0, b1) = ranges[i], ranges[j]
+    out = tiles.tile(x[a0:a1], x[b0:b1])
+    if i == j:
+        out = (out + out.T) / 2
+    return out
+
+
+class RemotePasses(Protocol):
+    """Computes ``K·V`` passes elsewhere (a Dask cluster: :mod:`.remote`).
+
+    Attributes:
+        computed: tiles computed (not read from the store) by the remote passes.
+
+    Example:
+        >>> RemotePasses.__name__
+        'RemotePasses'
+    """
+
+    computed: int
+
+    def matmul(self, v: np.ndarray, progress: bool) -> np.ndarray:
+        """``K @ v`` (float64) in one pass over the unordered tile pairs."""
+        ...
 
 
 class SymmetricKernel:
@@ -192,8 +228,21 @@ class SymmetricKernel:
         x: inputs ``(N, ...)``.
         keep_in_memory: keep every computed tile (``≈ N²/2`` entries, as float64) for
             later passes.
-        cache_dir: keep tiles as ``.npy`` files in this directory instead.
+        cache_dir: read and write tiles through the tile store of
+            :mod:`infinet.batching` in this directory (:mod:`.stored`).
         progress: show progress of passes that compute tiles.
+        job_key: names ``kernel_fn`` in the store's fingerprint when it has no ``.spec``.
+
+    Attributes:
+        computed: tiles computed so far (not read from memory or the store), here and by
+            :attr:`remote`.
+        remote: set to a :class:`RemotePasses` to run the ``K·V`` passes elsewhere.
+
+    Example:
+        >>> kernel_fn = lambda a, b, get: a @ b.T
+        >>> op = SymmetricKernel(KernelTiles(kernel_fn, "nngp", block_size=2), np.eye(3))
+        >>> op.matmul(np.ones((3, 1))).ravel(), len(list(op.pairs()))
+        (array([1., 1., 1.]), 3)
     """
 
     def __init__(
@@ -203,42 +252,36 @@ class SymmetricKernel:
         keep_in_memory: bool = False,
         cache_dir: str | os.PathLike[str] | None = None,
         progress: bool = False,
+        job_key: str | None = None,
     ):
         self.tiles = tiles
         self.x = np.asarray(x)
         self.n = len(self.x)
+        # The store's tile indices: the unordered pairs of batch()'s symmetric plan.
+        self.plan = TilePlan(self.n, self.n, tiles.block_size, symmetric=True)
         self.ranges = blocks(self.n, tiles.block_size)
         self.keep_in_memory = keep_in_memory
         self.progress = progress
         self.passes = 0
+        self.computed = 0
+        self.remote: RemotePasses | None = None
         self._memory: dict[tuple[int, int], np.ndarray] = {}
         self._diagonal: np.ndarray | None = None
-        self._dir: Path | None = None
+        self.store: TileStore | None = None
         if cache_dir is not None:
-            self._dir = Path(cache_dir)
-            self._dir.mkdir(parents=True, exist_ok=True)
-            self._prefix = f"{tiles.name}-{tiles.fingerprint(self.x)}"
-
-    def _compute(self, i: int, j: int) -> np.ndarray:
-        (a0, a1), (b0, b1) = self.ranges[i], self.ranges[j]
-        out = self.tiles.tile(self.x[a0:a1], self.x[b0:b1])
-        if i == j:  # float32 round-off leaves K(a, a) slightly asymmetric; CG needs K = Kᵀ
-            out = (out + out.T) / 2
-        return out
+            self.store = open_store(
+                cache_dir, tiles.kernel_fn, tiles.name, tiles.kwargs, self.x,
+                tiles.block_size, job_key,
+            )  # fmt: skip
 
     def tile(self, i: int, j: int) -> np.ndarray:
-        """Tile ``K_ij`` (``i ≤ j``), from memory, disk, or computed."""
+        """Tile ``K_ij`` (``i ≤ j``), from memory, the store, or computed."""
         if (i, j) in self._memory:
             return self._memory[(i, j)]
-        if self._dir is not None:
-            path = self._dir / f"{self._prefix}-{i}-{j}.npy"
-            if path.exists():
-                out = np.load(path, allow_pickle=False)
-            else:
-                out = self._compute(i, j)
-                _atomic_save(path, out)
-        else:
-            out = self._compute(i, j)
+        out, computed = stored_tile(
+            self.store, (i, j), lambda: symmetric_tile(self.tiles, self.x, self.ranges, i, j)
+        )
+        self.computed += int(computed)
         if self.keep_in_memory:
             out = np.asarray(out, np.float64)  # later passes: float64 products, no casts
             self._memory[(i, j)] = out
@@ -246,14 +289,12 @@ class SymmetricKernel:
 
     def pairs(self) -> Iterator[tuple[int, int]]:
         """Unordered tile pairs ``(i, j)``, ``i ≤ j``, row by row."""
-        for i in range(len(self.ranges)):
-            for j in range(i, len(self.ranges)):
-                yield i, j
+        yield from self.plan.indices
 
     def diagonal(self) -> np.ndarray:
         """``diag K`` (computed once): from the kept diagonal tiles, else 64 rows at a time."""
         if self._diagonal is None:
-            if self.keep_in_memory or self._dir is not None:
+            if self.keep_in_memory or self.store is not None:
                 parts = [np.diagonal(self.tile(i, i)) for i in range(len(self.ranges))]
                 self._diagonal = np.concatenate(parts)
             else:
@@ -264,11 +305,11 @@ class SymmetricKernel:
         """``K @ v`` in one pass over the unordered tile pairs (float64 result)."""
         v = np.asarray(v, np.float64)
         out = np.zeros_like(v)
-        cached = (
-            self.keep_in_memory
-            and len(self._memory) == len(self.ranges) * (len(self.ranges) + 1) // 2
-        )
-        total = len(self.ranges) * (len(self.ranges) + 1) // 2
+        cached = self.keep_in_memory and len(self._memory) == self.plan.n_tiles
+        if self.remote is not None and not cached:
+            self.passes += 1
+            return self.remote.matmul(v, self.progress)
+        total = self.plan.n_tiles
         with Progress(total, "kernel tiles", self.progress and not cached) as bar:
             for i, j in self.pairs():
                 k = self.tile(i, j)
@@ -340,6 +381,49 @@ def cross_kernel(tiles: KernelTiles, x_rows: Any, x_cols: Any) -> np.ndarray:
     return out
 
 
+def row_tile(
+    tiles: KernelTiles, x: np.ndarray, centers: np.ndarray, ranges: list[tuple[int, int]], i: int
+) -> np.ndarray:
+    """Row block ``i`` of ``K(x, centers)``: every centre, in tiles of ``block_size``.
+
+    Every executor (this process, a Dask worker) computes row blocks with this function.
+
+    Args:
+        tiles: the kernel part.
+        x: inputs ``(N, ...)``.
+        centers: centres ``(M, ...)``.
+        ranges: ``(start, stop)`` of each row block.
+        i: the row block.
+
+    Returns:
+        ``(rows, M)``, in the kernel's dtype.
+
+    Example:
+        >>> tiles = KernelTiles(lambda a, b, get: a @ b.T, "nngp", block_size=2, jit=False)
+        >>> row_tile(tiles, np.eye(3), np.eye(3), [(0, 2), (2, 3)], 1)
+        array([[0., 0., 1.]])
+    """
+    a0, a1 = ranges[i]
+    return np.concatenate(
+        [tiles.tile(x[a0:a1], centers[c0:c1])
+         for c0, c1 in blocks(len(centers), tiles.block_size)],
+        axis=1,
+    )  # fmt: skip
+
+
+class RemoteRowPasses(Protocol):
+    """Computes passes over the row blocks of ``K_nm`` elsewhere (:mod:`.remote`).
+
+    Example:
+        >>> RemoteRowPasses.__name__
+        'RemoteRowPasses'
+    """
+
+    def row_pass(self, mode: str, w: np.ndarray, progress: bool) -> np.ndarray:
+        """``K_nmᵀ w`` (``mode='rmatmul'``) or ``K_nmᵀ K_nm w`` (``'normal'``), float64."""
+        ...
+
+
 class RectangularKernel:
     """``K_nm = K(x, c)`` for ``N`` inputs and ``M`` centres, as a tiled operator.
 
@@ -349,6 +433,15 @@ class RectangularKernel:
         centers: centres ``(M, ...)``.
         keep_in_memory: keep the row tiles (``N·M`` entries, float64) for later passes.
         progress: show progress of passes that compute tiles.
+
+    Attributes:
+        remote: set to a :class:`RemoteRowPasses` to run the passes elsewhere.
+
+    Example:
+        >>> tiles = KernelTiles(lambda a, b, get: a @ b.T, "nngp", block_size=2, jit=False)
+        >>> knm = RectangularKernel(tiles, np.eye(3), np.eye(3)[:2], False, False)
+        >>> knm.rmatmul(np.ones((3, 1))).ravel()
+        array([1., 1.])
     """
 
     def __init__(
@@ -361,22 +454,25 @@ class RectangularKernel:
         self.keep_in_memory = keep_in_memory
         self.progress = progress
         self.passes = 0
+        self.remote: RemoteRowPasses | None = None
         self._memory: dict[int, np.ndarray] = {}
 
     def tile(self, i: int) -> np.ndarray:
         """Row block ``i`` of ``K_nm``."""
         if i in self._memory:
             return self._memory[i]
-        a0, a1 = self.ranges[i]
-        out = np.concatenate(
-            [self.tiles.tile(self.x[a0:a1], self.centers[c0:c1])
-             for c0, c1 in blocks(len(self.centers), self.tiles.block_size)],
-            axis=1,
-        )  # fmt: skip
+        out = row_tile(self.tiles, self.x, self.centers, self.ranges, i)
         if self.keep_in_memory:
             out = np.asarray(out, np.float64)
             self._memory[i] = out
         return out
+
+    def _remote(self, mode: str, w: np.ndarray) -> np.ndarray | None:
+        """The pass on :attr:`remote`, or ``None`` to run it here."""
+        if self.remote is None or len(self._memory) == len(self.ranges):
+            return None
+        self.passes += 1
+        return self.remote.row_pass(mode, w, self.progress)
 
     def _pass(self, fn: Callable[[int, np.ndarray], None]) -> None:
         cached = len(self._memory) == len(self.ranges)
@@ -389,6 +485,9 @@ class RectangularKernel:
     def rmatmul(self, y: Float[np.ndarray, "n q"]) -> np.ndarray:
         """``K_nmᵀ y`` (float64)."""
         y = np.asarray(y, np.float64)
+        remote = self._remote("rmatmul", y)
+        if remote is not None:
+            return remote
         out = np.zeros((len(self.centers), y.shape[1]))
 
         def add(i: int, k: np.ndarray) -> None:
@@ -401,6 +500,9 @@ class RectangularKernel:
     def normal_matmul(self, v: Float[np.ndarray, "m q"]) -> np.ndarray:
         """``K_nmᵀ (K_nm v)`` in one pass (each tile computed once)."""
         v = np.asarray(v, np.float64)
+        remote = self._remote("normal", v)
+        if remote is not None:
+            return remote
         out = np.zeros_like(v)
 
         def add(_: int, k: np.ndarray) -> None:
@@ -408,16 +510,3 @@ class RectangularKernel:
 
         self._pass(add)
         return out
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    """Writes ``array`` to ``path`` as ``.npy`` via a temporary file and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

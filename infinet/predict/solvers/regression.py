@@ -49,6 +49,7 @@ from infinet.predict.solvers.matvec import (
 )
 from infinet.predict.solvers.nystrom import Falkon
 from infinet.predict.solvers.pivoted import LowRankPreconditioner, rp_cholesky
+from infinet.predict.solvers.remote import DaskRows, DaskSymmetric
 
 KernelFn = Callable[..., Any]
 
@@ -70,9 +71,13 @@ class _CG:
         o = reg.options
         self.reg, self.name = reg, name
         self.tiles = reg.tiles(name)
+        # With a client the passes run on the workers, which keep no tiles between passes.
+        keep = reg.keep_tiles and o.client is None
         self.op = SymmetricKernel(
-            self.tiles, reg.x, reg.keep_tiles, o.cache_dir, bool(reg.progress)
+            self.tiles, reg.x, keep, o.cache_dir, bool(reg.progress), o.job_key
         )
+        if o.client is not None:
+            self.op.remote = DaskSymmetric(o.client, self.op)
         self.shift = reg.shift(self.op.diagonal())
         self._pre: LowRankPreconditioner | None = None
         self.last: Any = None
@@ -130,11 +135,13 @@ class _Nystrom:
             reg.x,
             reg.centers,
             self.shift,
-            reg.keep_tiles,
+            reg.keep_tiles and o.client is None,
             o.tolerance,
             o.iterations,
             bool(reg.progress),
         )
+        if o.client is not None:
+            self.model.knm.remote = DaskRows(o.client, self.model.knm)
         self.last: Any = None
 
     def solve(self, r: np.ndarray, what: str) -> np.ndarray:

@@ -118,19 +118,6 @@ def test_tiles_of_any_n_and_symmetric_pairs_once():
     np.testing.assert_allclose(out, k @ v, rtol=1e-7, atol=1e-7)  # jit vs eager arccos
 
 
-def test_cache_dir_reuses_npy_tiles(tmp_path):
-    x, y, xt = _data()
-    opts = dict(diag_reg=1e-2, solver="cg", cache_dir=str(tmp_path))
-    first = predict.gp_inference(KERNEL_FN, x, y, xt, "nngp", **opts)
-    files = sorted(tmp_path.glob("*.npy"))
-    assert files and not list(tmp_path.glob("*.tmp"))
-    np.load(files[0], allow_pickle=False)
-    mtimes = [f.stat().st_mtime_ns for f in files]
-    again = predict.gp_inference(KERNEL_FN, x, y, xt, "nngp", **opts)
-    assert [f.stat().st_mtime_ns for f in files] == mtimes  # read, not rewritten
-    np.testing.assert_array_equal(first, again)
-
-
 def test_nonconvergence_is_an_error():
     x, y, xt = _data()
     with pytest.raises(ConvergenceError, match="did not converge.*relative residual"):
