@@ -35,8 +35,9 @@ from infinet.batching.fingerprint import architecture_token
 from infinet.batching.job import TileJob
 from infinet.batching.local import keep, load_tile, to_leaves
 from infinet.batching.memmap import KernelFile
-from infinet.batching.plan import Index, TilePlan, compute_tile
+from infinet.batching.plan import Index, compute_tile
 from infinet.batching.tiles import TileStore
+from infinet.engine.tiles import BlockPlan
 
 Progress = Callable[[int, int], None]
 
@@ -158,7 +159,7 @@ def _worker_fn(key: str, kernel_fn: Any) -> Any:
     return _WORKER_FNS[key]
 
 
-def _tile_task(payload: tuple[Any, ...], index: Index, plan: TilePlan, store: Any) -> Any:
+def _tile_task(payload: tuple[Any, ...], index: Index, plan: BlockPlan, store: Any) -> Any:
     """Runs on a worker: one tile, returned or written to the shared tile store."""
     key, kernel_fn, x1, x2, args, kwargs, x64 = payload
     kernel_fn = _worker_fn(key, kernel_fn)

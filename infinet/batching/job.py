@@ -29,13 +29,13 @@ import numpy as np
 
 from infinet.batching.plan import (
     Index,
-    TilePlan,
     assemble_kernel,
     block,
     compute_tile,
     grid,
     mirror,
 )
+from infinet.engine.tiles import BlockPlan
 from infinet.kernel import Kernel, select
 from infinet.stax.base import KernelFn
 
@@ -144,7 +144,7 @@ class TileJob:
             self.args: tuple[Any, ...] = (self.tile_get,)
         else:
             self.tile_get, self.args = None, args
-        self.plan = TilePlan(self.n1, self.n2, size, symmetric=self.analytic and x2 is None)
+        self.plan = BlockPlan(self.n1, self.n2, size, symmetric=self.analytic and x2 is None)
 
     def _probe(self) -> bool:
         if isinstance(unwrap(self.kernel_fn), KernelFn):
@@ -180,7 +180,7 @@ class TileJob:
         key = ("treedef", diagonal)
         if key not in self._meta:
             n = self.plan.size
-            p = TilePlan(n, n, n, diagonal)
+            p = BlockPlan(n, n, n, diagonal)
             out = jax.eval_shape(
                 lambda x1, x2: compute_tile(
                     self.kernel_fn, x1, x2, (0, 0), p, self.args, self.kwargs

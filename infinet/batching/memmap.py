@@ -9,10 +9,10 @@ kept in the manifest and checked when a finished job is read back.
 
 Example:
     >>> import tempfile, numpy as np
-    >>> from infinet.batching.plan import TilePlan
+    >>> from infinet.engine.tiles import BlockPlan
     >>> from infinet.batching.memmap import KernelFile
     >>> with tempfile.TemporaryDirectory() as d:
-    ...     f = KernelFile(d + "/k.npy", TilePlan(3, 3, 2, False), None)
+    ...     f = KernelFile(d + "/k.npy", BlockPlan(3, 3, 2, False), None)
     ...     for (i, j) in f.plan.indices:
     ...         f.write((i, j), np.full(f.plan.extent(i, j), 10 * i + j, np.float32))
     ...     f.finish()[:, 2]
@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from infinet.batching.plan import Index, TilePlan, mirror
+from infinet.batching.plan import Index, mirror
+from infinet.engine.tiles import BlockPlan
 
 
 class KernelFile:
@@ -43,11 +44,11 @@ class KernelFile:
         A writer; :meth:`finish` returns the read-only memory map.
 
     Example:
-        >>> KernelFile("/tmp/never.npy", TilePlan(2, 2, 1, False), None).plan.n_tiles
+        >>> KernelFile("/tmp/never.npy", BlockPlan(2, 2, 1, False), None).plan.n_tiles
         4
     """
 
-    def __init__(self, path: str | os.PathLike[str], plan: TilePlan, meta: Any):
+    def __init__(self, path: str | os.PathLike[str], plan: BlockPlan, meta: Any):
         self.path = Path(path)
         self.plan, self.meta = plan, meta
         self.tmp = self.path.with_name(f".tmp_{os.getpid()}_{self.path.name}")

@@ -1,4 +1,4 @@
-"""The tile plan of a batched kernel: blocks of any N, symmetric pairs, one tile, assembly.
+"""One tile of a batched kernel, and assembly: blocks of any N, symmetric pairs.
 
 ``K(x1, x2)`` is split into tiles ``K(x1[I_i], x2[I_j])`` with blocks ``I_i`` of at most
 ``size`` examples. The last block is padded by repeating its last example and the padding
@@ -12,14 +12,13 @@ and assembles them with :meth:`TileJob.assemble`, so all of them give the same b
 
 Example:
     >>> import numpy as np
-    >>> from infinet.batching.plan import TilePlan
-    >>> TilePlan(n1=10, n2=10, size=1, symmetric=True).n_tiles
+    >>> from infinet.engine.tiles import BlockPlan
+    >>> BlockPlan(n1=10, n2=10, size=1, symmetric=True).n_tiles
     55
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,62 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from infinet.engine import tiles
 from infinet.kernel import Kernel
 
-Index = tuple[int, int]
-
-
-@dataclasses.dataclass(frozen=True)
-class TilePlan:
-    """Which tiles a job computes.
-
-    Args:
-        n1: examples in ``x1``.
-        n2: examples in ``x2`` (``n1`` when ``x2=None``).
-        size: examples per block (the last block may be smaller).
-        symmetric: compute only tiles ``(i, j)`` with ``j >= i``.
-
-    Returns:
-        A frozen plan; :attr:`indices` lists the tiles to compute, row-major.
-
-    Example:
-        >>> TilePlan(n1=7, n2=5, size=3, symmetric=False).indices[:3]
-        [(0, 0), (0, 1), (1, 0)]
-    """
-
-    n1: int
-    n2: int
-    size: int
-    symmetric: bool
-
-    @property
-    def rows(self) -> range:
-        """First example of each row block."""
-        return range(0, self.n1, self.size)
-
-    @property
-    def cols(self) -> range:
-        """First example of each column block."""
-        return range(0, self.n2, self.size)
-
-    @property
-    def indices(self) -> list[Index]:
-        """The tiles to compute."""
-        return [
-            (i, j)
-            for i in range(len(self.rows))
-            for j in range(len(self.cols))
-            if not (self.symmetric and j < i)
-        ]
-
-    @property
-    def n_tiles(self) -> int:
-        """Number of tiles to compute."""
-        return len(self.indices)
-
-    def extent(self, i: int, j: int) -> tuple[int, int]:
-        """Rows and columns of tile ``(i, j)`` without padding."""
-        return min(self.size, self.n1 - self.rows[i]), min(self.size, self.n2 - self.cols[j])
+Index = tiles.Index
 
 
 def block(x: Any, start: int, size: int) -> Any:
@@ -113,7 +60,7 @@ def compute_tile(
     x1: Any,
     x2: Any,
     index: Index,
-    plan: TilePlan,
+    plan: tiles.BlockPlan,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     device: Any = None,
@@ -138,7 +85,7 @@ def compute_tile(
     Example:
         >>> f = lambda a, b: a @ b.T
         >>> x = np.arange(3.0)[:, None]
-        >>> compute_tile(f, x, None, (0, 1), TilePlan(3, 3, 2, False), (), {})
+        >>> compute_tile(f, x, None, (0, 1), tiles.BlockPlan(3, 3, 2, False), (), {})
         array([[0.],
                [2.]])
     """
@@ -209,25 +156,18 @@ def mirror(tile: Any, meta: Any) -> Any:
         return type(tile)(mirror(t, m) for t, m in zip(tile, meta))
     if isinstance(tile, Kernel):
         return tile.replace(
-            nngp=_swap(tile.nngp, meta),
-            ntk=None if tile.ntk is None else _swap(tile.ntk, meta),
+            nngp=_swap_like(tile.nngp, meta),
+            ntk=None if tile.ntk is None else _swap_like(tile.ntk, meta),
             cov1=tile.cov2,
             cov2=tile.cov1,
             mask1=tile.mask2,
             mask2=tile.mask1,
         )
-    return jax.tree.map(lambda a: _swap(a, meta), tile)
+    return jax.tree.map(lambda a: _swap_like(a, meta), tile)
 
 
-def _swap(t: Any, meta: Kernel) -> Any:
-    perm = [1, 0]
-    n_sp = t.ndim - 2
-    if meta.diagonal_spatial or n_sp == 0:
-        perm += list(range(2, t.ndim))
-    else:
-        for p in range(n_sp // 2):
-            perm += [2 + 2 * p + 1, 2 + 2 * p]
-    return t.transpose(perm)
+def _swap_like(t: Any, meta: Kernel) -> Any:
+    return tiles.swap_pairs(t, bool(meta.diagonal_spatial))
 
 
 def grid(xp: Any, blocks: Sequence[Any], n_cols: int) -> Any:

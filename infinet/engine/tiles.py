@@ -161,13 +161,99 @@ def plan_symmetric(n: int, tile: int, leaf: int = MIN_BLOCK) -> list[TileGroup]:
     return groups
 
 
-def _swap(t: jax.Array, diagonal: bool) -> jax.Array:
-    """Σ(x', x) from stacked tiles Σ(x, x') ``(T, t1, t2, ...)``."""
-    n_sp = t.ndim - 3 if diagonal else (t.ndim - 3) // 2
-    perm = [0, 2, 1]
-    for d in range(n_sp):
-        perm += [3 + d] if diagonal else [4 + 2 * d, 3 + 2 * d]
-    return jnp.transpose(t, perm)
+Index = tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockPlan:
+    """Index-stable blocks of ``size`` examples: the unit of work of ``batch()``.
+
+    The in-call plans above (:func:`plan_rectangular`, :func:`plan_symmetric`) size
+    their tiles by cache and run inside one compiled call; a stored or distributed
+    job needs tiles that keep their ``(i, j)`` names from run to run, so it uses
+    fixed blocks ``I_i = [i·size, (i+1)·size)`` (the last one shorter). With
+    ``symmetric`` only the unordered pairs ``j ≥ i`` are computed (``n(n+1)/2`` of
+    ``n²`` blocks); the others are mirror images (:func:`swap_pairs`).
+
+    Args:
+        n1: examples in ``x1``.
+        n2: examples in ``x2`` (``n1`` when ``x2=None``).
+        size: examples per block (the last block may be smaller).
+        symmetric: compute only tiles ``(i, j)`` with ``j >= i``.
+
+    Returns:
+        A frozen plan; :attr:`indices` lists the tiles to compute, row-major.
+
+    Example:
+        >>> BlockPlan(n1=7, n2=5, size=3, symmetric=False).indices[:3]
+        [(0, 0), (0, 1), (1, 0)]
+        >>> BlockPlan(n1=10, n2=10, size=1, symmetric=True).n_tiles
+        55
+    """
+
+    n1: int
+    n2: int
+    size: int
+    symmetric: bool
+
+    @property
+    def rows(self) -> range:
+        """First example of each row block."""
+        return range(0, self.n1, self.size)
+
+    @property
+    def cols(self) -> range:
+        """First example of each column block."""
+        return range(0, self.n2, self.size)
+
+    @property
+    def indices(self) -> list[Index]:
+        """The tiles to compute."""
+        return [
+            (i, j)
+            for i in range(len(self.rows))
+            for j in range(len(self.cols))
+            if not (self.symmetric and j < i)
+        ]
+
+    @property
+    def n_tiles(self) -> int:
+        """Number of tiles to compute."""
+        return len(self.indices)
+
+    def extent(self, i: int, j: int) -> tuple[int, int]:
+        """Rows and columns of tile ``(i, j)`` without padding."""
+        return min(self.size, self.n1 - self.rows[i]), min(self.size, self.n2 - self.cols[j])
+
+
+def swap_pairs(t: Any, diagonal: bool, stacked: bool = False) -> Any:
+    """Σ(x', x) from Σ(x, x'): the two batch axes swapped, and position pairs too.
+
+    Args:
+        t: a pair tensor ``(n1, n2, *positions)``, or ``(T, n1, n2, *positions)``
+            stacked tiles with ``stacked``. With full spatial covariances the
+            positions come in pairs ``(s1, s1', s2, s2', ...)``, each swapped.
+        diagonal: the layout stores per-position variances (``diagonal_spatial``):
+            positions are not paired.
+        stacked: ``t`` has a leading axis of tiles.
+
+    Returns:
+        The transposed tensor (NumPy or JAX, as ``t``).
+
+    Example:
+        >>> import numpy as np
+        >>> swap_pairs(np.zeros((2, 3, 4, 5)), diagonal=False).shape
+        (3, 2, 5, 4)
+    """
+    lead = int(stacked)
+    n_sp = t.ndim - 2 - lead
+    perm = list(range(lead)) + [lead + 1, lead]
+    if diagonal or n_sp == 0:
+        perm += list(range(lead + 2, t.ndim))
+    else:
+        for p in range(n_sp // 2):
+            perm += [lead + 3 + 2 * p, lead + 2 + 2 * p]
+    return t.transpose(perm)
 
 
 def _fields(get: Any) -> tuple[str, ...]:
@@ -296,7 +382,11 @@ def _assemble(field: str, groups: list[TileGroup], tiles: list[Any], n1: int, n2
         c = np.where(g.valid_cols, g.cols, n2)[:, None, :]
         buf = _scatter(buf, (r, c), t)
         if g.mirror:
-            buf = _scatter(buf, (np.swapaxes(c, 1, 2), np.swapaxes(r, 1, 2)), _swap(t, diagonal))
+            buf = _scatter(
+                buf,
+                (np.swapaxes(c, 1, 2), np.swapaxes(r, 1, 2)),
+                swap_pairs(t, diagonal, stacked=True),
+            )
     return buf
 
 

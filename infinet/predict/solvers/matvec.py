@@ -34,7 +34,7 @@ import numpy as np
 from jaxtyping import Float
 
 from infinet.batching import TileStore
-from infinet.batching.plan import TilePlan
+from infinet.engine.tiles import BlockPlan
 from infinet.predict.solvers.progress import Progress
 from infinet.predict.solvers.stored import open_store, stored_tile
 
@@ -258,7 +258,7 @@ class SymmetricKernel:
         self.x = np.asarray(x)
         self.n = len(self.x)
         # The store's tile indices: the unordered pairs of batch()'s symmetric plan.
-        self.plan = TilePlan(self.n, self.n, tiles.block_size, symmetric=True)
+        self.plan = BlockPlan(self.n, self.n, tiles.block_size, symmetric=True)
         self.ranges = blocks(self.n, tiles.block_size)
         self.keep_in_memory = keep_in_memory
         self.progress = progress
