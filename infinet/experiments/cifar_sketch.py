@@ -48,11 +48,21 @@ from jaxtyping import Array, Float
 from infinet import classify
 from infinet.sketch import FeatureFn, features, ridge_solve
 
-__all__ = ["SketchMap", "compute_features", "draw_keys", "run_model"]
+__all__ = ["WIDTH", "SketchMap", "compute_features", "draw_keys", "model_width", "run_model"]
 
 GETS = ("nngp", "ntk")
 # images per feature chunk, per model (pooled maps keep (H W) x width per image per layer)
 CHUNK = {"fc": 1000, "cnn": 16, "cnn_gap": 100, "wrn": 100, "myrtle5": 100}
+# default --width per model: a dense layer's width costs width² once per image, a
+# convolution's width² at every pixel (docs/cifar.md has the measured costs)
+WIDTH = {"fc": 1024, "cnn": 32, "cnn_gap": 32, "wrn": 32, "myrtle5": 32}
+
+
+def model_width(args: argparse.Namespace, name: str) -> int:
+    """``--width``, or the model's default (:data:`WIDTH`) when it is 0."""
+    if args.width < 0:
+        raise ValueError(f"--width {args.width} must be >= 1 (or 0 for the per-model default).")
+    return args.width or WIDTH.get(name, 32)
 
 
 def draw_keys(seed: int, model: str, get: str, draws: int) -> jax.Array:
@@ -224,6 +234,9 @@ def run_one(
         "solve_seconds": solve_s,
         "ms_per_image": 1e3 * feat_s / total,
         "estimated_ms_per_image": ms_est,
+        "width": model_width(args, name),
+        "draws": fmap.draws,
+        "n_features": fmap.n_features,
     }
 
 
@@ -231,9 +244,9 @@ def feature_maps(args: argparse.Namespace, models: dict[str, Callable[[], Any]])
     """Every requested model's NNGP and NTK maps, built before any work (fail fast)."""
     out = {}
     for name in args.models.split(","):
-        layer = models[name]()
+        layer, width = models[name](), model_width(args, name)
         out[name] = {
-            get: SketchMap(layer, name, get, args.n_features, args.width, args.draws, args.seed)
+            get: SketchMap(layer, name, get, args.n_features, width, args.draws, args.seed)
             for get in GETS
         }
     return out
