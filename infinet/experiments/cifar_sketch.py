@@ -43,7 +43,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Float
 
 from infinet import classify
 from infinet.sketch import FeatureFn, features, ridge_solve
@@ -129,10 +129,10 @@ class SketchMap:
                 "Use --kernels exact for it."
             ) from err
 
-    def __call__(self, x: Float[Array, "n ..."]) -> Float[np.ndarray, "n f"]:
+    def __call__(self, x: Float[np.ndarray, "n ..."]) -> Float[np.ndarray, "n f"]:
         """Features ``(n, n_features)`` of one chunk of images (float32, host memory)."""
-        x = jnp.asarray(x)
-        per = [np.asarray(self.fn.apply(k, x)) for k in self.keys]  # one map at a time
+        xj = jnp.asarray(x)
+        per = [np.asarray(self.fn.apply(k, xj)) for k in self.keys]  # one map at a time
         return np.concatenate(per, axis=1).astype(np.float32) * np.float32(self.draws**-0.5)
 
 
@@ -223,7 +223,7 @@ def run_one(
     search = classify.select_diag_reg_features(
         f_tr, y_tr, val_fraction=args.val_fraction, seed=args.seed
     )
-    mean = ridge_solve(f_tr, y_tr, diag_reg=search.diag_reg)(f_te)
+    mean = ridge_solve(jnp.asarray(f_tr), jnp.asarray(y_tr), diag_reg=search.diag_reg)(f_te)
     solve_s = time.perf_counter() - start
     return {
         "accuracy": classify.accuracy(np.asarray(mean), y_te),
