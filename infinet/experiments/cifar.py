@@ -22,6 +22,12 @@ For every model it:
 5. writes ``DIR/results.json`` (per model and kernel: accuracy, diag_reg, seconds,
    ms/entry), ``DIR/results.png`` (accuracy by model) and ``DIR/results.md``.
 
+``--kernels sketch [--n-features F] [--width W] [--draws R]`` replaces steps 2–4 by
+sketched NNGP/NTK features (:func:`infinet.features`), a ``diag_reg`` search on a
+training split in primal form and :func:`infinet.sketch.ridge_solve`, at a cost linear
+in ``N`` (:mod:`infinet.experiments.cifar_sketch`); the files keep their schema, with
+``features_s`` and ``ms_per_image`` in place of ``ms_per_entry``.
+
 Models (:mod:`infinet.models`): ``fc`` = FC-3 (3 ReLU Dense layers, ``W_std=√2``,
 ``b_std=0.05``); ``cnn`` = CNN-8 with a Flatten readout; ``cnn_gap`` = CNN-5 with
 global average pooling (the "CNN" of the claim FC < CNN < WRN); ``wrn`` =
@@ -71,7 +77,7 @@ REFERENCES = {
 }
 GETS = ("nngp", "ntk")
 # --kernels sketch defaults (docs/cifar.md: measured cost and accuracy)
-SKETCH = {"n_features": 2048, "width": 0, "draws": 8}
+SKETCH = {"n_features": 2048, "width": 0, "draws": 4}
 
 
 _BUILT: dict[str, Any] = {}
@@ -360,7 +366,7 @@ def main(argv: list[str] | None = None, progress: Any = None) -> dict[str, Any]:
         >>> main(["--out", "unused", "--kernels", "sketch", "--n-features", "10"])
         Traceback (most recent call last):
         ...
-        ValueError: --n-features 10 must be a positive multiple of --draws 8.
+        ValueError: --n-features 10 must be a positive multiple of --draws 4.
     """
     args = parse_args(argv)
     config = {k: v for k, v in vars(args).items()}
