@@ -48,7 +48,15 @@ from jaxtyping import Float
 from infinet import classify
 from infinet.sketch import FeatureFn, features, ridge_solve
 
-__all__ = ["WIDTH", "SketchMap", "compute_features", "draw_keys", "model_width", "run_model"]
+__all__ = [
+    "WIDTH",
+    "SketchMap",
+    "compute_features",
+    "draw_keys",
+    "feature_maps",
+    "model_width",
+    "run_model",
+]
 
 GETS = ("nngp", "ntk")
 # images per feature chunk, per model (pooled maps keep (H W) x width per image per layer)
@@ -59,7 +67,20 @@ WIDTH = {"fc": 1024, "cnn": 32, "cnn_gap": 32, "wrn": 32, "myrtle5": 32}
 
 
 def model_width(args: argparse.Namespace, name: str) -> int:
-    """``--width``, or the model's default (:data:`WIDTH`) when it is 0."""
+    """``--width``, or the model's default (:data:`WIDTH`) when it is 0.
+
+    Args:
+        args: the parsed command line.
+        name: the model's name.
+
+    Returns:
+        The width of the model's feature maps.
+
+    Example:
+        >>> default, given = argparse.Namespace(width=0), argparse.Namespace(width=8)
+        >>> model_width(default, "fc"), model_width(given, "fc")
+        (1024, 8)
+    """
     if args.width < 0:
         raise ValueError(f"--width {args.width} must be >= 1 (or 0 for the per-model default).")
     return args.width or WIDTH.get(name, 32)
@@ -241,7 +262,20 @@ def run_one(
 
 
 def feature_maps(args: argparse.Namespace, models: dict[str, Callable[[], Any]]) -> dict:
-    """Every requested model's NNGP and NTK maps, built before any work (fail fast)."""
+    """Every requested model's NNGP and NTK maps, built before any work (fail fast).
+
+    Args:
+        args: the parsed command line (``models``, ``n_features``, ``width``, ``draws``,
+            ``seed``).
+        models: model name → constructor of its ``stax`` layer.
+
+    Returns:
+        ``{model: {'nngp': SketchMap, 'ntk': SketchMap}}``.
+
+    Raises:
+        ValueError: a model with a layer that has no sketch (naming the layer), or bad
+            ``--n-features``/``--draws``/``--width``.
+    """
     out = {}
     for name in args.models.split(","):
         layer, width = models[name](), model_width(args, name)
@@ -259,7 +293,20 @@ def run_model(
     data: tuple[np.ndarray, ...],
     progress: Any = None,
 ) -> dict[str, Any]:
-    """Both kernels of one model (``fc`` sees flattened images)."""
+    """Both kernels of one model (``fc`` sees flattened images).
+
+    Args:
+        args: the parsed command line.
+        name: the model's name.
+        maps: its ``{'nngp': SketchMap, 'ntk': SketchMap}`` (:func:`feature_maps`).
+        data: ``(x_train, y_train, x_test, labels_test)`` from ``cifar.load_data``.
+        progress: optional ``(done, total)`` callback over images (default: a bar).
+
+    Returns:
+        ``{'nngp': result, 'ntk': result}``: accuracy, diag_reg, val_accuracy, seconds,
+        features_s, solve_seconds, ms_per_image, estimated_ms_per_image, width, draws,
+        n_features.
+    """
     x_tr, y_tr, x_te, y_te = data
     if name == "fc":
         x_tr, x_te = x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1)
