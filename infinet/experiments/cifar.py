@@ -335,7 +335,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--train-batches", default="1")
     p.add_argument("--test-batches", default="test")
-    p.add_argument("--batch-size", type=int, default=0, help="tile side (default per model)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        help="tile side; sketch: images per chunk (0: per model)",
+    )
     p.add_argument("--crop", type=int, default=0, help="top-left SxS crop (tests, quick runs)")
     p.add_argument("--zca", type=float, default=None, help="ZCA strength (default: no ZCA)")
     p.add_argument("--val-fraction", type=float, default=0.2)
