@@ -4,6 +4,10 @@ Data are drawn from a known 2-layer ReLU NNGP (W_std=1.3, b_std=0.4, noise 0.05)
 fit_hyperparameters starts from W_std=1, b_std=0.1, noise 0.2.
 
     python -m benchmarks.fit_marginal --n 500 --p 10
+
+Measured 2026-12-05 on the 2-core development machine (load average 1.5-2.3 from other
+jobs): 17.2 s in all (19.2 s with the imports), 159 Adam steps, converged; W_std 1.306,
+b_std 0.489, noise 0.0493 (truth 1.3, 0.4, 0.05). The target is 60 s.
 """
 
 from __future__ import annotations

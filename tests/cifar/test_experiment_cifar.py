@@ -1,27 +1,10 @@
 """python -m infinet.experiments.cifar: outputs, diag_reg from training data, kill and resume."""
 
 import json
-import pickle
 
-import numpy as np
 import pytest
 
 from infinet.experiments import cifar
-
-
-@pytest.fixture
-def fake_cifar(tmp_path):
-    """A tiny CIFAR-10 directory in the official layout (random pixels, learnable labels)."""
-    d = tmp_path / "cifar-10-batches-py"
-    d.mkdir()
-    rng = np.random.RandomState(0)
-    for name, n in (("data_batch_1", 40), ("test_batch", 20)):
-        labels = rng.randint(0, 3, n)  # three classes: learnable from 24 images
-        data = rng.randint(0, 60, (n, 3072)) + 80 * labels[:, None]  # class sets brightness
-        batch = {b"data": data.astype(np.uint8), b"labels": [int(v) for v in labels]}
-        (d / name).write_bytes(pickle.dumps(batch))
-    (d / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"c"] * 10}))
-    return d
 
 
 def _argv(data, out, cache=None):
@@ -71,7 +54,7 @@ def test_killed_run_resumes_from_its_tiles_and_matches_a_fresh_run(fake_cifar, t
 def test_bad_arguments_are_explained(fake_cifar, tmp_path):
     with pytest.raises(SystemExit):
         cifar.parse_args(["--out", str(tmp_path), "--models", "fc,vgg"])
-    with pytest.raises(SystemExit, match="not available yet"):
-        cifar.main(["--out", str(tmp_path), "--kernels", "sketch"])
+    with pytest.raises(ValueError, match="--n-features 10 must be a positive multiple"):
+        cifar.main(["--out", str(tmp_path), "--kernels", "sketch", "--n-features", "10"])
     with pytest.raises(ValueError, match="--train 99"):
         cifar.main(["--data", str(fake_cifar), "--out", str(tmp_path), "--train", "99"])
