@@ -56,6 +56,17 @@ class Options:
     method: str = "auto"
     degree: int = 8
 
+    @property
+    def cap(self) -> int:
+        """The widest feature array a nonlinearity may output: ``4·width``.
+
+        The arc-cosine sketch keeps the exact (linear and constant) parts of its
+        input's features, so widths grow layer by layer; past the cap they are
+        subsampled back to the cap (:func:`~infinet.sketch.state.narrow`), which
+        bounds the cost of deep networks at the price of one more random step.
+        """
+        return 4 * self.width
+
 
 def param(spec: SpecLike, name: str, default: Any = None) -> Any:
     """One constructor argument of a layer (``default`` where the spec lacks it)."""
