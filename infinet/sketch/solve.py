@@ -114,7 +114,11 @@ class PrimalRidge:
         self._last = check_converged(res, what, opts.on_nonconvergence)
         return res.solution
 
-    def __call__(self, f_test: Float[Array, "m f"], compute_cov: bool | str = False) -> Any:
+    def __call__(
+        self,
+        f_test: Float[Array, "m f"] | Float[np.ndarray, "m f"],
+        compute_cov: bool | str = False,
+    ) -> Any:
         """Posterior mean (and NNGP covariance) at test features.
 
         Args:
@@ -144,8 +148,8 @@ class PrimalRidge:
 
 
 def ridge_solve(
-    f_train: Float[Array, "n f"],
-    y_train: Float[Array, "n k"],
+    f_train: Float[Array, "n f"] | Float[np.ndarray, "n f"],
+    y_train: Float[Array, "n ..."] | Float[np.ndarray, "n ..."],
     diag_reg: float = 0.0,
     diag_reg_absolute_scale: bool = False,
     *,
