@@ -142,8 +142,9 @@ def features(
 
     The map follows the network's own description (``kernel_fn.spec``): Dense and
     pooling layers are exact on features; Conv is a random Gaussian convolution
-    (CNTK sketch, Zandieh et al. 2021, arXiv 2106.07880); ReLU-like units use the
-    exact arc-cosine random features (Cho & Saul 2009); other nonlinearities use
+    (CNTK sketch, Zandieh et al. 2021, arXiv 2106.07880); ReLU-like units use
+    arc-cosine random features (Cho & Saul 2009) for their centred |z| part only,
+    their linear and constant parts being exact (``docs/sketches.md``); other nonlinearities use
     truncated Hermite expansions with polynomial sketches (Han et al. 2022, arXiv
     2209.04121); the NTK's products Θ ⊙ Σ̇ are tensor sketches. The relative
     Frobenius error of the Gram falls as O(F^(-1/2)).
