@@ -9,7 +9,8 @@ For any φ these are the Monte Carlo features of a finite layer
 (:func:`random_feature_sketch`). For φ(x) = a·min(x, 0) + b·max(x, 0) (ReLU,
 LeakyReLU, Abs: the arc-cosine kernels, Cho & Saul 2009, "Kernel methods for deep
 learning") :func:`arccos_sketch` keeps the linear and constant parts of φ exact and
-samples only the centred remainder, which has a much smaller variance. The NTK map Θ' = Θ ⊙ Σ̇ becomes the sketched tensor product
+samples only the centred remainder, which has a much smaller variance. The NTK map
+Θ' = Θ ⊙ Σ̇ becomes the sketched tensor product
 ``ntk' = TS(ntk ⊗ φ'(ΦG)/sqrt(m))``, TS a TensorSRHT
 (:func:`infinet.sketch.state.tensor_srht`) (Zandieh et al. 2021, arXiv 2106.07880,
 Algorithm 1). One layer is unbiased; in deeper networks the error is O(m^(-1/2))
