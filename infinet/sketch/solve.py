@@ -69,6 +69,13 @@ class PrimalRidge:
         lam: λ.
         options: the validated solver options.
         dtype: dtype of the returned arrays.
+
+    Example:
+        >>> import numpy as np
+        >>> phi = np.eye(3)
+        >>> f = PrimalRidge(phi, np.ones(3), 1.0, SolverOptions(), np.float64)
+        >>> f(phi).tolist()  # (I + I)⁻¹ 1
+        [0.5, 0.5, 0.5]
     """
 
     def __init__(

@@ -168,7 +168,16 @@ def subsample(key: jax.Array, t: Float[Array, "*b d"], m: int) -> Float[Array, "
 
 
 def narrow(key: jax.Array, t: Float[Array, "*b d"], m: int) -> Float[Array, "*b _"]:
-    """``t`` itself when it has at most ``m`` features, else :func:`subsample` to ``m``."""
+    """``t`` itself when it has at most ``m`` features, else :func:`subsample` to ``m``.
+
+    Args:
+        key: PRNG key of the subsampling.
+        t: features ``(..., d)``.
+        m: the widest output allowed.
+
+    Returns:
+        ``(..., min(d, m))`` features with the same kernel in expectation.
+    """
     return subsample(key, t, m) if t.shape[-1] > m else t
 
 
