@@ -10,8 +10,8 @@ Full-size commands (run from the project root):
     python -m benchmarks.workloads.sketch cifar 10000 10000 128     # sketch only, end to end
 
 ``cifar N M WIDTHS EXACT``: train on the first N images of ``data_batch_1``, test on
-the first M of ``test_batch``; the sketch at each width in the comma-separated WIDTHS
-(F = 4·width), and the exact CNTK-GAP when EXACT is 1 (``$INFINET_KERNEL_CACHE``
+the first M of ``test_batch``; the sketch at each ``width[:F]`` in the comma-separated WIDTHS
+(default F = 4·width), and the exact CNTK-GAP when EXACT is 1 (``$INFINET_KERNEL_CACHE``
 makes its tiles resumable).
 
 CIFAR-10 is read from ``../shared/data/cifar-10-subset.tar.gz`` (or ``$INFINET_CIFAR10``);
@@ -130,18 +130,22 @@ def _cifar_sets(n_train: int, n_test: int) -> tuple[np.ndarray, ...]:
 
 
 def sketch_accuracy(
-    data: tuple[np.ndarray, ...], width: int, diag_reg: float = 1e-3, batch_size: int = 100
+    data: tuple[np.ndarray, ...],
+    width: int,
+    n_features: int,
+    diag_reg: float = 1e-3,
+    batch_size: int = 50,
 ) -> dict[str, float]:
-    """CNTK-GAP sketch at ``width`` with F = 4·width features (the sketch's own output
-    width, so no final subsampling); ridge regression by :func:`infinet.sketch.ridge_solve`.
-    """
+    """CNTK-GAP sketch at ``width`` with ``n_features`` features (also the random
+    features of the last ReLU, before the pool); ridge regression by
+    :func:`infinet.sketch.ridge_solve`."""
     import jax
 
     import infinet
     from infinet import sketch
 
     x, targets, xt, yt = data
-    f = infinet.features(cnn_gap(), 4 * width, jax.random.key(0), "ntk", width=width)
+    f = infinet.features(cnn_gap(), n_features, jax.random.key(0), "ntk", width=width)
     t = time.perf_counter()
     phi = f(x, batch_size=batch_size)
     phi_t = f(xt, batch_size=batch_size).block_until_ready()
@@ -149,7 +153,7 @@ def sketch_accuracy(
     pred = sketch.ridge_solve(phi, targets, diag_reg)(phi_t)
     total = time.perf_counter() - t
     acc = _accuracy(pred, yt)
-    return {"width": width, "F": 4 * width, "acc": acc, "feature_s": feature_s, "s": total}
+    return {"width": width, "F": n_features, "acc": acc, "feature_s": feature_s, "s": total}
 
 
 def exact_accuracy(data: tuple[np.ndarray, ...], diag_reg: float = 1e-3) -> dict[str, float]:
@@ -173,7 +177,11 @@ def exact_accuracy(data: tuple[np.ndarray, ...], diag_reg: float = 1e-3) -> dict
 
 
 def cifar_accuracy(
-    n_train: int, n_test: int, widths: list[int], exact: bool = True, diag_reg: float = 1e-3
+    n_train: int,
+    n_test: int,
+    widths: list[tuple[int, int]],
+    exact: bool = True,
+    diag_reg: float = 1e-3,
 ) -> list[str]:
     """CNTK-GAP test accuracy of the sketch at each width, and of the exact kernel.
 
@@ -189,8 +197,8 @@ def cifar_accuracy(
             f"exact  N={n_train} M={n_test}: acc={exact_row['acc']:.4f} {exact_row['s']:.1f} s"
         )
         print(lines[-1], flush=True)
-    for w in widths:
-        row = sketch_accuracy(data, w, diag_reg)
+    for w, n_features in widths:
+        row = sketch_accuracy(data, w, n_features, diag_reg)
         line = (
             f"sketch N={n_train} M={n_test} width={w} F={row['F']}: acc={row['acc']:.4f} "
             f"features {row['feature_s']:.1f} s, total {row['s']:.1f} s"
@@ -225,6 +233,12 @@ WORKLOADS = [
 ]
 
 
+def _width_and_features(item: str) -> tuple[int, int]:
+    """``'64'`` -> (64, 256) (F = 4·width); ``'64:2048'`` -> (64, 2048)."""
+    width, _, n_features = item.partition(":")
+    return int(width), int(n_features) if n_features else 4 * int(width)
+
+
 def main(argv: list[str]) -> None:
     """Command line: see the module docstring."""
     which, args = argv[0], argv[1:]
@@ -235,7 +249,7 @@ def main(argv: list[str]) -> None:
         n, w = int(args[0]), int(args[1])
         print(f"cntk_gap_features N={n} width={w}: {cntk_time(n, w):.1f} s")
     elif which == "cifar":
-        widths = [int(w) for w in args[2].split(",")]
+        widths = [_width_and_features(item) for item in args[2].split(",")]
         exact = bool(int(args[3])) if len(args) > 3 else False
         cifar_accuracy(int(args[0]), int(args[1]), widths, exact)
     else:

@@ -162,7 +162,11 @@ def features(
         key: ``jax.random`` key; the same key gives the same feature map.
         get: ``'ntk'`` or ``'nngp'``.
         width: features per position inside the network (default ``n_features``);
-            set it lower for convolutional networks.
+            set it lower for convolutional networks. A nonlinearity directly
+            followed by ``GlobalAvgPool``/``GlobalSumPool`` draws ``n_features``
+            random features instead: its pooled output sets the rank of the final
+            kernel, and it costs O(width · n_features) per position, not a Conv's
+            O(|F| · width²).
         method: nonlinearities by ``'auto'`` (arc-cosine random features for the
             ReLU family, Hermite otherwise), ``'random'`` or ``'hermite'``.
         degree: Hermite truncation degree.
@@ -189,5 +193,7 @@ def features(
     n_features = _check_int("n_features", n_features)
     width = n_features if width is None else _check_int("width", width)
     degree = _check_int("degree", degree)
-    opts = Options(width=width, ntk=get == "ntk", method=method, degree=degree)
+    opts = Options(
+        width=width, ntk=get == "ntk", method=method, degree=degree, head_width=n_features
+    )
     return FeatureFn(layer_spec(layer), n_features, key, opts)

@@ -49,12 +49,17 @@ class Options:
             expectation for one layer) or ``'hermite'`` (truncated Hermite expansion
             and polynomial sketches, Han et al. 2022) for nonlinearities.
         degree: Hermite truncation degree.
+        head_width: random features of a nonlinearity that feeds a global pool
+            (``0``: ``width``). Its features are averaged over positions, so their
+            number bounds the rank of the final kernel; they are computed once per
+            position, at O(width · head_width) instead of a Conv's O(|F| width²).
     """
 
     width: int
     ntk: bool
     method: str = "auto"
     degree: int = 8
+    head_width: int = 0
 
     @property
     def cap(self) -> int:
