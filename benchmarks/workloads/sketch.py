@@ -5,14 +5,14 @@ Full-size commands (run from the project root):
 
     python -m benchmarks.workloads.sketch fc_error 2000 8192        # target: <= 0.05
     python -m benchmarks.workloads.sketch cntk_time 10000 64        # target: <= 600 s
-    python -m benchmarks.workloads.sketch cifar 256 256 64,128 1    # sketch vs exact (exact ~h)
-    python -m benchmarks.workloads.sketch cifar 2000 1000 64,128 0  # sketch at several widths
-    python -m benchmarks.workloads.sketch cifar 10000 10000 128     # sketch only, end to end
+    python -m benchmarks.workloads.sketch cifar 256 256 64:1024,64 1      # vs exact (~25 min)
+    python -m benchmarks.workloads.sketch cifar 2000 1000 64:1024,64:512 0  # sketch only
+    python -m benchmarks.workloads.sketch cifar 10000 10000 64:1024 0     # end to end
 
 ``cifar N M WIDTHS EXACT``: train on the first N images of ``data_batch_1``, test on
-the first M of ``test_batch``; the sketch at each ``width[:F]`` in the comma-separated WIDTHS
-(default F = 4·width), and the exact CNTK-GAP when EXACT is 1 (``$INFINET_KERNEL_CACHE``
-makes its tiles resumable).
+the first M of ``test_batch``; the sketch at each ``width[:F]`` of the comma-separated
+WIDTHS (default F = 4·width), and the exact CNTK-GAP when EXACT is 1
+(``$INFINET_KERNEL_CACHE`` makes its tiles resumable).
 
 CIFAR-10 is read from ``../shared/data/cifar-10-subset.tar.gz`` (or ``$INFINET_CIFAR10``);
 without it the accuracy workloads are unavailable and the others use random inputs of
