@@ -4,7 +4,7 @@ feature time, and CIFAR-10 accuracy of sketched against exact kernels.
 Full-size commands (run from the project root):
 
     python -m benchmarks.workloads.sketch fc_error 2000 8192        # target: <= 0.05
-    python -m benchmarks.workloads.sketch cntk_time 10000 64        # target: <= 600 s
+    python -m benchmarks.workloads.sketch cntk_time 10000 64 1024   # target: <= 600 s
     python -m benchmarks.workloads.sketch cifar 256 256 64:1024,64 1      # vs exact (~25 min)
     python -m benchmarks.workloads.sketch cifar 2000 1000 64:1024,64:512 0  # sketch only
     python -m benchmarks.workloads.sketch cifar 10000 10000 64:1024 0     # end to end
@@ -100,15 +100,18 @@ def fc_error(n: int = 2000, n_features: int = 8192) -> float:
     return float(np.linalg.norm(phi @ phi.T - exact) / np.linalg.norm(exact))
 
 
-def cntk_time(n: int = 10000, width: int = 64, batch_size: int = 100) -> float:
-    """Seconds to compute CNTK-GAP sketch features of ``n`` 32x32x3 images (after warm-up)."""
+def cntk_time(
+    n: int = 10000, width: int = 64, n_features: int = 1024, batch_size: int = 50
+) -> float:
+    """Seconds to compute CNTK-GAP sketch features of ``n`` 32x32x3 images (after warm-up),
+    at the settings of the accuracy runs (``width`` 64, F = 1024)."""
     import jax
 
     import infinet
 
     x = images(min(n, 2000))
     x = np.concatenate([x] * math.ceil(n / len(x)))[:n]
-    f = infinet.features(cnn_gap(), 4 * width, jax.random.key(0), "ntk", width=width)
+    f = infinet.features(cnn_gap(), n_features, jax.random.key(0), "ntk", width=width)
     f(x[:batch_size]).block_until_ready()  # compile
     t = time.perf_counter()
     f(x, batch_size=batch_size).block_until_ready()
@@ -224,8 +227,8 @@ WORKLOADS = [
     ),
     Workload(
         "sketch_cntk_gap_features_10k",
-        "5x(Conv+ReLU)+GAP NTK sketch features (width 64) of 10,000 32x32x3 images",
-        lambda: cntk_time(10000, 64),
+        "5x(Conv+ReLU)+GAP NTK sketch features (width 64, F=1024) of 10,000 32x32x3 images",
+        lambda: cntk_time(10000, 64, 1024),
         unit="s",
         target=600.0,
         slow=True,
@@ -247,7 +250,8 @@ def main(argv: list[str]) -> None:
         print(f"fc_relu_ntk_error N={n} F={f}: {fc_error(n, f):.4f}")
     elif which == "cntk_time":
         n, w = int(args[0]), int(args[1])
-        print(f"cntk_gap_features N={n} width={w}: {cntk_time(n, w):.1f} s")
+        f = int(args[2]) if len(args) > 2 else 1024
+        print(f"cntk_gap_features N={n} width={w} F={f}: {cntk_time(n, w, f):.1f} s")
     elif which == "cifar":
         widths = [_width_and_features(item) for item in args[2].split(",")]
         exact = bool(int(args[3])) if len(args) > 3 else False
