@@ -13,6 +13,7 @@ Combinators act on features the way they act on kernels:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -25,8 +26,23 @@ from infinet.sketch.state import Features
 Builder = Callable[[SpecLike, Options], SketchFn]
 
 
+#: Pools after which a nonlinearity draws ``opts.head_width`` random features.
+GLOBAL_POOLS = ("GlobalAvgPool", "GlobalSumPool")
+
+
+def _is_elementwise(spec: SpecLike) -> bool:
+    return spec.name not in REGISTRY and (spec.fn is not None or spec.name in arccos.ARCCOS_NAMES)
+
+
 def _serial(spec: SpecLike, opts: Options) -> SketchFn:
-    parts = [build(child, opts) for child in spec.children]
+    children = spec.children
+    parts = []
+    for i, child in enumerate(children):
+        head = i + 1 < len(children) and children[i + 1].name in GLOBAL_POOLS
+        wide = head and _is_elementwise(child) and opts.head_width > opts.width
+        parts.append(
+            build(child, dataclasses.replace(opts, width=opts.head_width) if wide else opts)
+        )
 
     def sketch(s: object, key: jax.Array) -> object:
         for i, part in enumerate(parts):

@@ -142,8 +142,9 @@ def features(
 
     The map follows the network's own description (``kernel_fn.spec``): Dense and
     pooling layers are exact on features; Conv is a random Gaussian convolution
-    (CNTK sketch, Zandieh et al. 2021, arXiv 2106.07880); ReLU-like units use the
-    exact arc-cosine random features (Cho & Saul 2009); other nonlinearities use
+    (CNTK sketch, Zandieh et al. 2021, arXiv 2106.07880); ReLU-like units use
+    arc-cosine random features (Cho & Saul 2009) for their centred |z| part only,
+    their linear and constant parts being exact (``docs/sketches.md``); other nonlinearities use
     truncated Hermite expansions with polynomial sketches (Han et al. 2022, arXiv
     2209.04121); the NTK's products Θ ⊙ Σ̇ are tensor sketches. The relative
     Frobenius error of the Gram falls as O(F^(-1/2)).
@@ -161,7 +162,11 @@ def features(
         key: ``jax.random`` key; the same key gives the same feature map.
         get: ``'ntk'`` or ``'nngp'``.
         width: features per position inside the network (default ``n_features``);
-            set it lower for convolutional networks.
+            set it lower for convolutional networks. A nonlinearity directly
+            followed by ``GlobalAvgPool``/``GlobalSumPool`` draws ``n_features``
+            random features instead: its pooled output sets the rank of the final
+            kernel, and it costs O(width · n_features) per position, not a Conv's
+            O(|F| · width²).
         method: nonlinearities by ``'auto'`` (arc-cosine random features for the
             ReLU family, Hermite otherwise), ``'random'`` or ``'hermite'``.
         degree: Hermite truncation degree.
@@ -188,5 +193,7 @@ def features(
     n_features = _check_int("n_features", n_features)
     width = n_features if width is None else _check_int("width", width)
     degree = _check_int("degree", degree)
-    opts = Options(width=width, ntk=get == "ntk", method=method, degree=degree)
+    opts = Options(
+        width=width, ntk=get == "ntk", method=method, degree=degree, head_width=n_features
+    )
     return FeatureFn(layer_spec(layer), n_features, key, opts)

@@ -49,12 +49,28 @@ class Options:
             expectation for one layer) or ``'hermite'`` (truncated Hermite expansion
             and polynomial sketches, Han et al. 2022) for nonlinearities.
         degree: Hermite truncation degree.
+        head_width: random features of a nonlinearity that feeds a global pool
+            (``0``: ``width``). Its features are averaged over positions, so their
+            number bounds the rank of the final kernel; they are computed once per
+            position, at O(width · head_width) instead of a Conv's O(|F| width²).
     """
 
     width: int
     ntk: bool
     method: str = "auto"
     degree: int = 8
+    head_width: int = 0
+
+    @property
+    def cap(self) -> int:
+        """The widest feature array a nonlinearity may output: ``4·width``.
+
+        The arc-cosine sketch keeps the exact (linear and constant) parts of its
+        input's features, so widths grow layer by layer; past the cap they are
+        subsampled back to the cap (:func:`~infinet.sketch.state.narrow`), which
+        bounds the cost of deep networks at the price of one more random step.
+        """
+        return 4 * self.width
 
 
 def param(spec: SpecLike, name: str, default: Any = None) -> Any:

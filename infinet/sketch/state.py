@@ -134,11 +134,59 @@ def concat(*parts: Float[Array, "*b _"] | None) -> Float[Array, "*b d"]:
     return jnp.concatenate(kept, axis=-1)
 
 
+def subsample(key: jax.Array, t: Float[Array, "*b d"], m: int) -> Float[Array, "*b m"]:
+    """``m`` features by the subsampled randomised Hadamard transform (SRHT).
+
+    With V = H D t zero-padded to P = 2^⌈log₂ d⌉ coordinates (:func:`rotate`) and a
+    uniformly random set S of ``m`` distinct coordinates, the features are
+    ``sqrt(P/m)·V[S]``. Unbiased, ``E[Σ_{s∈S} V_s V'_s]·P/m = V·V' = t·t'``, and,
+    sampling without replacement, its variance carries the finite-population factor
+    (1 − m/P) that a Gaussian projection lacks (Tropp 2011, "Improved analysis of
+    the subsampled randomized Hadamard transform"). It costs O(P log P) per row
+    and stores no d × m matrix.
+
+    Args:
+        key: PRNG key (same key, same map).
+        t: features ``(..., d)``.
+        m: output width (at most P).
+
+    Returns:
+        ``(..., m)`` features.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> t = jax.random.normal(jax.random.key(0), (3, 6))
+        >>> u = subsample(jax.random.key(1), t, 8)  # P = 8 = m: a rotation, exact
+        >>> bool(jnp.allclose(u @ u.T, t @ t.T, atol=1e-5))
+        True
+    """
+    k_rot, k_pick = jax.random.split(key)
+    v = rotate(k_rot, t)
+    p = v.shape[-1]
+    pick = jax.random.permutation(k_pick, p)[:m]
+    return jnp.take(v, pick, axis=-1) * math.sqrt(p / m)
+
+
+def narrow(key: jax.Array, t: Float[Array, "*b d"], m: int) -> Float[Array, "*b _"]:
+    """``t`` itself when it has at most ``m`` features, else :func:`subsample` to ``m``.
+
+    Args:
+        key: PRNG key of the subsampling.
+        t: features ``(..., d)``.
+        m: the widest output allowed.
+
+    Returns:
+        ``(..., min(d, m))`` features with the same kernel in expectation.
+    """
+    return subsample(key, t, m) if t.shape[-1] > m else t
+
+
 def fit_width(key: jax.Array, t: Float[Array, "*b d"], m: int) -> Float[Array, "*b m"]:
-    """Exactly ``m`` features with the same kernel: projected if wider, zero-padded if not."""
+    """Exactly ``m`` features with the same kernel: subsampled (SRHT) if wider, zero-padded
+    if not."""
     d = t.shape[-1]
     if d > m:
-        return project(key, t, m)
+        return subsample(key, t, m)
     if d < m:
         return jnp.pad(t, [(0, 0)] * (t.ndim - 1) + [(0, m - d)])
     return t

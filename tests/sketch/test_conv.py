@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from infinet import stax
+from infinet import sketch, stax
 from tests.sketch.checks import assert_rate, assert_unbiased
 from tests.sketch.specs import S, spec_of
 
@@ -89,3 +90,15 @@ def test_residual_nngp_and_ntk_unbiased(get: str) -> None:
     x = _images(n=4)
     exact = layer[2](x, None, get)
     assert_unbiased(spec, x, exact, get, n_features=256, width=256, reps=64)
+
+
+def test_relu_before_global_pool_draws_n_features() -> None:
+    """The head nonlinearity draws F random features: unbiased, and the rank of the
+    final features exceeds what ``width`` alone allows."""
+    layer, spec = _net(_conv("SAME"), RELU, GAP, OUT)
+    x = _images(n=12)
+    # exact patches (27 <= width): one random layer, the head with F = 128 features
+    assert_unbiased(spec, x, layer[2](x, None, "ntk"), "ntk", n_features=128, width=32)
+    # width 2 alone ends with 12 feature columns (4·width + 4): rank <= 12 < 16 examples
+    phi = sketch.features(spec, 64, jax.random.key(0), "ntk", width=2)(_images(n=16))
+    assert np.linalg.matrix_rank(np.asarray(phi, np.float64)) == 16

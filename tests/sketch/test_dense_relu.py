@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from infinet import sketch, stax
-from tests.sketch.checks import assert_rate, assert_unbiased
-from tests.sketch.specs import S, data, relu_net, spec_of
+from tests.sketch.checks import assert_rate, assert_unbiased, grams
+from tests.sketch.specs import S, data, rel_error, relu_net, spec_of
 from tests.tolerances import assert_close
 
 
@@ -71,3 +71,18 @@ def test_float32_and_batches() -> None:
     whole = f(x)
     assert whole.dtype == jnp.float32 and whole.shape == (10, 128)
     assert_close(f(x, batch_size=5), whole, np.float32)  # same map for any rows
+
+
+def test_relu_exact_parts_reduce_the_error() -> None:
+    """The control variate (exact linear and constant parts) beats plain φ(ΦG) features."""
+    layer, hand = relu_net(2)
+    plain = S(
+        "serial",
+        *[S("Elementwise", fn=jax.nn.relu) if c.name == "ABRelu" else c for c in hand.children],
+    )
+    x = data(12, 6)
+    exact = layer[2](x, None, "ntk")
+    err = np.mean([rel_error(g, exact) for g in grams(hand, x, "ntk", 256, 6)])
+    gs = grams(plain, x, "ntk", 256, 6, method="random")
+    err_plain = np.mean([rel_error(g, exact) for g in gs])
+    assert err < 0.7 * err_plain, (err, err_plain)
