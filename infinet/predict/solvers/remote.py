@@ -261,19 +261,26 @@ def _run_pass(
 ) -> None:
     """Scatters ``w`` once, submits ``task(shared, w, *item)`` per item, adds up results.
 
+    Results are added in the order of ``items`` (the single-process order), whatever
+    order they finish in: a result that arrives early waits for the ones before it, so
+    a pass on the cluster sums exactly as one in a single process does.
     ``home`` names a preferred worker per item (others may run it if that one is gone).
     """
     distributed = require_distributed(_WHAT)
     [shared_w] = client.scatter([w], broadcast=True, hash=False)
     futures = {}
-    for item in items:
+    for k, item in enumerate(items):
         where = {} if home is None else {"workers": [home[item]], "allow_other_workers": True}
-        futures[client.submit(task, shared, shared_w, *item, pure=False, **where)] = item
+        futures[client.submit(task, shared, shared_w, *item, pure=False, **where)] = k
+    waiting: dict[int, Any] = {}
+    done = 0
     with Progress(len(futures), "kernel tiles (dask)", progress) as bar:
         for future, result in distributed.as_completed(futures, with_results=True):
-            item = futures[future]
+            waiting[futures[future]] = result
             future.release()
-            add(item, result)
+            while done in waiting:
+                add(items[done], waiting.pop(done))
+                done += 1
             bar.update()
     shared_w.release()
 
