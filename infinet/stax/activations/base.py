@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from infinet.kernel import Kernel
 from infinet.layout import CovarianceMap, Variances, map_elementwise
 from infinet.stax.activations import fastmath
+from infinet.stax.activations.fastmath import safe_sqrt
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.spec import LayerSpec
 
@@ -123,36 +124,15 @@ def clip_correlation(fn: CovarianceMap) -> CovarianceMap:
     return clipped
 
 
-@jax.custom_jvp
-def safe_sqrt(x: jax.Array) -> jax.Array:
-    """sqrt(max(x, 0)) with a finite (zero) gradient at and below 0.
-
-    The value is a plain ``sqrt(maximum(x, 0))``: a ``where(x > 0, ...)`` form here
-    let XLA's CPU fusion evaluate the predicate and the root on differently
-    rounded copies of ``x`` (e.g. ``v1 v2 - q²`` at ρ = 1), which gave NTK errors
-    of order 1/(2π) in deep residual networks. The finite gradient comes from the
-    custom JVP instead.
-    """
-    return jnp.sqrt(jnp.maximum(x, 0.0))
-
-
-@safe_sqrt.defjvp
-def _safe_sqrt_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]) -> tuple:
-    (x,), (t,) = primals, tangents
-    y = safe_sqrt(x)
-    positive = x > 0
-    return y, jnp.where(positive, t / (2 * jnp.where(positive, y, 1.0)), 0.0)
-
-
 def angle(q: jax.Array, v1: jax.Array, v2: jax.Array) -> tuple[jax.Array, jax.Array]:
     """θ = arccos(q / sqrt(v1 v2)) and s = sqrt(v1 v2 - q²) = sqrt(v1 v2) sin θ.
 
-    Computed as ``arctan2(s, q)``, which is exact at ρ = ±1 and differentiable
-    everywhere including zero inputs. ``s`` is formed as sqrt((r − q)(r + q)) with
+    θ comes from :func:`~.fastmath.arccos_from_cos`, exact at ρ = ±1 and
+    differentiable everywhere including zero inputs. ``s`` is formed as sqrt((r − q)(r + q)) with
     r = sqrt(v1 v2): at q = v1 = v2 this is exactly 0 (IEEE sqrt(q²) = |q|),
     whereas v1 v2 − q² may round (or be contracted to an FMA) to ±1e-17 q², which
     would give θ ≈ 1e-8 and NTK errors of ~1e-9 on the diagonal.
     """
     r = safe_sqrt(v1 * v2)
     s = safe_sqrt((r - q) * (r + q))
-    return fastmath.arccos_from_sin_cos(s, q), s
+    return fastmath.arccos_from_cos(q, r), s

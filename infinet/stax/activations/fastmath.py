@@ -23,6 +23,27 @@ import jax
 import jax.numpy as jnp
 
 
+@jax.custom_jvp
+def safe_sqrt(x: jax.Array) -> jax.Array:
+    """sqrt(max(x, 0)) with a finite (zero) gradient at and below 0.
+
+    The value is a plain ``sqrt(maximum(x, 0))``: a ``where(x > 0, ...)`` form here
+    let XLA's CPU fusion evaluate the predicate and the root on differently
+    rounded copies of ``x`` (e.g. ``v1 v2 - q²`` at ρ = 1), which gave NTK errors
+    of order 1/(2π) in deep residual networks. The finite gradient comes from the
+    custom JVP instead.
+    """
+    return jnp.sqrt(jnp.maximum(x, 0.0))
+
+
+@safe_sqrt.defjvp
+def _safe_sqrt_jvp(primals: tuple[jax.Array], tangents: tuple[jax.Array]) -> tuple:
+    (x,), (t,) = primals, tangents
+    y = safe_sqrt(x)
+    positive = x > 0
+    return y, jnp.where(positive, t / (2 * jnp.where(positive, y, 1.0)), 0.0)
+
+
 def _is_f32(x: jax.Array) -> bool:
     return jnp.result_type(x) == jnp.float32
 
@@ -71,6 +92,53 @@ def arccos_from_sin_cos(s: jax.Array, c: jax.Array) -> jax.Array:
     base = jnp.where(steep, math.pi / 2 - base, base)
     theta = jnp.where(c < 0, math.pi - base, base)
     return jnp.where(origin, 0.0, theta)
+
+
+# Abramowitz & Stegun (1964), formula 4.4.46 (after Hastings 1955): for 0 ≤ x ≤ 1,
+# arccos x = sqrt(1 − x) · Σ_k a_k x^k + ε with |ε| ≤ 2e-8.
+_ARCCOS_COEFS = (
+    1.5707963050, -0.2145988016, 0.0889789874, -0.0501743046,
+    0.0308918810, -0.0170881256, 0.0066700901, -0.0012624911,
+)  # fmt: skip
+
+
+def arccos_from_cos(q: jax.Array, r: jax.Array) -> jax.Array:
+    """θ = arccos(q / r) in [0, π] for ``r ≥ |q|``, ``r ≥ 0`` (0 where ``r = 0``).
+
+    Float32 uses Abramowitz & Stegun 4.4.46, ``arccos x = sqrt(1 − x)·P₇(x)`` on
+    ``x = |q|/r``, reflected by ``arccos(−x) = π − arccos x``: one square root and
+    seven multiply-adds, with no division or branch that keeps XLA's CPU loops
+    from vectorising (≈ 10× faster per entry than ``arctan2``). ``1 − x`` is formed
+    as ``(r − |q|)/r``, whose numerator is exact near ``x = 1`` (Sterbenz), so small
+    angles keep full relative accuracy and θ = 0 exactly where ``|q| = r``.
+    Float64 (and anything else) uses ``arctan2(sqrt(r² − q²), q)``.
+
+    Args:
+        q: the covariance (cos θ times ``r``).
+        r: ``sqrt(v1 v2)``, with ``r ≥ |q|`` (a larger ``|q|`` counts as ``r``).
+
+    Returns:
+        θ, same shape as ``q``.
+
+    Example:
+        >>> import numpy as np, jax.numpy as jnp
+        >>> c = jnp.linspace(-1, 1, 101, dtype=jnp.float32)
+        >>> theta = arccos_from_cos(2 * c, jnp.float32(2.0))
+        >>> bool(np.allclose(theta, np.arccos(np.asarray(c)), atol=3e-7))
+        True
+    """
+    if not _is_f32(q):
+        return arccos_from_sin_cos(safe_sqrt((r - q) * (r + q)), q)
+    positive = r > 0
+    inv = 1.0 / jnp.where(positive, r, 1.0)
+    aq = jnp.abs(q)
+    x = aq * inv
+    p = jnp.full_like(x, _ARCCOS_COEFS[-1])
+    for a in _ARCCOS_COEFS[-2::-1]:
+        p = p * x + a
+    theta = safe_sqrt((r - aq) * inv) * p
+    theta = jnp.where(q < 0, math.pi - theta, theta)
+    return jnp.where(positive, theta, 0.0)
 
 
 def arcsin_from_gap(q: jax.Array, gap: jax.Array) -> jax.Array:

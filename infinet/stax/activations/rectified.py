@@ -84,7 +84,7 @@ def exact_angle(q: jax.Array, v1: jax.Array, v2: jax.Array) -> tuple[jax.Array, 
     """
     r = safe_sqrt(v1 * v2)
     s = safe_sqrt((r - q) * (r + q))
-    return fastmath.arccos_from_sin_cos(s, q), s
+    return fastmath.arccos_from_cos(q, r), s
 
 
 def _homogeneous(coefs: np.ndarray, degree: int, q: jax.Array, r2: jax.Array) -> jax.Array:
