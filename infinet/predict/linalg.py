@@ -276,11 +276,53 @@ def _potrf(a: np.ndarray, jitter: float, in_place: bool = False) -> np.ndarray |
     """
     work = a if in_place else np.array(a, copy=True, order="C")
     work.flat[:: len(a) + 1] += jitter
+    if len(work) > _POTRF_BLOCK:
+        return _blocked_potrf(work.T)
     (potrf,) = _scipy_linalg().lapack.get_lapack_funcs(("potrf",), (work,))
     factor, info = potrf(work.T, lower=True, clean=False, overwrite_a=True)
     if info != 0 or not np.isfinite(factor[-1, -1]):
         return None
     return factor
+
+
+_POTRF_BLOCK = 4096
+"""Largest matrix handed to LAPACK's ``potrf`` in one call.
+
+OpenBLAS's threaded ``dpotrf`` (0.3.30, as shipped with SciPy) segfaults on some
+matrices of order 20,000 that it factorises with one thread (and NumPy's
+``cholesky`` with it); :func:`_blocked_potrf` keeps each call this small and does
+the rest with matrix products."""
+
+
+def _blocked_potrf(f: np.ndarray) -> np.ndarray | None:
+    """Right-looking blocked Cholesky (Golub & Van Loan, *Matrix Computations*, 4th
+    ed., §4.2.9) of the lower triangle of ``f``, in place; ``None`` if not PD.
+
+    Only the lower triangle of ``f`` is read or written (``restore_symmetric``
+    relies on it): ``potrf`` on each diagonal block, a triangular solve for the
+    panel below it, and ``A₂₂ −= L₂₁ L₂₁ᵀ`` one block column at a time.
+    """
+    sl = _scipy_linalg()
+    n, b = len(f), _POTRF_BLOCK
+    for k0 in range(0, n, b):
+        k1 = min(k0 + b, n)
+        block = np.array(f[k0:k1, k0:k1], order="F")
+        (potrf,) = sl.lapack.get_lapack_funcs(("potrf",), (block,))
+        l11, info = potrf(block, lower=True, clean=True, overwrite_a=True)
+        if info != 0 or not np.isfinite(l11[-1, -1]):
+            return None
+        diagonal = np.tril_indices(k1 - k0)
+        f[k0:k1, k0:k1][diagonal] = l11[diagonal]
+        if k1 == n:
+            break
+        panel = sl.solve_triangular(l11, f[k1:, k0:k1].T, lower=True, check_finite=False).T
+        f[k1:, k0:k1] = panel
+        for j0 in range(k1, n, b):
+            j1 = min(j0 + b, n)
+            update = panel[j0 - k1 :] @ panel[j0 - k1 : j1 - k1].T  # (n - j0, j1 - j0)
+            f[j0:j1, j0:j1] -= np.tril(update[: j1 - j0])
+            f[j1:, j0:j1] -= update[j1 - j0 :]
+    return f
 
 
 def _cholesky_traced(k: Any, wd: Any) -> Cholesky:
