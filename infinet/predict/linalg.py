@@ -265,6 +265,30 @@ def restore_symmetric(a: np.ndarray, diagonal: np.ndarray) -> np.ndarray:
     return a
 
 
+def lower_factor(a: np.ndarray, jitter: float = 0.0) -> np.ndarray | None:
+    """Lower Cholesky factor ``L`` (zeros above the diagonal) of ``a + jitter·I``.
+
+    The one host Cholesky of infinet: beyond order 4096 it is blocked (see
+    :data:`_POTRF_BLOCK`), so every caller avoids OpenBLAS's crash on large orders.
+
+    Args:
+        a: symmetric matrix (only one triangle is read), NumPy on the host.
+        jitter: added to the diagonal.
+
+    Returns:
+        ``L`` in ``a``'s floating dtype, or ``None`` if ``a + jitter·I`` is not
+        numerically positive definite.
+
+    Example:
+        >>> lower_factor(np.array([[4.0, 2.0], [2.0, 5.0]])).tolist()
+        [[2.0, 0.0], [1.0, 2.0]]
+        >>> lower_factor(-np.eye(2)) is None
+        True
+    """
+    factor = _potrf(np.asarray(a), jitter)
+    return None if factor is None else np.tril(factor)
+
+
 def _potrf(a: np.ndarray, jitter: float, in_place: bool = False) -> np.ndarray | None:
     """LAPACK ``potrf`` of ``a + jitter·I``; ``None`` if not PD.
 

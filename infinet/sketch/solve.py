@@ -28,6 +28,7 @@ import numpy as np
 import scipy.linalg
 from jaxtyping import Array, Float
 
+from infinet.predict.linalg import lower_factor
 from infinet.predict.solvers import SolveResult, SolverOptions, conjugate_gradient
 from infinet.predict.solvers.base import check_converged
 
@@ -90,13 +91,13 @@ class PrimalRidge:
         if self.solver == "cholesky":
             a = phi.T @ phi
             a.flat[:: a.shape[0] + 1] += lam
-            try:
-                self._chol = scipy.linalg.cho_factor(a, lower=True)
-            except np.linalg.LinAlgError as err:
+            lower = lower_factor(a)
+            if lower is None:
                 raise ValueError(
                     f"ΦᵀΦ + λI is singular (λ = {lam:.3g}): there are fewer independent "
                     "training features than F. Pass diag_reg > 0 (e.g. 1e-6)."
-                ) from err
+                )
+            self._chol = (lower, True)
         elif lam <= 0:
             raise ValueError("solver='cg' needs diag_reg > 0 (ΦᵀΦ alone may be singular).")
         weights = self._solve(phi.T @ y.reshape(y.shape[0], -1), "ΦᵀΦ + λI: training weights")

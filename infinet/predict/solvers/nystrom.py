@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import Float
 
+from infinet.predict.linalg import lower_factor
 from infinet.predict.solvers.base import SolveResult
 from infinet.predict.solvers.cg import conjugate_gradient
 from infinet.predict.solvers.matvec import KernelTiles, RectangularKernel, cross_kernel
@@ -48,14 +49,11 @@ from infinet.predict.solvers.matvec import KernelTiles, RectangularKernel, cross
 
 def _upper_cholesky(a: np.ndarray, what: str) -> np.ndarray:
     """Upper Cholesky factor of ``a``; relative jitter from 1e-12 to 1e-3 if needed."""
-    import scipy.linalg  # noqa: PLC0415
-
     scale = float(np.mean(np.abs(np.diag(a)))) or 1.0
     for eps in (0.0, 1e-12, 1e-10, 1e-8, 1e-6, 1e-5, 1e-4, 1e-3):
-        try:
-            return scipy.linalg.cholesky(a + eps * scale * np.eye(len(a)), lower=False)
-        except np.linalg.LinAlgError:
-            continue
+        lower = lower_factor(a, eps * scale)
+        if lower is not None:
+            return lower.T
     raise ValueError(
         f"the {what} ({len(a)}x{len(a)}) is not positive definite even with jitter 1e-3 x "
         "mean diagonal: the kernel is invalid or the centres are degenerate."

@@ -30,6 +30,8 @@ from collections.abc import Callable
 import numpy as np
 from jaxtyping import Float
 
+from infinet.predict.linalg import lower_factor
+
 
 def rp_cholesky(
     diagonal: Float[np.ndarray, " n"],
@@ -114,7 +116,10 @@ class LowRankPreconditioner:
         self.factor = np.asarray(factor, np.float64)
         self.shift = float(shift)
         inner = self.shift * np.eye(self.factor.shape[1]) + self.factor.T @ self.factor
-        self._chol = scipy.linalg.cho_factor(inner, lower=True)
+        lower = lower_factor(inner)  # σI + FᵀF with σ > 0 is positive definite
+        if lower is None:
+            raise ValueError("the preconditioner's σI + FᵀF is not positive definite.")
+        self._chol = (lower, True)
         self._solve = scipy.linalg.cho_solve
 
     def __call__(self, v: Float[np.ndarray, "n q"]) -> np.ndarray:
