@@ -63,30 +63,6 @@ def _jitted(kernel_fn: KernelFn, name: str, kwargs: dict[str, Any]) -> Callable[
     return fn
 
 
-_PRODUCTS: dict[tuple[int, str], tuple[KernelFn, Callable[..., Any]]] = {}
-
-
-def _jitted_products(kernel_fn: KernelFn, name: str, kwargs: dict[str, Any]) -> Callable[..., Any]:
-    """``jax.jit`` of ``(a, b, va, vb) ↦ (K vb, Kᵀ va)`` with ``K = kernel_fn(a, b, name)``:
-    the tile never leaves the compiled function (reused like :func:`_jitted`)."""
-
-    def products(a: Any, b: Any, va: Any, vb: Any) -> tuple[Any, Any]:
-        k = kernel_fn(a, b, name, **kwargs)
-        return k @ vb.astype(k.dtype), k.T @ va.astype(k.dtype)
-
-    fn = jax.jit(products)
-    if kwargs:
-        return fn
-    key = (id(kernel_fn), name)
-    hit = _PRODUCTS.get(key)
-    if hit is not None and hit[0] is kernel_fn:
-        return hit[1]
-    if len(_PRODUCTS) >= 16:
-        _PRODUCTS.pop(next(iter(_PRODUCTS)))
-    _PRODUCTS[key] = (kernel_fn, fn)
-    return fn
-
-
 def _split(v: np.ndarray) -> np.ndarray:
     """``[hi, lo]`` float32 columns with ``hi + lo = v`` to about 2⁻⁴⁸ relative."""
     hi = v.astype(np.float32)
@@ -167,7 +143,6 @@ class KernelTiles:
         self.jit = jit
         self.dtype: np.dtype = np.dtype(np.float32)  # of the tiles, once one is computed
         self._fn = _jitted(kernel_fn, name, self.kwargs) if jit else None
-        self._products: Callable[..., Any] | None = None
         self._takes_none: bool | None = None  # kernel_fn(a, None) works (found on use)
 
     def tile(self, a: Any, b: Any) -> np.ndarray:
@@ -189,37 +164,6 @@ class KernelTiles:
                 "and no non-traced output axes). Use solver='cholesky' for this kernel."
             )
         return out[: len(a), : len(b)]
-
-    def products(self, a: Any, b: Any, va: np.ndarray, vb: np.ndarray) -> tuple[Any, Any]:
-        """``(K(a, b) vb, K(a, b)ᵀ va)`` as float64, without moving the tile to the host
-        (``b is a``: the symmetric tile, as in :meth:`tile`).
-
-        ``va``, ``vb`` go in as float32 pairs ``hi + lo`` (:func:`_split`), so a float32
-        kernel's products carry float32 accumulation error only (≈ 1e-6 relative
-        for 2048-row tiles), not that of a float32 ``v``; a float64 kernel's are
-        float64 products.
-
-        Args:
-            a: rows ``(n_a, ...)``.
-            b: columns ``(n_b, ...)``.
-            va: ``(n_a, q)``.
-            vb: ``(n_b, q)``.
-
-        Returns:
-            ``((n_a, q), (n_b, q))`` float64.
-        """
-        a, b, symmetric = np.asarray(a), np.asarray(b), b is a
-        size_a, size_b = _bucket(len(a), self.block_size), _bucket(len(b), self.block_size)
-        q = va.shape[1]
-        pad = lambda v, size: np.pad(_split(v), ((0, size - len(v)), (0, 0)))  # noqa: E731
-        if self._products is None:
-            self._products = _jitted_products(self.kernel_fn, self.name, self.kwargs)
-        wa, wb = pad(va, size_a), pad(vb, size_b)
-        call = lambda pa, pb: self._products(pa, pb, wa, wb)  # type: ignore[misc]  # noqa: E731
-        rows, cols = self._symmetric_or(symmetric, call, _pad(a, size_a), _pad(b, size_b))
-        rows = np.asarray(rows, np.float64)[: len(a)]
-        cols = np.asarray(cols, np.float64)[: len(b)]
-        return rows[:, :q] + rows[:, q:], cols[:, :q] + cols[:, q:]
 
     def _symmetric_or(
         self, symmetric: bool, call: Callable[[Any, Any], Any], a: np.ndarray, b: np.ndarray
@@ -323,9 +267,8 @@ class SymmetricKernel:
         computed: tiles computed so far (not read from memory or the store), here and by
             :attr:`remote`.
         remote: set to a :class:`RemotePasses` to run the ``K·V`` passes elsewhere.
-        fused_products: set to compute each pass's products inside the compiled tile
-            function (:meth:`KernelTiles.products`) when no tile is kept or stored:
-            float32 kernels then give products accurate to ≈ 1e-6 relative.
+        float32_products: multiply float32 tiles in float32 (products accurate to
+            ≈ 1e-6 relative; see :meth:`_products`), for loose tolerances.
 
     Example:
         >>> kernel_fn = lambda a, b, get: a @ b.T
@@ -354,7 +297,7 @@ class SymmetricKernel:
         self.passes = 0
         self.computed = 0
         self.remote: RemotePasses | None = None
-        self.fused_products = False
+        self.float32_products = False
         self._memory: dict[tuple[int, int], np.ndarray] = {}
         self._diagonal: np.ndarray | None = None
         self.store: TileStore | None = None
@@ -399,44 +342,40 @@ class SymmetricKernel:
         if self.remote is not None and not cached:
             self.passes += 1
             return self.remote.matmul(v, self.progress)
-        if (
-            self.fused_products
-            and self.tiles.jit
-            and self.store is None
-            and not (self.keep_in_memory)
-        ):
-            return self._fused_matmul(v)
         total = self.plan.n_tiles
         with Progress(total, "kernel tiles", self.progress and not cached) as bar:
             for i, j in self.pairs():
                 k = self.tile(i, j)
                 (a0, a1), (b0, b1) = self.ranges[i], self.ranges[j]
-                out[a0:a1] += k @ v[b0:b1]
-                if i != j:
-                    out[b0:b1] += k.T @ v[a0:a1]
+                rows, cols = self._products(k, v[a0:a1], v[b0:b1], i != j)
+                out[a0:a1] += rows
+                if cols is not None:
+                    out[b0:b1] += cols
                 bar.update()
         self.passes += 1
         return out
 
-    def _fused_matmul(self, v: np.ndarray) -> np.ndarray:
-        """``K @ v`` with each tile's products computed where the tile is (no copy of
-        it to NumPy, no float64 cast of it): 2.5× faster passes when no tile is kept."""
-        out = np.zeros_like(v)
-        with Progress(self.plan.n_tiles, "kernel tiles", self.progress) as bar:
-            for i, j in self.pairs():
-                (a0, a1), (b0, b1) = self.ranges[i], self.ranges[j]
-                xa = self.x[a0:a1]
-                xb = xa if i == j else self.x[b0:b1]
-                rows, cols = self.tiles.products(xa, xb, v[a0:a1], v[b0:b1])
-                if i == j:  # the symmetrised tile (K + Kᵀ)/2, as symmetric_tile makes it
-                    out[a0:a1] += (rows + cols) / 2
-                else:
-                    out[a0:a1] += rows
-                    out[b0:b1] += cols
-                self.computed += 1
-                bar.update()
-        self.passes += 1
-        return out
+    def _products(
+        self, k: np.ndarray, va: np.ndarray, vb: np.ndarray, both: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(K vb, Kᵀ va)`` in float64 (``Kᵀ va`` only if ``both``).
+
+        A float32 tile is multiplied as float32 when :attr:`float32_products` is set:
+        ``v`` as two float32 parts ``hi + lo``, so the products carry only the tile's
+        float32 accumulation error (≈ 1e-6 relative), at 1/25 of the time of NumPy's
+        ``float32 @ float64`` (which copies the tile to float64, and its transpose).
+        Else the tile is cast once. ``vaᵀ K`` replaces ``Kᵀ va`` (no transposed copy).
+        """
+        if k.dtype == np.float32 and self.float32_products:
+            q = va.shape[1]
+            rows = (k @ _split(vb)).astype(np.float64)
+            rows = rows[:, :q] + rows[:, q:]
+            if not both:
+                return rows, None
+            cols = (_split(va).T @ k).T.astype(np.float64)
+            return rows, cols[:, :q] + cols[:, q:]
+        k = np.asarray(k, np.float64)
+        return k @ vb, (va.T @ k).T if both else None
 
     def columns(self, idx: np.ndarray) -> np.ndarray:
         """``K[:, idx]`` (float64), computed against every row block."""

@@ -53,8 +53,8 @@ from infinet.predict.solvers.remote import DaskRows, DaskSymmetric
 
 KernelFn = Callable[..., Any]
 
-FUSED_PRODUCTS_TOL = 1e-5
-"""CG tolerances at least this loose compute K·V passes as fused tile products."""
+FLOAT32_PRODUCTS_TOL = 1e-5
+"""CG tolerances at least this loose multiply float32 tiles in float32."""
 
 
 def default_rank(n: int, options: SolverOptions) -> int:
@@ -81,9 +81,9 @@ class _CG:
         )
         if o.client is not None:
             self.op.remote = DaskSymmetric(o.client, self.op)
-        # Products inside the tile function carry float32 accumulation error (≈ 1e-6
-        # relative), ten times below the loosest tolerance that uses them.
-        self.op.fused_products = o.tolerance >= FUSED_PRODUCTS_TOL
+        # Float32 products carry float32 accumulation error (≈ 1e-6 relative), ten
+        # times below the tightest tolerance that uses them.
+        self.op.float32_products = o.tolerance >= FLOAT32_PRODUCTS_TOL
         self.shift = reg.shift(self.op.diagonal())
         self._pre: LowRankPreconditioner | None = None
         self.last: Any = None
