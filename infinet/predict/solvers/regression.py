@@ -53,9 +53,6 @@ from infinet.predict.solvers.remote import DaskRows, DaskSymmetric
 
 KernelFn = Callable[..., Any]
 
-FLOAT32_PRODUCTS_TOL = 1e-5
-"""CG tolerances at least this loose multiply float32 tiles in float32."""
-
 
 def default_rank(n: int, options: SolverOptions) -> int:
     """``preconditioner_rank`` or its default ``min(N, 1000)``."""
@@ -81,9 +78,6 @@ class _CG:
         )
         if o.client is not None:
             self.op.remote = DaskSymmetric(o.client, self.op)
-        # Float32 products carry float32 accumulation error (≈ 1e-6 relative), ten
-        # times below the tightest tolerance that uses them.
-        self.op.float32_products = o.tolerance >= FLOAT32_PRODUCTS_TOL
         self.shift = reg.shift(self.op.diagonal())
         self._pre: LowRankPreconditioner | None = None
         self.last: Any = None
