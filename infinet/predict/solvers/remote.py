@@ -263,7 +263,8 @@ def _run_pass(
 
     Results are added in the order of ``items`` (the single-process order), whatever
     order they finish in: a result that arrives early waits for the ones before it, so
-    a pass on the cluster sums exactly as one in a single process does.
+    a pass sums in a fixed order and is deterministic (the workers' one-thread BLAS
+    still rounds products differently from the caller's).
     ``home`` names a preferred worker per item (others may run it if that one is gone).
     """
     distributed = require_distributed(_WHAT)
