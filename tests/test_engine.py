@@ -42,14 +42,31 @@ def _plan_under_jit(kernel_fn, x1, x2, get):
 
 def test_dense_plan_is_the_same_under_jit():
     kernel_fn = _mlp().kernel_fn
-    x = np.random.RandomState(0).randn(300, 100).astype(np.float32)
-    y = np.random.RandomState(1).randn(200, 100).astype(np.float32)
+    x = np.random.RandomState(0).randn(300, 1024).astype(np.float32)
+    y = np.random.RandomState(1).randn(200, 1024).astype(np.float32)
     assert kernel_fn.plan(x, None, "ntk").gram == "host-syrk"
     assert kernel_fn.plan(x, y, "ntk").gram == "host-gemm"
     assert _plan_under_jit(kernel_fn, x, y, "ntk") == kernel_fn.plan(x, y, "ntk")
     # under jit the Gram runs on the host BLAS through one callback
     jaxpr = jax.make_jaxpr(lambda a: kernel_fn(a, None, "ntk"))(x)
     assert str(jaxpr).count("pure_callback") == 1
+
+
+def test_shallow_inputs_take_xlas_product():
+    """Below HOST_MIN_DEPTH channels the host route's copy of the N x N result costs
+    more than the product: no callback in the plain plan or under jit."""
+    kernel_fn = _mlp().kernel_fn
+    x = np.random.RandomState(0).randn(300, 32).astype(np.float32)
+    assert kernel_fn.plan(x, None, "ntk").gram == "xla"
+    assert kernel_fn.plan(x, x[:200], "ntk").gram == "xla"
+    for f in (lambda a: kernel_fn(a, None, "ntk"), lambda a: kernel_fn(a, a, "ntk")):
+        assert "pure_callback" not in str(jax.make_jaxpr(f)(x))
+    jitted = jax.jit(kernel_fn, static_argnames="get")
+    np.testing.assert_allclose(jitted(x, x, "ntk"), kernel_fn(x, x, "ntk"), rtol=1e-6)
+    symmetric = np.asarray(kernel_fn(x, None, "ntk"))
+    np.testing.assert_allclose(jitted(x, None, "ntk"), symmetric, rtol=1e-6)
+    scale = np.abs(symmetric).max()  # (x, x) rounds ρ = 1 on the diagonal
+    np.testing.assert_allclose(jitted(x, x, "ntk"), symmetric, rtol=1e-5, atol=1e-5 * scale)
 
 
 def test_cnn_plan_is_the_same_under_jit(small_tiles):

@@ -15,7 +15,9 @@ Example:
     >>> import numpy as np
     >>> from infinet import stax
     >>> _, _, kernel_fn = stax.serial(stax.Dense(8), stax.Relu(), stax.Dense(1))
-    >>> kernel_fn.plan(np.ones((4, 3)), None, 'ntk').gram
+    >>> kernel_fn.plan(np.ones((4, 3)), None, 'ntk').gram  # few channels: XLA's product
+    'xla'
+    >>> kernel_fn.plan(np.ones((4, 1024)), None, 'ntk').gram
     'host-syrk'
 """
 

@@ -10,7 +10,10 @@ compute a kernel the same way.
 The plan covers:
 
 * ``gram``: where the input Gram runs (:mod:`infinet.engine.gram`): ``'host-syrk'``
-  (host BLAS, symmetric, half the work), ``'host-gemm'`` (host BLAS) or ``'xla'``;
+  (host BLAS, symmetric, half the work), ``'host-gemm'`` (host BLAS for concrete
+  inputs; under a trace XLA's product, faster there than a callback) or ``'xla'``.
+  The host is used only for inputs of at least ``gram.HOST_MIN_DEPTH`` channels,
+  where its product outweighs the copy of the result;
   ``'given'`` when a :class:`~infinet.kernel.Kernel` continues a composition;
 * the storage layout: ``diagonal_batch`` and ``diagonal_spatial``
   (:func:`infinet.layout.resolve`);
@@ -40,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from infinet import layout
+from infinet.engine import gram as gram_module
 from infinet.engine import tiles
 from infinet.kernel import Kernel
 from infinet.layout import LayoutSupport
@@ -147,7 +151,7 @@ def make_plan(
     if _is_kernel(x1):
         return Plan("given", db, ds)
     gram = "xla"
-    if _dense(x1, x2) and not masked and _host_dtype(x1, x2):
+    if _dense(x1, x2) and not masked and _host_dtype(x1, x2) and _deep(x1):
         gram = "host-syrk" if x2 is None or x2 is x1 else "host-gemm"
     tiling = None
     if not masked and not kwargs and db and _spatial_array(x1, x2):
@@ -212,6 +216,11 @@ def _dense(x1: Any, x2: Any) -> bool:
     if jax.default_backend() != "cpu":
         return False
     return all(_array(x) and np.ndim(x) == 2 for x in (x1, x2) if x is not None)
+
+
+def _deep(x1: Any) -> bool:
+    """Enough channels for the host BLAS to beat XLA (:data:`gram.HOST_MIN_DEPTH`)."""
+    return int(np.shape(x1)[-1]) >= gram_module.HOST_MIN_DEPTH
 
 
 def _host_dtype(x1: Any, x2: Any) -> bool:

@@ -349,6 +349,38 @@ def _blocked_potrf(f: np.ndarray) -> np.ndarray | None:
     return f
 
 
+def upper_gram(u: Float[np.ndarray, "n n"]) -> np.ndarray:
+    """``U Uᵀ`` (full and symmetric) of an upper-triangular ``U``, by LAPACK ``lauum``.
+
+    ``lauum`` uses both triangular shapes (``n³/3`` flops, 6× fewer than the GEMM).
+    NumPy's ``u @ u.T`` would call OpenBLAS's SYRK, which crashed (SIGSEGV) beyond
+    order 16,000 in OpenBLAS 0.3.30–0.3.31; ``lauum`` did not at 20,000. The lower
+    triangle is mirrored one block at a time, with no ``n × n`` temporary.
+
+    Args:
+        u: upper-triangular matrix, NumPy on the host (its lower triangle is ignored).
+
+    Returns:
+        ``U Uᵀ`` in ``u``'s dtype (Fortran order).
+
+    Example:
+        >>> u = np.array([[1.0, 2.0], [0.0, 3.0]])
+        >>> upper_gram(u).tolist()
+        [[5.0, 6.0], [6.0, 9.0]]
+    """
+    (lauum,) = _scipy_linalg().lapack.get_lapack_funcs(("lauum",), (u,))
+    c, info = lauum(np.asfortranarray(u), lower=0)
+    if info != 0:
+        raise ValueError(f"LAPACK lauum failed (info={info}) on a {len(u)}x{len(u)} matrix.")
+    n, b = len(c), 2048
+    for i0 in range(0, n, b):
+        i1 = min(i0 + b, n)
+        block = c[i0:i1, i0:i1]
+        block[...] = np.triu(block) + np.triu(block, 1).T
+        c[i1:, i0:i1] = c[i0:i1, i1:].T
+    return c
+
+
 def _cholesky_traced(k: Any, wd: Any) -> Cholesky:
     """Traced Cholesky with in-graph jitter escalation (no warnings possible).
 

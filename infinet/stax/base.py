@@ -188,7 +188,7 @@ class KernelFn:
             >>> import numpy as np
             >>> from infinet import stax
             >>> stax.Dense(1).kernel_fn.plan(np.ones((3, 4)), np.ones((2, 4)), 'nngp').gram
-            'host-gemm'
+            'xla'
         """
         get = canonical_get(get)
         x2 = None if is_none_tree(x2) else x2

@@ -39,3 +39,18 @@ def test_blocked_solve_jitter_and_failure(small_blocks):
     with pytest.warns(linalg.NumericalWarning, match="jitter"):
         chol = linalg.cholesky(singular)
     assert chol.jitter > 0
+
+
+@pytest.mark.parametrize("n", [1, 5, 2048, 2500])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_upper_gram_matches_the_product(n, dtype):
+    """LAPACK lauum's U Uᵀ, mirrored in blocks of 2048 (so 2500 crosses one), equals
+    NumPy's product of the upper triangle, ignoring whatever lies below it."""
+    a = np.random.RandomState(n).randn(n, n).astype(dtype)
+    u = np.triu(a)
+    out = linalg.upper_gram(a + np.tril(a, -1))  # the lower triangle is ignored
+    ref = u.astype(np.float64) @ u.T.astype(np.float64)
+    assert out.dtype == dtype
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.abs(ref).max())
+    assert np.array_equal(out, out.T)

@@ -420,7 +420,12 @@ def cross_kernel(tiles: KernelTiles, x_rows: Any, x_cols: Any) -> np.ndarray:
 
 
 def row_tile(
-    tiles: KernelTiles, x: np.ndarray, centers: np.ndarray, ranges: list[tuple[int, int]], i: int
+    tiles: KernelTiles,
+    x: np.ndarray,
+    centers: np.ndarray,
+    ranges: list[tuple[int, int]],
+    i: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Row block ``i`` of ``K(x, centers)``: every centre, in tiles of ``block_size``.
 
@@ -432,9 +437,12 @@ def row_tile(
         centers: centres ``(M, ...)``.
         ranges: ``(start, stop)`` of each row block.
         i: the row block.
+        out: a buffer of at least ``(rows, M)`` to fill (its dtype; reused across
+            blocks, it saves the fresh pages of a new ``rows × M`` array each time,
+            which cost more than the products); ``None`` allocates one.
 
     Returns:
-        ``(rows, M)``, in the kernel's dtype.
+        ``(rows, M)``: a view of ``out``, or a new array in the kernel's dtype.
 
     Example:
         >>> tiles = KernelTiles(lambda a, b, get: a @ b.T, "nngp", block_size=2, jit=False)
@@ -442,11 +450,16 @@ def row_tile(
         array([[0., 0., 1.]])
     """
     a0, a1 = ranges[i]
-    return np.concatenate(
-        [tiles.tile(x[a0:a1], centers[c0:c1])
-         for c0, c1 in blocks(len(centers), tiles.block_size)],
-        axis=1,
-    )  # fmt: skip
+    parts = blocks(len(centers), tiles.block_size)
+    if out is None:
+        first = tiles.tile(x[a0:a1], centers[parts[0][0] : parts[0][1]])
+        out = np.empty((a1 - a0, len(centers)), first.dtype)
+        out[:, : parts[0][1]] = first
+        parts = parts[1:]
+    view = out[: a1 - a0, : len(centers)]
+    for c0, c1 in parts:
+        view[:, c0:c1] = tiles.tile(x[a0:a1], centers[c0:c1])
+    return view
 
 
 class RemoteRowPasses(Protocol):
@@ -494,14 +507,18 @@ class RectangularKernel:
         self.passes = 0
         self.remote: RemoteRowPasses | None = None
         self._memory: dict[int, np.ndarray] = {}
+        self._buffer: np.ndarray | None = None  # float64 row block, reused by passes
 
     def tile(self, i: int) -> np.ndarray:
-        """Row block ``i`` of ``K_nm``."""
+        """Row block ``i`` of ``K_nm``, float64: kept, or a view of one buffer that the
+        next call overwrites (use it before asking for another block)."""
         if i in self._memory:
             return self._memory[i]
-        out = row_tile(self.tiles, self.x, self.centers, self.ranges, i)
+        if self._buffer is None:
+            self._buffer = np.empty((self.ranges[0][1], len(self.centers)))
+        out = row_tile(self.tiles, self.x, self.centers, self.ranges, i, self._buffer)
         if self.keep_in_memory:
-            out = np.asarray(out, np.float64)
+            out = out.copy()
             self._memory[i] = out
         return out
 

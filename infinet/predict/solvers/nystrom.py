@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import Float
 
-from infinet.predict.linalg import lower_factor
+from infinet.predict.linalg import lower_factor, upper_gram
 from infinet.predict.solvers.base import SolveResult
 from infinet.predict.solvers.cg import conjugate_gradient
 from infinet.predict.solvers.matvec import KernelTiles, RectangularKernel, cross_kernel
@@ -102,11 +102,15 @@ class Falkon:
         self.shift = float(shift)
         self.tol, self.max_iter, self.progress = tol, max_iter, progress
         self.knm = RectangularKernel(tiles, x, self.centers, keep_in_memory, progress)
-        self.kmm = cross_kernel(tiles, self.centers, self.centers)
-        self.kmm = (self.kmm + self.kmm.T) / 2
         n, m = len(self.knm.x), len(self.centers)
-        self.t = _upper_cholesky(self.kmm, "centre kernel K_mm")
-        inner = (n / m) * (self.t @ self.t.T) + self.shift * np.eye(m)
+        # One triangle of K_mm is read; at M = 20,000 each M x M matrix is 3.2 GB, so
+        # none is kept that is not needed.
+        self.t = _upper_cholesky(
+            cross_kernel(tiles, self.centers, self.centers), "centre kernel K_mm"
+        )
+        inner = upper_gram(self.t)
+        inner *= n / m
+        inner.flat[:: m + 1] += self.shift
         self.a = _upper_cholesky(inner, "Falkon preconditioner")
 
     def _b_inv(self, w: np.ndarray) -> np.ndarray:
