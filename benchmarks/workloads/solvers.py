@@ -9,7 +9,7 @@ Each row runs in its own process (peak memory is the process's ``ru_maxrss``)::
 
     python -m benchmarks.workloads.solvers --row cg_vs_cholesky --n 20000
     python -m benchmarks.workloads.solvers --row cg --n 100000
-    python -m benchmarks.workloads.solvers --row nystrom --n 1000000 --centers 20000
+    python -m benchmarks.workloads.solvers --row nystrom --n 1000000 --centers 20000 --tol 1e-4
     python -m benchmarks.workloads.solvers --row nystrom_vs_cg --n 100000 --centers 20000
     python -m benchmarks.workloads.solvers --row sklearn --n 100000 --centers 5000
     python -m benchmarks.workloads.solvers --row cg_dask --n 20000
@@ -71,7 +71,8 @@ def _rmse(a: Any, b: Any) -> float:
     return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
 
 
-_EXTRA: dict[str, Any] = {}  # solver options from the command line (e.g. --rank)
+_EXTRA: dict[str, Any] = {}  # CG options from the command line (--rank)
+_NYSTROM: dict[str, Any] = {}  # Falkon options from the command line (--tol)
 
 
 def _solve(solver: str, n: int, centers: int = 20000, **extra: Any) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def _solve(solver: str, n: int, centers: int = 20000, **extra: Any) -> dict[str,
     start = time.perf_counter()
     mean = predict.gp_inference(
         kernel_fn, x, y, xt, "ntk", diag_reg=DIAG_REG, solver=solver, n_centers=centers,
-        **({**_EXTRA, **extra} if solver == "cg" else extra),
+        **({**_EXTRA, **extra} if solver == "cg" else {**_NYSTROM, **extra}),
     )  # fmt: skip
     mean = np.asarray(mean)
     seconds = time.perf_counter() - start
@@ -141,11 +142,12 @@ def row_cg(n: int = 100000) -> dict[str, Any]:
     return {"row": "cg", **out, "peak_gb": _peak_gb()}
 
 
-def row_nystrom(n: int = 1000000, centers: int = 20000) -> dict[str, Any]:
-    """Falkon with ``M = centers``."""
-    out = _solve("nystrom", n, centers)
+def row_nystrom(n: int = 1000000, centers: int = 20000, **extra: Any) -> dict[str, Any]:
+    """Falkon with ``M = centers`` (``extra``: solver options such as ``tol``)."""
+    out = _solve("nystrom", n, centers, **extra)
     out.pop("mean")
-    return {"row": "nystrom", "centers": centers, **out, "peak_gb": _peak_gb()}
+    tol = {**_NYSTROM, **extra}.get("tol", 1e-6)
+    return {"row": "nystrom", "centers": centers, "tol": tol, **out, "peak_gb": _peak_gb()}
 
 
 def row_nystrom_vs_cg(n: int = 100000, centers: int = 20000) -> dict[str, Any]:
@@ -259,8 +261,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--centers", type=int, default=None)
     parser.add_argument("--rank", type=int, default=None, help="CG preconditioner rank")
+    parser.add_argument("--tol", type=float, default=None, help="'nystrom' (Falkon) tol")
     args = parser.parse_args()
     kwargs: dict[str, Any] = {}
+    if args.tol is not None:
+        _NYSTROM["tol"] = args.tol
     if args.rank is not None:
         _EXTRA["preconditioner_rank"] = args.rank
     if args.n is not None:
@@ -286,8 +291,8 @@ WORKLOADS = [
     ),
     Workload(
         "solvers_nystrom_1m",
-        "same, N=1M, solver='nystrom' M=20k (≤ 30 min, ≤ 20 GB)",
-        lambda: row_nystrom(1000000, 20000)["seconds"],
+        "same, N=1M, solver='nystrom' M=20k, tol=1e-4 (≤ 30 min, ≤ 20 GB)",
+        lambda: row_nystrom(1000000, 20000, tol=1e-4)["seconds"],
         target=1800.0,
         slow=True,
     ),
