@@ -16,16 +16,6 @@ from infinet import batch, stax
 distributed = pytest.importorskip("distributed")
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    )
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
 def _cnn():
     return stax.serial(
         stax.Conv(4, (3, 3), padding="SAME", W_std=1.4, b_std=0.1),

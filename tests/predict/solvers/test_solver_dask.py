@@ -21,16 +21,6 @@ _, _, KERNEL_FN = stax.serial(
 OPTS = dict(diag_reg=1e-2, solver="cg", tol=1e-10, solver_options={"block_size": 16})
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    )
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
 def _data(n=60, m=8, d=3, seed=0):
     rs = np.random.RandomState(seed)
     x, xt = rs.randn(n, d), rs.randn(m, d)
