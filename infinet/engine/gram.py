@@ -256,7 +256,7 @@ triangle with a scalar loop; below this depth those cost more than the product.
 Measured on this project's 2-core CPU (JAX 0.10, 2048 rows, jitted, float32): the
 host SYRK took 19.5 ms at d = 32 against XLA's 3.5 ms, 33 against 22 ms at d = 512,
 and 102 against 128 ms at d = 3072. A general product ``x1 x2ᵀ`` under a trace
-always runs in XLA, which beat the host GEMM callback at every depth (1.2–3×).
+always runs in XLA, which beat the host GEMM callback at every depth (1.1–3×).
 """
 
 
