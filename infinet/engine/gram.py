@@ -260,6 +260,16 @@ always runs in XLA, which beat the host GEMM callback at every depth (1.1–3×)
 """
 
 
+def deep_enough(depth: int) -> bool:
+    """Whether inputs of ``depth`` channels take the host BLAS (:data:`HOST_MIN_DEPTH`).
+
+    Example:
+        >>> deep_enough(32), deep_enough(3072)
+        (False, True)
+    """
+    return int(depth) >= HOST_MIN_DEPTH
+
+
 def dense_gram(x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"]) -> Float[Array, "n1 n2"]:
     """``x1 x2ᵀ`` of traced 2-D inputs: the host BLAS's SYRK for a deep symmetric
     product on the CPU backend (:data:`HOST_MIN_DEPTH`), else XLA.
@@ -282,7 +292,7 @@ def dense_gram(x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"]) -> Float[Arra
     """
     flops = x1.shape[0] * x2.shape[0] * x1.shape[1]
     host_dtype = jnp.result_type(x1, x2) in (jnp.float32, jnp.float64)
-    deep = x1.shape[1] >= HOST_MIN_DEPTH and flops >= HOST_MIN_FLOPS
+    deep = deep_enough(x1.shape[1]) and flops >= HOST_MIN_FLOPS
     if jax.default_backend() != "cpu" or not deep or not host_dtype:
         return jnp.matmul(x1, x2.T)
     if x2 is x1:

@@ -151,7 +151,8 @@ def make_plan(
     if _is_kernel(x1):
         return Plan("given", db, ds)
     gram = "xla"
-    if _dense(x1, x2) and not masked and _host_dtype(x1, x2) and _deep(x1):
+    host = _dense(x1, x2) and not masked and _host_dtype(x1, x2)
+    if host and gram_module.deep_enough(np.shape(x1)[-1]):
         gram = "host-syrk" if x2 is None or x2 is x1 else "host-gemm"
     tiling = None
     if not masked and not kwargs and db and _spatial_array(x1, x2):
@@ -216,11 +217,6 @@ def _dense(x1: Any, x2: Any) -> bool:
     if jax.default_backend() != "cpu":
         return False
     return all(_array(x) and np.ndim(x) == 2 for x in (x1, x2) if x is not None)
-
-
-def _deep(x1: Any) -> bool:
-    """Enough channels for the host BLAS to beat XLA (:data:`gram.HOST_MIN_DEPTH`)."""
-    return int(np.shape(x1)[-1]) >= gram_module.HOST_MIN_DEPTH
 
 
 def _host_dtype(x1: Any, x2: Any) -> bool:
