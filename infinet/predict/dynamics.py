@@ -73,6 +73,7 @@ class Dynamics:
         self.rate = learning_rate / np.size(y_train)
         self._eig: linalg.Eigh | None = None
         self._chol: linalg.Cholesky | None = None
+        self._refine = jnp.result_type(k_dd) == jnp.float32  # see linalg.cholesky
 
     @property
     def k(self) -> Any:
@@ -98,11 +99,16 @@ class Dynamics:
     def chol(self) -> linalg.Cholesky:
         """Cholesky factor of the regularised kernel (computed once)."""
         if self._chol is None:
-            if self._owned:
-                self._diagonal = np.diag(self._k).copy()
+            diagonal = np.diag(self._k).copy() if self._owned else None
             self._chol = linalg.cholesky(
-                self._k, name="train-train kernel", overwrite=self._owned, checked=True
+                self._k,
+                name="train-train kernel",
+                overwrite=self._owned,
+                checked=True,
+                refine=self._refine,
             )
+            if self._chol.overwrote:
+                self._diagonal = diagonal
         return self._chol
 
     def factors(self, t: Any) -> tuple[Any, Any]:

@@ -62,9 +62,11 @@ class _Posterior:
     def chol(self, name: str) -> linalg.Cholesky:
         """Cholesky factor of the regularised train-train ``name`` kernel (cached)."""
         if name not in self._chol:
+            part = base.kernel_part(self.k_train_train, name, "k_train_train")
             k = self.flat(self.k_train_train, name, "k_train_train")
             k = base.regularize(k, self.diag_reg, self.absolute)
-            self._chol[name] = linalg.cholesky(k, name=f"train-train {name} kernel")
+            refine = jnp.result_type(part) == jnp.float32  # see linalg.cholesky
+            self._chol[name] = linalg.cholesky(k, name=f"train-train {name} kernel", refine=refine)
         return self._chol[name]
 
     def alpha(self, name: str) -> Any:

@@ -105,3 +105,67 @@ def test_dynamics_factorised_in_place_still_serves_the_kernel():
         k.astype(np.float64) + 0.1 * np.trace(k) / 7 * np.eye(7), y
     )
     np.testing.assert_allclose(inf_time, exact, rtol=1e-4, atol=1e-5)
+
+
+def _spd(n, cond, seed=0):
+    """Symmetric positive definite float64 matrix with condition number ``cond``."""
+    q, _ = np.linalg.qr(np.random.RandomState(seed).randn(n, n))
+    return (q * np.geomspace(1.0, 1.0 / cond, n)) @ q.T
+
+
+@pytest.mark.parametrize("q", [1, 3])
+def test_refined_float32_factor_solves_to_float64_accuracy(q):
+    a = _spd(600, 1e4)
+    a = (a + a.T) / 2
+    b = np.random.RandomState(1).randn(600, q)
+    chol = linalg.cholesky(a, refine=True)
+    assert chol.factor.dtype == np.float32 and chol.matrix is a  # refined, a kept
+    reference = np.linalg.solve(a, b)  # LAPACK's float64 LU: a second algorithm
+    got = chol.solve(b)
+    assert got.dtype == np.float64
+    # float64 accuracy: κ ε₆₄ ≈ 2e-12; a float32 solve alone is off by ≈ κ ε₃₂ ≈ 1e-3.
+    assert np.max(np.abs(got - reference)) <= 1e-9 * np.max(np.abs(reference))
+    plain32 = np.linalg.solve(a.astype(np.float32), b.astype(np.float32))
+    assert np.max(np.abs(plain32 - reference)) > 1e-6 * np.max(np.abs(reference))
+
+
+def test_refinement_that_stalls_falls_back_to_float64():
+    a = _spd(600, 3e7)  # κ ε₃₂ ≈ 2: float32 factorises it, but refinement diverges
+    a = (a + a.T) / 2
+    chol = linalg.cholesky(a, refine=True)
+    assert chol.matrix is a
+    b = np.random.RandomState(2).randn(600, 1)
+    got = chol.solve(b)
+    assert chol.matrix is None and chol.factor.dtype == np.float64  # fell back
+    np.testing.assert_allclose(a @ got, b, rtol=0, atol=1e-6 * np.max(np.abs(b)))
+
+
+def test_refine_is_off_below_the_minimum_order_and_in_float32():
+    assert linalg.cholesky(_spd(50, 10.0), refine=True).matrix is None
+    with linalg.factorization_dtype(np.float32):
+        assert linalg.cholesky(_spd(600, 10.0), refine=True).matrix is None
+
+
+def test_float32_kernels_get_the_refined_solve_in_predict():
+    x = np.random.RandomState(3).randn(700, 5)
+    k = (np.exp(-0.5 * ((x[:, None] - x[None]) ** 2).sum(-1))).astype(np.float32)
+    y = np.random.RandomState(4).randn(700, 2).astype(np.float32)
+    reg = 1e-3 * float(np.mean(np.diag(k)))
+    reference = np.linalg.solve(k.astype(np.float64) + reg * np.eye(700), y)
+    _, mean = predict.gradient_descent_mse(k, y, diag_reg=1e-3)(None, 0.0, 0.0, k)
+    np.testing.assert_allclose(mean, k.astype(np.float64) @ reference, rtol=1e-5, atol=1e-5)
+    gp = predict.gp_inference(k, y, diag_reg=1e-3)("nngp", k)
+    np.testing.assert_allclose(gp, k.astype(np.float64) @ reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("where", [(0, 1), (5, 640), (699, 260)])
+def test_an_asymmetric_train_kernel_is_refused_wherever_it_differs(where):
+    k = _spd(700, 10.0).astype(np.float32)  # 700: blocks of 256 with a ragged edge
+    k = (k + k.T) / 2
+    predict.gradient_descent_mse(k, np.ones((700, 1)))  # symmetric: accepted
+    i, j = where
+    k[i, j] += 1e-3
+    with pytest.raises(ValueError, match="not symmetric"):
+        predict.gradient_descent_mse(k, np.ones((700, 1)))
+    with pytest.raises(ValueError, match="not symmetric"):
+        predict.gradient_descent_mse(k.T.copy(), np.ones((700, 1)))
