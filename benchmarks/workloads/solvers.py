@@ -14,6 +14,8 @@ Each row runs in its own process (peak memory is the process's ``ru_maxrss``)::
     python -m benchmarks.workloads.solvers --row sklearn --n 100000 --centers 5000
     python -m benchmarks.workloads.solvers --row cg_dask --n 20000
     python -m benchmarks.workloads.solvers --row cg_store --n 20000
+    INFINET_GPYTORCH_PYTHON=/tmp/gpt/bin/python \\
+        python -m benchmarks.workloads.solvers --row gpytorch --n 20000 --rank 1000
 
 and prints one JSON record (times in s, peak memory in GB, agreement, residual, RMSE).
 The rows are also ``WORKLOADS`` (all ``slow``) for ``python -m benchmarks.run --all``.
@@ -68,7 +70,10 @@ def _peak_gb() -> float:
 
 
 def _rmse(a: Any, b: Any) -> float:
-    return float(np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)))
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:  # (n,) against (n, 1) would broadcast to (n, n)
+        raise ValueError(f"predictions {a.shape} and targets {b.shape} differ in shape")
+    return float(np.sqrt(np.mean((a - b) ** 2)))
 
 
 # Solver options from the command line: --rank for 'cg', --tol for 'nystrom'.
@@ -184,7 +189,8 @@ def row_sklearn(n: int = 100000, centers: int = 5000) -> dict[str, Any]:
     feats = cross_kernel(tiles, x, x[pick]) @ norm.T  # Nystroem.transform
     lam = DIAG_REG * float(np.mean(tiles.diagonal(x)))
     model = Ridge(alpha=lam, fit_intercept=False).fit(feats, y)
-    pred = model.predict(cross_kernel(tiles, xt, x[pick]) @ norm.T)
+    # Ridge returns (n_test,) for a (n, 1) target: compare in the target's shape.
+    pred = model.predict(cross_kernel(tiles, xt, x[pick]) @ norm.T).reshape(ft.shape)
     seconds = time.perf_counter() - start
     return {
         "row": "sklearn",
@@ -243,6 +249,72 @@ def row_cg_store(n: int = 20000) -> dict[str, Any]:
     }
 
 
+def row_gpytorch(n: int = 20000) -> dict[str, Any]:
+    """GPyTorch's CG (float64, pivoted-Cholesky preconditioner of ``--rank``, default
+    1000, the rank infinet's ``'cg'`` uses too) on the same kernel values, against
+    infinet's ``'cg'`` (``tol=1e-5`` both).
+
+    GPyTorch runs in the interpreter named by ``INFINET_GPYTORCH_PYTHON`` (see
+    ``gpytorch_solve.py``). Its time is the solve only: it gets the train-train kernel
+    precomputed (the tiles infinet's ``'cg'`` uses, each symmetric pair once), while
+    infinet's time includes computing them.
+    """
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from infinet.predict.solvers.matvec import KernelTiles, SymmetricKernel, cross_kernel
+
+    python = os.environ.get("INFINET_GPYTORCH_PYTHON")
+    if not python:
+        raise SystemExit("set INFINET_GPYTORCH_PYTHON to a Python with torch and gpytorch")
+    rank = int(_OPTIONS["cg"].get("preconditioner_rank", 1000))
+    ours = _solve("cg", n, tol=1e-5, preconditioner_rank=rank)
+    x, y, xt, ft = make_data(n)
+    op = SymmetricKernel(KernelTiles(network(), "ntk", block_size=2048), x)
+    k = np.empty((n, n), np.float32)
+    for i, j in op.pairs():
+        (a0, a1), (b0, b1) = op.ranges[i], op.ranges[j]
+        k[a0:a1, b0:b1] = op.tile(i, j)
+        k[b0:b1, a0:a1] = k[a0:a1, b0:b1].T
+    lam = DIAG_REG * float(np.mean(np.diag(k)))
+    with tempfile.TemporaryDirectory() as d:
+        for name, value in (("k", k), ("y", y), ("lam", np.asarray(lam))):
+            np.save(Path(d) / f"{name}.npy", value, allow_pickle=False)
+        script = Path(__file__).with_name("gpytorch_solve.py")
+        proc = subprocess.run(
+            [python, str(script), d, "1e-5", str(rank)], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            print(proc.stderr, file=sys.stderr)
+            raise SystemExit(f"gpytorch_solve.py failed (exit {proc.returncode})")
+        theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+        alpha = np.load(Path(d) / "alpha.npy", allow_pickle=False).reshape(n, -1)
+    k64 = k.astype(np.float64)
+    residual = np.linalg.norm(y - k64 @ alpha - lam * alpha) / np.linalg.norm(y)
+    del k, k64
+    pred = cross_kernel(op.tiles, xt, x) @ alpha
+    diff = pred - ours["mean"]
+    return {
+        "row": "gpytorch",
+        "n": n,
+        "rank": rank,
+        "infinet_cg_s": ours["seconds"],
+        "infinet_n_iter": ours["n_iter"],
+        "infinet_relative_residual": ours["relative_residual"],
+        "gpytorch_solve_s": theirs["seconds"],
+        "gpytorch_threads": theirs["threads"],
+        "gpytorch_relative_residual": float(residual),
+        "speedup": theirs["seconds"] / ours["seconds"],
+        "max_rel_diff": float(np.abs(diff).max() / np.abs(ours["mean"]).max()),
+        "rmse_infinet": ours["rmse"],
+        "rmse_gpytorch": _rmse(pred, ft),
+        "peak_gb": _peak_gb(),
+    }
+
+
 ROWS = {
     "cg_vs_cholesky": row_cg_vs_cholesky,
     "cg": row_cg,
@@ -251,6 +323,7 @@ ROWS = {
     "sklearn": row_sklearn,
     "cg_dask": row_cg_dask,
     "cg_store": row_cg_store,
+    "gpytorch": row_gpytorch,
 }
 
 
