@@ -69,18 +69,20 @@ def rp_cholesky(
     n = len(d)
     rank = min(int(rank), n)
     total = float(d.sum())
-    f = np.zeros((n, 0))
-    while f.shape[1] < rank and d.sum() > rtol * total and total > 0 and d.max() > floor:
-        k = min(block, rank - f.shape[1])
+    buffer = np.empty((n, rank))  # filled column by column: no copies as F grows
+    r = 0
+    while r < rank and d.sum() > rtol * total and total > 0 and d.max() > floor:
+        k = min(block, rank - r)
         picks = np.unique(rng.choice(n, size=k, p=d / d.sum()))
-        g = np.asarray(columns(picks), np.float64) - f @ f[picks].T
+        g = np.asarray(columns(picks), np.float64) - buffer[:, :r] @ buffer[picks, :r].T
         new = _eliminate(g, picks, floor)
         if new.shape[1] == 0:
             break
-        f = np.concatenate([f, new], axis=1)
+        buffer[:, r : r + new.shape[1]] = new
+        r += new.shape[1]
         d = np.clip(d - np.sum(new**2, axis=1), 0.0, None)
         d[picks] = 0.0
-    return f
+    return buffer[:, :r]
 
 
 def _eliminate(g: np.ndarray, picks: np.ndarray, floor: float) -> np.ndarray:
