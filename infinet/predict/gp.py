@@ -64,7 +64,10 @@ class _Posterior:
         if name not in self._chol:
             part = base.kernel_part(self.k_train_train, name, "k_train_train")
             k = self.flat(self.k_train_train, name, "k_train_train")
-            k = base.regularize(k, self.diag_reg, self.absolute)
+            # A copy made for the working precision is ours: regularise it in place
+            # (the planner counts one float64 n x n matrix, not two).
+            owned = isinstance(k, np.ndarray) and not np.may_share_memory(k, np.asarray(part))
+            k = base.regularize(k, self.diag_reg, self.absolute, inplace=owned)
             refine = jnp.result_type(part) == jnp.float32  # see linalg.cholesky
             self._chol[name] = linalg.cholesky(k, name=f"train-train {name} kernel", refine=refine)
         return self._chol[name]
