@@ -397,7 +397,7 @@ def tile_product(k: np.ndarray, v: np.ndarray, transpose: bool = False) -> np.nd
     BLAS route costs more than its flops here: OpenBLAS's threads keep spinning for
     about 0.1 s after each call and slow the next tile's XLA computation by a
     third (a CG pass at N = 16,384: 36 ms per 2048² tile with BLAS products,
-    27 ms with ``einsum``). Several columns (``einsum`` would be 10× slower) and
+    25 ms with ``einsum``). Several columns (``einsum`` would be 10× slower) and
     float64 tiles use BLAS; ``Kᵀ v`` as ``(vᵀ K)ᵀ`` needs no transposed copy.
 
     Args:
