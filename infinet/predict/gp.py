@@ -300,7 +300,8 @@ def gp_inference(*args: Any, **kwargs: Any) -> Any:
             :class:`~infinet.predict.solvers.ConvergenceError`.
         n_centers: Nyström centres (default ``min(N, 5000)``).
         preconditioner_rank: rank of CG's randomly pivoted Cholesky preconditioner
-            (default ``min(N, 1000)``).
+            (default: ``N/25`` within ``[1000, 4 GB / (8·N)]``, see
+            ``solvers.regression.default_rank``).
         progress: show progress (``None``: for jobs estimated over 10 s).
         cache_dir: ``'cg'``'s train-train tiles go to the tile store of
             :mod:`infinet.batching` there (fingerprinted, checksummed; see ``docs/scale.md``).

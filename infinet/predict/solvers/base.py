@@ -94,7 +94,8 @@ class SolverOptions:
         max_iter: most CG iterations (default ``1000``).
         n_centers: Nyström centres ``M`` (default ``min(N, 5000)``).
         preconditioner_rank: rank of the randomly pivoted Cholesky preconditioner of
-            ``'cg'`` (default ``min(N, 1000)``; ``0`` turns preconditioning off).
+            ``'cg'`` (default: ``regression.default_rank``, ``N/25`` within
+            ``[1000, 4 GB / (8·N)]``; ``0`` turns preconditioning off).
         progress: ``True`` / ``False``; ``None`` shows progress for jobs estimated
             to take over 10 s.
         cache_dir: directory of :mod:`infinet.batching`'s tile store (shared with
