@@ -217,6 +217,20 @@ class OutputAxes:
         return xp.transpose(k, (*range(nl), *order))
 
 
+def diag_shift(k: np.ndarray, diag_reg: float, absolute: bool) -> float:
+    """``λ = diag_reg · mean(diag K)`` (``diag_reg`` if ``absolute``), in float64, as
+    :func:`regularize` adds it to a float64 copy of ``k``.
+
+    Example:
+        >>> diag_shift(np.diag([1.0, 3.0]).astype(np.float32), 0.5, False)
+        1.0
+    """
+    if not np.all(np.asarray(diag_reg) >= 0):
+        raise ValueError(f"diag_reg must be >= 0, got {diag_reg}.")
+    scale = 1.0 if absolute else float(np.trace(k, dtype=np.float64)) / k.shape[0]
+    return float(diag_reg) * scale
+
+
 def regularize(k: Any, diag_reg: Any, absolute: bool, inplace: bool = False) -> Any:
     """``K + diag_reg · s · I`` with ``s = mean(diag K)`` (``s = 1`` if ``absolute``).
 

@@ -45,6 +45,7 @@ class Dynamics:
         diag_reg: diagonal regularisation of ``k_dd``.
         absolute: ``diag_reg`` is absolute rather than relative to the mean diagonal.
         axes: output-axis split.
+        checked: ``k_dd`` is known to be finite (skips a scan).
     """
 
     def __init__(
@@ -55,25 +56,44 @@ class Dynamics:
         diag_reg: Any,
         absolute: bool,
         axes: OutputAxes,
+        checked: bool = False,
     ):
-        linalg.check_finite(k_dd, "k_train_train")
+        if not checked:  # (validate.check_train has scanned it)
+            linalg.check_finite(k_dd, "k_train_train")
         self.axes = axes
         self.like = (learning_rate, diag_reg)
-        work = linalg.to_working(k_dd, *self.like)
-        owned = isinstance(work, np.ndarray) and not np.may_share_memory(work, np.asarray(k_dd))
-        flat = axes.flatten_k(work, "k_train_train")
-        owned = owned and np.may_share_memory(flat, work)  # a view of our own copy
-        self._k = base.regularize(flat, diag_reg, absolute, inplace=owned)
-        # A kernel we own may be factorised in place (no n x n copy); its diagonal
-        # is kept so that ``k`` can be rebuilt from the untouched triangle.
-        self._owned = owned and isinstance(self._k, np.ndarray) and self._k.flags.c_contiguous
+        self._reg = (diag_reg, absolute)
+        self._source = k_dd
+        flat = axes.flatten_k(k_dd, "k_train_train")  # checks the shape now
+        # A float32 kernel's Cholesky runs in float32 on the kernel itself, refined
+        # to float64 (linalg.refined_cholesky): no float64 copy unless eig needs one.
+        self._refine = linalg.refinable(flat, *self.like)
+        self._k: Any = None
+        self._owned = False
+        if not self._refine:
+            self._regularized()
         self._diagonal: np.ndarray | None = None
         self._k_copy: np.ndarray | None = None
         self.y = axes.flatten_y(linalg.to_working(y_train, *self.like))
         self.rate = learning_rate / np.size(y_train)
         self._eig: linalg.Eigh | None = None
         self._chol: linalg.Cholesky | None = None
-        self._refine = jnp.result_type(k_dd) == jnp.float32  # see linalg.cholesky
+
+    def _regularized(self) -> Any:
+        """The regularised flat kernel in the working precision (one copy, built once).
+
+        A kernel we own may be factorised in place (no n x n copy); its diagonal is
+        then kept so that ``k`` can be rebuilt from the untouched triangle.
+        """
+        if self._k is None:
+            k_dd = self._source
+            work = linalg.to_working(k_dd, *self.like)
+            owned = isinstance(work, np.ndarray) and not np.may_share_memory(work, np.asarray(k_dd))
+            flat = self.axes.flatten_k(work, "k_train_train")
+            owned = owned and np.may_share_memory(flat, work)  # a view of our own copy
+            self._k = base.regularize(flat, *self._reg, inplace=owned)
+            self._owned = owned and isinstance(self._k, np.ndarray) and self._k.flags.c_contiguous
+        return self._k
 
     @property
     def k(self) -> Any:
@@ -83,7 +103,7 @@ class Dynamics:
         array, from the untouched lower triangle and the saved diagonal.
         """
         if self._diagonal is None:
-            return self._k
+            return self._regularized()
         if self._k_copy is None:
             self._k_copy = linalg.restore_symmetric(np.array(self._k), self._diagonal)
         return self._k_copy
@@ -98,14 +118,15 @@ class Dynamics:
     @property
     def chol(self) -> linalg.Cholesky:
         """Cholesky factor of the regularised kernel (computed once)."""
+        if self._chol is None and self._refine:
+            k32 = np.asarray(self.axes.flatten_k(np.asarray(self._source), "k_train_train"))
+            shift = base.diag_shift(k32, *self._reg)
+            self._chol = linalg.refined_cholesky(k32, shift, name="train-train kernel")
         if self._chol is None:
-            diagonal = np.diag(self._k).copy() if self._owned else None
+            k = self._regularized()
+            diagonal = np.diag(k).copy() if self._owned else None
             self._chol = linalg.cholesky(
-                self._k,
-                name="train-train kernel",
-                overwrite=self._owned,
-                checked=True,
-                refine=self._refine,
+                k, name="train-train kernel", overwrite=self._owned, checked=True
             )
             if self._chol.overwrote:
                 self._diagonal = diagonal
@@ -213,7 +234,9 @@ def gradient_descent_mse(
     if _traces_batch_axis(y_train, trace_axes):
         return _batch_traced(y_train, trace_axes)
     axes = OutputAxes.of(y_train, trace_axes)
-    dyn = Dynamics(k_train_train, y_train, learning_rate, diag_reg, diag_reg_absolute_scale, axes)
+    dyn = Dynamics(
+        k_train_train, y_train, learning_rate, diag_reg, diag_reg_absolute_scale, axes, True
+    )
     n = np.shape(y_train)[0]
     out_dtype = jnp.result_type(k_train_train, y_train)
 

@@ -63,13 +63,19 @@ class _Posterior:
         """Cholesky factor of the regularised train-train ``name`` kernel (cached)."""
         if name not in self._chol:
             part = base.kernel_part(self.k_train_train, name, "k_train_train")
+            what = f"train-train {name} kernel"
+            flat = self.axes.flatten_k(part, "k_train_train")
+            if linalg.refinable(flat, self.diag_reg):  # float32: see linalg.refined_cholesky
+                linalg.check_finite(part, "k_train_train")
+                k32 = np.asarray(self.axes.flatten_k(np.asarray(part), "k_train_train"))
+                shift = base.diag_shift(k32, self.diag_reg, self.absolute)
+                self._chol[name] = linalg.refined_cholesky(k32, shift, what)
+                return self._chol[name]
             k = self.flat(self.k_train_train, name, "k_train_train")
-            # A copy made for the working precision is ours: regularise it in place
-            # (the planner counts one float64 n x n matrix, not two).
+            # A copy made for the working precision is ours: regularise it in place.
             owned = isinstance(k, np.ndarray) and not np.may_share_memory(k, np.asarray(part))
             k = base.regularize(k, self.diag_reg, self.absolute, inplace=owned)
-            refine = jnp.result_type(part) == jnp.float32  # see linalg.cholesky
-            self._chol[name] = linalg.cholesky(k, name=f"train-train {name} kernel", refine=refine)
+            self._chol[name] = linalg.cholesky(k, name=what)
         return self._chol[name]
 
     def alpha(self, name: str) -> Any:

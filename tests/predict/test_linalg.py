@@ -113,37 +113,57 @@ def _spd(n, cond, seed=0):
     return (q * np.geomspace(1.0, 1.0 / cond, n)) @ q.T
 
 
+def _spd32(n, cond, seed=0):
+    """A float32 SPD matrix and the float64 matrix its float32 entries are."""
+    a = _spd(n, cond, seed).astype(np.float32)
+    a = (a + a.T) / 2
+    return a, a.astype(np.float64)
+
+
 @pytest.mark.parametrize("q", [1, 3])
 def test_refined_float32_factor_solves_to_float64_accuracy(q):
-    a = _spd(600, 1e4)
-    a = (a + a.T) / 2
+    a32, a = _spd32(600, 1e4)
+    shift = 1e-6
     b = np.random.RandomState(1).randn(600, q)
-    chol = linalg.cholesky(a, refine=True)
-    assert chol.factor.dtype == np.float32 and chol.matrix is a  # refined, a kept
-    reference = np.linalg.solve(a, b)  # LAPACK's float64 LU: a second algorithm
+    chol = linalg.refined_cholesky(a32, shift)
+    assert chol.factor.dtype == np.float32 and chol.matrix is a32  # refined, a32 kept
+    reference = np.linalg.solve(a + shift * np.eye(600), b)  # float64 LU: a second algorithm
     got = chol.solve(b)
     assert got.dtype == np.float64
     # float64 accuracy: κ ε₆₄ ≈ 2e-12; a float32 solve alone is off by ≈ κ ε₃₂ ≈ 1e-3.
     assert np.max(np.abs(got - reference)) <= 1e-9 * np.max(np.abs(reference))
-    plain32 = np.linalg.solve(a.astype(np.float32), b.astype(np.float32))
+    plain32 = np.linalg.solve(a32 + np.float32(shift) * np.eye(600, dtype=np.float32), b)
     assert np.max(np.abs(plain32 - reference)) > 1e-6 * np.max(np.abs(reference))
 
 
 def test_refinement_that_stalls_falls_back_to_float64():
-    a = _spd(600, 3e7)  # κ ε₃₂ ≈ 2: float32 factorises it, but refinement diverges
-    a = (a + a.T) / 2
-    chol = linalg.cholesky(a, refine=True)
-    assert chol.matrix is a
+    a32, a = _spd32(600, 3e7)  # κ ε₃₂ ≈ 2: float32 factorises it, but refinement diverges
+    chol = linalg.refined_cholesky(a32, 0.0)
+    assert chol.matrix is a32
     b = np.random.RandomState(2).randn(600, 1)
     got = chol.solve(b)
     assert chol.matrix is None and chol.factor.dtype == np.float64  # fell back
     np.testing.assert_allclose(a @ got, b, rtol=0, atol=1e-6 * np.max(np.abs(b)))
 
 
-def test_refine_is_off_below_the_minimum_order_and_in_float32():
-    assert linalg.cholesky(_spd(50, 10.0), refine=True).matrix is None
+def test_a_kernel_float32_cannot_factorise_gets_the_float64_path():
+    # v vᵀ + 2⁻²¹ I with v in {1, 2}: exact in float32, κ ≈ 4·10⁹, positive definite
+    # for float64's Cholesky but not for float32's.
+    v = np.random.RandomState(0).randint(1, 3, 600).astype(np.float32)
+    a32 = np.outer(v, v)
+    a32[np.diag_indices(600)] += np.float32(2.0**-21)
+    chol = linalg.refined_cholesky(a32, 0.0)
+    assert chol.matrix is None and chol.factor.dtype == np.float64 and chol.jitter == 0.0
+    x = chol.solve(np.ones((600, 1)))
+    np.testing.assert_allclose(a32.astype(np.float64) @ x, 1.0, rtol=0, atol=1e-6)
+
+
+def test_refinable_only_for_large_float32_in_float64_mode():
+    assert linalg.refinable(np.eye(600, dtype=np.float32))
+    assert not linalg.refinable(np.eye(50, dtype=np.float32))
+    assert not linalg.refinable(np.eye(600))  # float64 kernels: the float64 path
     with linalg.factorization_dtype(np.float32):
-        assert linalg.cholesky(_spd(600, 10.0), refine=True).matrix is None
+        assert not linalg.refinable(np.eye(600, dtype=np.float32))
 
 
 def test_float32_kernels_get_the_refined_solve_in_predict():
