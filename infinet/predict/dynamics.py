@@ -67,10 +67,13 @@ class Dynamics:
         flat = axes.flatten_k(k_dd, "k_train_train")  # checks the shape now
         # A float32 kernel's Cholesky runs in float32 on the kernel itself, refined
         # to float64 (linalg.refined_cholesky): no float64 copy unless eig needs one.
-        self._refine = linalg.refinable(flat, *self.like)
+        self._refine: tuple[np.ndarray, float] | None = None  # (float32 K, λ)
+        if linalg.refinable(flat, *self.like):
+            k32 = np.asarray(self.axes.flatten_k(np.asarray(k_dd), "k_train_train"))
+            self._refine = (k32, base.diag_shift(k32, diag_reg, absolute))  # checks diag_reg
         self._k: Any = None
         self._owned = False
-        if not self._refine:
+        if self._refine is None:
             self._regularized()
         self._diagonal: np.ndarray | None = None
         self._k_copy: np.ndarray | None = None
@@ -118,10 +121,8 @@ class Dynamics:
     @property
     def chol(self) -> linalg.Cholesky:
         """Cholesky factor of the regularised kernel (computed once)."""
-        if self._chol is None and self._refine:
-            k32 = np.asarray(self.axes.flatten_k(np.asarray(self._source), "k_train_train"))
-            shift = base.diag_shift(k32, *self._reg)
-            self._chol = linalg.refined_cholesky(k32, shift, name="train-train kernel")
+        if self._chol is None and self._refine is not None:
+            self._chol = linalg.refined_cholesky(*self._refine, name="train-train kernel")
         if self._chol is None:
             k = self._regularized()
             diagonal = np.diag(k).copy() if self._owned else None
