@@ -260,25 +260,45 @@ def _refined_solve(
     return None
 
 
-def product64(k: np.ndarray, v: np.ndarray, block: int = 1024) -> np.ndarray:
-    """``K v`` accumulated in float64, for a float32 or float64 ``K``, with no
-    ``n × n`` float64 copy.
+def product64(
+    k: np.ndarray, v: np.ndarray, transpose: bool = False, block: int = 1024
+) -> np.ndarray:
+    """``K v`` (or ``Kᵀ v``) accumulated in float64, with no ``n × n`` float64 copy.
 
-    One column goes through NumPy's ``einsum``, which widens ``K`` in cache-sized
-    chunks and calls no BLAS (whose threads keep spinning after each call and slow
-    the XLA work that follows: ``fc_predict_4000`` took 0.29 s this way and 0.31 s
-    with a float64 copy and BLAS); several columns through BLAS on float64 row blocks.
+    A float32 ``K`` and a single column go through NumPy's ``einsum``, which widens
+    ``K`` in cache-sized chunks and calls no BLAS. The BLAS route costs more than its
+    flops here: OpenBLAS's threads keep spinning for about 0.1 s after each call and
+    slow the XLA work that follows (a CG pass at N = 16,384: 36 ms per 2048² tile
+    with BLAS products, 25 ms with ``einsum``; ``fc_predict_4000``'s refined solve:
+    0.29 s against 0.31 s with a float64 copy and BLAS). Several columns (``einsum``
+    would be 10× slower) go through BLAS on float64 row blocks, a float64 ``K``
+    through BLAS directly; ``Kᵀ v`` as ``(vᵀ K)ᵀ`` needs no transposed copy.
+
+    Args:
+        k: ``(rows, cols)``, float32 or float64.
+        v: ``(cols, q)`` (``(rows, q)`` when ``transpose``), float64.
+        transpose: multiply by ``Kᵀ``.
+        block: rows widened to float64 at a time (several columns, float32 ``K``).
+
+    Returns:
+        ``(rows, q)`` (``(cols, q)`` when ``transpose``), float64.
 
     Example:
         >>> k = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
-        >>> product64(k, np.ones((2, 1))).ravel()
-        array([3., 7.])
+        >>> product64(k, np.ones((2, 1))).ravel(), product64(k, np.ones((2, 1)), True).ravel()
+        (array([3., 7.]), array([4., 6.]))
     """
-    if v.shape[1] == 1:
-        return np.einsum("ij,jk->ik", k, v, optimize=False)
-    out = np.empty((len(k), v.shape[1]))
+    if k.dtype == np.float32 and v.shape[1] == 1:
+        return np.einsum("ij,ik->jk" if transpose else "ij,jk->ik", k, v, optimize=False)
+    if k.dtype == np.float64:
+        return (v.T @ k).T if transpose else k @ v
+    out = np.zeros((k.shape[1] if transpose else len(k), v.shape[1]))
     for i in range(0, len(k), block):
-        out[i : i + block] = np.asarray(k[i : i + block], np.float64) @ v
+        rows = np.asarray(k[i : i + block], np.float64)
+        if transpose:
+            out += (v[i : i + block].T @ rows).T
+        else:
+            out[i : i + block] = rows @ v
     return out
 
 

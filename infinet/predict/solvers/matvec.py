@@ -35,6 +35,7 @@ from jaxtyping import Float
 
 from infinet.batching import TileStore
 from infinet.engine.tiles import BlockPlan
+from infinet.predict.linalg import product64
 from infinet.predict.solvers.progress import Progress
 from infinet.predict.solvers.stored import open_store, stored_tile
 
@@ -368,7 +369,7 @@ class SymmetricKernel:
         self, k: np.ndarray, va: np.ndarray, vb: np.ndarray, both: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(K vb, Kᵀ va)`` in float64 (``Kᵀ va`` only if ``both``)."""
-        return tile_product(k, vb), tile_product(k, va, transpose=True) if both else None
+        return product64(k, vb), product64(k, va, transpose=True) if both else None
 
     def columns(self, idx: np.ndarray) -> np.ndarray:
         """``K[:, idx]`` (float64), computed against every row block.
@@ -387,37 +388,6 @@ class SymmetricKernel:
                 out[a:b, c0:c1] = self.tiles.tile(self.x[a:b], cols)
         out[idx, np.arange(len(idx))] = self.diagonal()[idx]
         return out
-
-
-def tile_product(k: np.ndarray, v: np.ndarray, transpose: bool = False) -> np.ndarray:
-    """``K v`` (or ``Kᵀ v``) of a kernel tile, accumulated in float64.
-
-    A float32 tile and a single column go through NumPy's ``einsum``, which widens
-    the tile in cache-sized chunks (no float64 copy) and does not call BLAS. The
-    BLAS route costs more than its flops here: OpenBLAS's threads keep spinning for
-    about 0.1 s after each call and slow the next tile's XLA computation by a
-    third (a CG pass at N = 16,384: 36 ms per 2048² tile with BLAS products,
-    25 ms with ``einsum``). Several columns (``einsum`` would be 10× slower) and
-    float64 tiles use BLAS; ``Kᵀ v`` as ``(vᵀ K)ᵀ`` needs no transposed copy.
-
-    Args:
-        k: the tile ``(rows, cols)``.
-        v: ``(cols, q)`` (``(rows, q)`` when ``transpose``), float64.
-        transpose: multiply by ``Kᵀ``.
-
-    Returns:
-        ``(rows, q)`` (``(cols, q)`` when ``transpose``), float64.
-
-    Example:
-        >>> k = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
-        >>> tile_product(k, np.ones((2, 1)), transpose=True).ravel()
-        array([4., 6.])
-    """
-    if k.dtype == np.float32 and v.shape[1] == 1:
-        spec = "ij,ik->jk" if transpose else "ij,jk->ik"
-        return np.einsum(spec, k, v, optimize=False)
-    k = np.asarray(k, np.float64)
-    return (v.T @ k).T if transpose else k @ v
 
 
 def cross_matmul(tiles: KernelTiles, x_rows: Any, x_cols: Any, v: Any) -> np.ndarray:
@@ -583,7 +553,7 @@ class RectangularKernel:
 
     def _pass(self, fn: Callable[[int, np.ndarray], None], q: int) -> None:
         """``fn(i, block)`` for every row block; blocks stay in the kernel's dtype
-        for one right-hand side (see :func:`tile_product`), else float64."""
+        for one right-hand side (see :func:`~infinet.predict.linalg.product64`), else float64."""
         cached = len(self._memory) == len(self.ranges)
         own = jax.dtypes.canonicalize_dtype(np.result_type(self.x.dtype, np.float32))
         dtype = own if q == 1 else np.float64  # the kernel's dtype, as far as inputs say
@@ -603,7 +573,7 @@ class RectangularKernel:
 
         def add(i: int, k: np.ndarray) -> None:
             a0, a1 = self.ranges[i]
-            out[...] += tile_product(k, y[a0:a1], transpose=True)
+            out[...] += product64(k, y[a0:a1], transpose=True)
 
         self._pass(add, y.shape[1])
         return out
@@ -617,7 +587,7 @@ class RectangularKernel:
         out = np.zeros_like(v)
 
         def add(_: int, k: np.ndarray) -> None:
-            out[...] += tile_product(k, tile_product(k, v), transpose=True)
+            out[...] += product64(k, product64(k, v), transpose=True)
 
         self._pass(add, v.shape[1])
         return out

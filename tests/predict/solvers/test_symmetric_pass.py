@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from infinet import stax
+from infinet.predict.linalg import product64
 from infinet.predict.solvers.matvec import (
     KernelTiles,
     RectangularKernel,
     SymmetricKernel,
     symmetrized,
-    tile_product,
 )
 
 _, _, KERNEL_FN = stax.serial(
@@ -47,12 +47,13 @@ def test_two_input_functions_still_work():
 
 @pytest.mark.parametrize("transpose", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_tile_product_accumulates_in_float64(dtype, transpose):
+@pytest.mark.parametrize("q", [1, 3])
+def test_product64_accumulates_in_float64(dtype, transpose, q):
     rs = np.random.RandomState(2)
     k = rs.rand(70, 50).astype(dtype)
-    v = rs.randn(70 if transpose else 50, 1)
+    v = rs.randn(70 if transpose else 50, q)
     exact = (k.astype(np.float64).T if transpose else k.astype(np.float64)) @ v
-    got = tile_product(k, v, transpose)
+    got = product64(k, v, transpose, block=32)  # row blocks with a ragged edge
     assert got.dtype == np.float64 and got.shape == exact.shape
     np.testing.assert_allclose(got, exact, rtol=1e-13, atol=1e-13)
 
