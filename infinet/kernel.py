@@ -70,10 +70,12 @@ class Kernel:
         is_input: this is the input kernel: no layer has been applied yet (as in NT).
         cov_mode: how ``cov1``/``cov2`` are stored: ``'full'`` (like ``nngp``),
             ``'variances'`` (per-position variances Σ(x, x)(s, s) only, shape
-            ``(N, *S)``, while ``nngp``/``ntk`` keep cross-position entries) or
-            ``'lost'`` (not available: a layer mixed positions). Only the tiled
-            evaluation of :mod:`infinet.engine.tiles` uses the last two, for
-            networks that never need cross-position self-covariances.
+            ``(N, *S)``, while ``nngp``/``ntk`` keep cross-position entries),
+            ``'band'`` (Σ(x, x)(s, s + δ) for ``|δ|∞ ≤ r``, shape ``(N, *W, *S)``,
+            :mod:`infinet.bands`) or ``'lost'`` (none: a layer mixed all positions;
+            ``cov1``/``cov2`` are then empty, shape ``(N, 0)``). Only the tiled
+            evaluation of :mod:`infinet.engine.tiles` uses the last three, for
+            networks whose static rule (:class:`~infinet.layout.Variances`) allows.
 
     Example:
         >>> import jax.numpy as jnp

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from infinet import bands
 from infinet.kernel import Kernel
 
 Tensor = Float[Array, "..."]
@@ -77,52 +78,108 @@ class Spatial(enum.Enum):
 
 _ORDER = ("full", "variances", "lost", "error")
 
+#: A tile's self-covariance state: ``'full'``, ``'variances'``, ``'lost'``, ``'error'``,
+#: or the radius ``r ≥ 1`` of a band (:mod:`infinet.bands`).
+State = str | int
+
+
+def _worst(a: State, b: State) -> State:
+    if a == b:
+        return a
+    if isinstance(a, int) or isinstance(b, int):
+        return "error"  # two branches with different self-covariance storage
+    return max(a, b, key=_ORDER.index)
+
+
+def _named(state: State) -> str:
+    """A state reached from ``'variances'`` or ``'lost'``: never a band."""
+    return state if isinstance(state, str) else "error"
+
+
+def _from_radius(r: int) -> State:
+    return "variances" if r == 0 else ("error" if r < 0 else r)
+
 
 @dataclasses.dataclass(frozen=True)
 class Variances:
-    """What a layer does to a pair tile that carries per-position variances only.
+    """What a layer does to a pair tile that carries partial self-covariances.
 
     The tiles of :mod:`infinet.engine.tiles` may carry, in ``cov1``/``cov2``,
-    only the variances Σ(x, x)(s, s) of their examples: a t1 x t2 tile then
-    stores t1·t2 pair tensors instead of t1·t2 + t1 + t2. Whether that is exact
-    for a network is a static fact, composed from each layer's rule like
-    :class:`Spatial`. A tile's self-covariances are in one of four states:
-    ``'full'`` (exact and complete), ``'variances'`` (per-position variances),
-    ``'lost'`` (unknown; only ``nngp``/``ntk`` stay exact, e.g. after
-    ``GlobalAvgPool``) and ``'error'`` (the layer cannot run on them).
+    only the variances Σ(x, x)(s, s) of their examples, or a band of them
+    (:mod:`infinet.bands`): a t1 x t2 tile then stores t1·t2 pair tensors instead
+    of t1·t2 + t1 + t2. Whether that is exact for a network is a static fact,
+    composed from each layer's rule like :class:`Spatial`. A tile's
+    self-covariances are in one of these states: ``'full'`` (exact and complete),
+    ``'variances'`` (per-position variances), a band radius ``r ≥ 1``, ``'lost'``
+    (unknown; only ``nngp``/``ntk`` stay exact, e.g. after ``GlobalAvgPool``) and
+    ``'error'`` (the layer cannot run on them).
 
     Attributes:
         on_variances: the state after the layer, for ``'variances'`` in.
         on_lost: the state after the layer, for ``'lost'`` in.
+        on_band: the states after the layer for bands of radius 1, 2, ...,
+            :data:`~infinet.bands.BAND_MAX` in.
 
     Example:
-        >>> conv, gap = Variances("variances", "error"), Variances("lost", "lost")
+        >>> conv, gap = Variances.keeping(), Variances("lost", "lost", ("lost",) * 8)
         >>> conv.then(gap).exact, gap.then(conv).exact
         (True, False)
+        >>> pool = Variances.pooling([(2, 2), (2, 2)])   # AvgPool((2, 2), (2, 2))
+        >>> pool.exact, pool.band, pool.then(pool).band   # radius 1 in, 0 out; then 3
+        (False, 1, 3)
     """
 
     on_variances: str = "error"
     on_lost: str = "error"
+    on_band: tuple[State, ...] = ("error",) * bands.BAND_MAX
 
-    def apply(self, state: str) -> str:
+    @staticmethod
+    def keeping(on_lost: str = "error") -> Variances:
+        """The rule of a layer that keeps variances and bands (nonlinearities, 1-stride convs)."""
+        return Variances("variances", on_lost, tuple(range(1, bands.BAND_MAX + 1)))
+
+    @staticmethod
+    def pooling(windows: list[tuple[int, int]]) -> Variances:
+        """The rule of pooling with ``(window, stride)`` per axis (:func:`bands.pool_rule`)."""
+        if not windows:
+            return Variances.keeping()
+        rules = [bands.pool_rule(w, s) for w, s in windows]
+        radii = [min(rule[r] for rule in rules) for r in range(bands.BAND_MAX)]
+        return Variances("error", "error", tuple(_from_radius(r) for r in radii))
+
+    def apply(self, state: State) -> State:
         """The state after this layer for ``state`` in."""
+        if isinstance(state, int):
+            return self.on_band[state - 1]
         return {"variances": self.on_variances, "lost": self.on_lost}.get(state, state)
 
     def then(self, other: Variances) -> Variances:
         """The rule of this layer followed by ``other``."""
-        return Variances(other.apply(self.on_variances), other.apply(self.on_lost))
+        on_band = tuple(other.apply(s) for s in self.on_band)
+        return Variances(
+            _named(other.apply(self.on_variances)), _named(other.apply(self.on_lost)), on_band
+        )
 
     def alongside(self, other: Variances) -> Variances:
         """The rule of two parallel branches (the worse state of the two)."""
-        worst = lambda a, b: max(a, b, key=_ORDER.index)  # noqa: E731
+        on_band = tuple(_worst(a, b) for a, b in zip(self.on_band, other.on_band))
         return Variances(
-            worst(self.on_variances, other.on_variances), worst(self.on_lost, other.on_lost)
+            _named(_worst(self.on_variances, other.on_variances)),
+            _named(_worst(self.on_lost, other.on_lost)),
+            on_band,
         )
 
     @property
     def exact(self) -> bool:
         """Tiles carrying variances only give exact ``nngp``/``ntk``."""
         return self.on_variances != "error"
+
+    @property
+    def band(self) -> int | None:
+        """The narrowest self-covariance band that is exact (0: variances), or ``None``."""
+        if self.exact:
+            return 0
+        return next((r for r, s in enumerate(self.on_band, 1) if s != "error"), None)
 
 
 #: Layers that map per-position variances exactly and ignore self-covariances otherwise.
@@ -260,23 +317,30 @@ class VariancesOnlyUnsupported(ValueError):
     """
 
 
-def keep_variances_only(k: Kernel) -> Kernel:
-    """``k`` with ``cov1``/``cov2`` reduced to per-position variances (``cov_mode``).
+def keep_band(k: Kernel, r: int) -> Kernel:
+    """``k`` with ``cov1``/``cov2`` reduced to their self-covariance band of radius ``r``.
 
-    Applies to ``diagonal_batch`` kernels with full spatial storage; others are
-    returned unchanged.
+    ``r = 0`` keeps the per-position variances (``cov_mode='variances'``), ``r ≥ 1``
+    the band of :mod:`infinet.bands` (``cov_mode='band'``). Applies to
+    ``diagonal_batch`` kernels with full spatial storage; others are returned unchanged.
     """
     if not k.diagonal_batch or k.diagonal_spatial or k.spatial_ndim == 0:
         return k
     n = k.spatial_ndim
-    cov2 = None if k.cov2 is None else spatial_diagonal(k.cov2, 1, n)
-    return k.replace(cov1=spatial_diagonal(k.cov1, 1, n), cov2=cov2, cov_mode="variances")
+
+    def reduce(cov: Tensor) -> Tensor:
+        return spatial_diagonal(cov, 1, n) if r == 0 else bands.from_full(cov, r, n)
+
+    cov2 = None if k.cov2 is None else reduce(k.cov2)
+    return k.replace(cov1=reduce(k.cov1), cov2=cov2, cov_mode="variances" if r == 0 else "band")
 
 
 def self_variance(cov: Tensor, k: Kernel) -> Tensor:
     """Per-example, per-position variance Σ(x, x)(s, s): shape ``(N, *S)``."""
     if k.cov_mode == "variances":
         return cov
+    if k.cov_mode == "band":
+        return bands.centre(cov, k.spatial_ndim)
     if k.cov_mode == "lost":
         raise VariancesOnlyUnsupported("a nonlinearity after a layer that mixes positions")
     if not k.diagonal_batch:
@@ -317,6 +381,9 @@ def pair_variances(k: Kernel) -> tuple[Tensor, Tensor]:
 def _self_pair_variances(cov: Tensor, k: Kernel) -> tuple[Tensor, Tensor]:
     """Variances broadcastable against ``cov1`` or ``cov2`` themselves."""
     v = self_variance(cov, k)
+    if k.cov_mode == "band":  # entry (s, s + δ): the variances at s and at s + δ
+        near = v.reshape(v.shape[:1] + (1,) * k.spatial_ndim + v.shape[1:])
+        return near, bands.shifted(v, bands.radius(cov, k.spatial_ndim))
     batch_ndim = 1 if k.diagonal_batch else 2
     if k.diagonal_batch and (k.diagonal_spatial or k.cov_mode == "variances"):
         return v, v
@@ -442,15 +509,17 @@ def map_tensors(
     """Applies a layout-aware linear map ``fn(tensor, batch_ndim)`` to every tensor.
 
     ``variance_fn`` maps ``cov1``/``cov2`` instead when they hold per-position
-    variances only (``k.cov_mode == 'variances'``); without it such kernels raise
-    :class:`VariancesOnlyUnsupported`.
+    variances only (``k.cov_mode == 'variances'``), or a band of
+    :mod:`infinet.bands` (``'band'``: the offset axes count as batch axes); without
+    it such kernels raise :class:`VariancesOnlyUnsupported`.
     """
     cov_batch = 1 if k.diagonal_batch else 2
     cov_fn = fn
     if k.cov_mode != "full":
-        if variance_fn is None or k.cov_mode != "variances":
+        if variance_fn is None or k.cov_mode not in ("variances", "band"):
             raise VariancesOnlyUnsupported("a layer without a per-position variance map")
         cov_fn = variance_fn
+        cov_batch = 1 + k.spatial_ndim if k.cov_mode == "band" else 1
     return k.replace(
         nngp=fn(k.nngp, 2),
         ntk=None if k.ntk is None else fn(k.ntk, 2),

@@ -168,7 +168,7 @@ class Evaluator:
         diagonal_spatial: bool | None,
         mask_constant: Any,
         static_kwargs: tuple[tuple[str, Hashable], ...] = (),
-        variances_only: bool = False,
+        band: int | None = None,
     ) -> Any:
         """The traceable computation: input kernel, covariance map, ``get``.
 
@@ -181,7 +181,8 @@ class Evaluator:
             diagonal_spatial: layout request or ``None``.
             mask_constant: the mask value, or ``None``.
             static_kwargs: hashable keyword arguments, sorted.
-            variances_only: carry per-position variances only in ``cov1``/``cov2``.
+            band: carry only the self-covariance band of this radius in
+                ``cov1``/``cov2`` (0: per-position variances; :mod:`infinet.bands`).
 
         Returns:
             What ``get`` selects of the output kernel.
@@ -197,8 +198,8 @@ class Evaluator:
             b_axis = 0 if self.support.batch_axis is None else self.support.batch_axis
             c_axis = -1 if self.support.channel_axis is None else self.support.channel_axis
             k = gram.input_kernels(x1, x2, db, ds, b_axis, c_axis, mask_constant)
-            if variances_only:
-                k = layout.keep_variances_only(k)
+            if band is not None:
+                k = layout.keep_band(k, band)
         return select(self.kernel_map(k, **kwargs), get)
 
     def _run_tiles(
@@ -218,17 +219,17 @@ class Evaluator:
         self, plan: Plan, get: Any, layout_args: tuple[bool | None, bool | None], b_axis: int
     ) -> Callable[[Any, Any], Any]:
         assert plan.tiles is not None
-        side, ds, var = plan.tiles.side, plan.diagonal_spatial, plan.tiles.variances_only
+        side, ds = plan.tiles.side, plan.diagonal_spatial
+        band = plan.tiles.band if plan.tiles.variances_only else None
 
-        def trace(a: Any, b: Any, g: Any, variances_only: bool = False) -> Any:
+        def trace(a: Any, b: Any, g: Any, band: int | None = None) -> Any:
             return self.trace(
                 a, b, {}, get=g, diagonal_batch=layout_args[0],
-                diagonal_spatial=layout_args[1], mask_constant=None,
-                variances_only=variances_only,
+                diagonal_spatial=layout_args[1], mask_constant=None, band=band,
             )  # fmt: skip
 
         def tiled(a: Any, b: Any) -> Any:
-            return tiles.evaluate(trace, a, b, get, b_axis, ds, side, variances_only=var)
+            return tiles.evaluate(trace, a, b, get, b_axis, ds, side, band=band)
 
         def run(a: Any, b: Any) -> Any:
             if b is None:

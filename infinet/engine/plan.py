@@ -63,6 +63,8 @@ class TilePlan:
             symmetric job.
         variances_only: rectangular tiles carry per-position variances only
             (exact for this network: :class:`~infinet.layout.Variances`).
+        band: with ``variances_only``, the radius of the self-covariance band
+            they carry (0: the variances themselves; :mod:`infinet.bands`).
     """
 
     side: int
@@ -71,6 +73,7 @@ class TilePlan:
     symmetric: bool
     shared_inputs: bool
     variances_only: bool = False
+    band: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +107,8 @@ class Plan:
             tiled = f"{t.count} of {t.total} ({t.side}x{t.side})"
             tiled += ", symmetric" if t.symmetric else ""
             tiled += ", symmetric when x2 equals x1" if t.shared_inputs else ""
-            tiled += ", variances only" if t.variances_only else ""
+            if t.variances_only:
+                tiled += f", self-covariance band {t.band}" if t.band else ", variances only"
         return (
             f"Plan(gram={self.gram!r}, layout=(batch={diag(self.diagonal_batch)}, "
             f"spatial={diag(self.diagonal_spatial)}), tiles={tiled}, "
@@ -182,7 +186,8 @@ def _tile_plan(support: LayoutSupport, x1: Any, x2: Any, ds: bool, get: Any) -> 
         groups = tiles.plan_rectangular(n1, n2, side)
     count = sum(g.rows.shape[0] for g in groups)
     total = len(tiles.plan_rectangular(n1, n2, side)[0].rows)
-    return TilePlan(side, count, total, symmetric, shared, support.variances.exact)
+    band = support.variances.band
+    return TilePlan(side, count, total, symmetric, shared, band is not None, band or 0)
 
 
 def arrays_only(get: Any) -> bool:

@@ -29,7 +29,7 @@ Example:
     >>> x = jnp.arange(40.0).reshape(8, 5, 1) / 40
     >>> [g.rows.shape for g in tiles.plan_symmetric(8, tile=4, leaf=2)]
     [(1, 4), (2, 2), (4, 2)]
-    >>> def trace(a, b, get, variances_only=False):  # what kernel_fn uses, simplified
+    >>> def trace(a, b, get, band=None):  # what kernel_fn uses, simplified
     ...     inputs = stax.Identity().kernel_fn(a, b, diagonal_spatial=False)
     ...     return kernel_fn.kernel_map(inputs).nngp
     >>> tiled = tiles.evaluate(trace, x, None, 'nngp', 0, False, tile=4, min_block=2)
@@ -271,28 +271,28 @@ def _as_dict(out: Any, fields: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _run_group(
-    trace: Trace, g: TileGroup, x1: Any, x2: Any, axis: int, get: Any, variances_only: bool
+    trace: Trace, g: TileGroup, x1: Any, x2: Any, axis: int, get: Any, band: int | None
 ) -> Any:
     """Runs one group of tiles in a ``lax.map``.
 
-    With ``variances_only`` (a static fact of the network,
-    :class:`~infinet.layout.Variances`), rectangular tiles of ``nngp``/``ntk``
-    carry only per-position variances of their examples (``Kernel.cov_mode``): a
-    t1 x t2 tile then costs t1·t2 pair tensors instead of t1·t2 + t1 + t2.
+    With a ``band`` radius (a static fact of the network,
+    :attr:`infinet.layout.Variances.band`), rectangular tiles of ``nngp``/``ntk``
+    carry only per-position variances of their examples, or a narrow band of their
+    self-covariances (``Kernel.cov_mode``, :mod:`infinet.bands`): a t1 x t2 tile
+    then costs t1·t2 pair tensors instead of t1·t2 + t1 + t2.
     """
+    cheap = band is not None and not g.symmetric and get is not None
+    cheap = cheap and set(get) <= {"nngp", "ntk"}
 
-    def tile(idx: tuple[jax.Array, jax.Array], variances_only: bool) -> Any:
+    def tile(idx: tuple[jax.Array, jax.Array]) -> Any:
         a = jnp.take(x1, idx[0], axis=axis)
         if g.symmetric:
             return trace(a, None, get)
         b = jnp.take(x2, idx[1], axis=axis)
-        if variances_only:
-            return trace(a, b, get, True)
-        return trace(a, b, get)
+        return trace(a, b, get, band) if cheap else trace(a, b, get)
 
     idx = (jnp.asarray(g.rows), jnp.asarray(g.cols))
-    cheap = variances_only and not g.symmetric and get is not None and set(get) <= {"nngp", "ntk"}
-    return jax.lax.map(lambda i: tile(i, cheap), idx)
+    return jax.lax.map(tile, idx)
 
 
 def _scatter(buf: Any, idx: tuple[np.ndarray, ...], vals: jax.Array) -> Any:
@@ -308,7 +308,7 @@ def evaluate(
     diagonal_spatial: bool,
     tile: int,
     min_block: int = MIN_BLOCK,
-    variances_only: bool = False,
+    band: int | None = None,
 ) -> Any:
     """The kernel of ``(x1, x2)`` assembled from tiles of at most ``tile²`` pairs.
 
@@ -323,8 +323,9 @@ def evaluate(
         tile: largest tile side (in examples).
         min_block: diagonal blocks of at most this many examples are computed as
             symmetric kernels.
-        variances_only: rectangular tiles may carry per-position variances only
-            (exact for the network: :attr:`infinet.layout.Variances.exact`).
+        band: rectangular tiles may carry only the self-covariance band of this
+            radius, 0 for per-position variances (exact for the network:
+            :attr:`infinet.layout.Variances.band`); ``None`` keeps them whole.
 
     Returns:
         What ``trace(x1, x2, get)`` returns.
@@ -339,7 +340,7 @@ def evaluate(
     fields = _fields(get)
     request = None if get is None else fields
     other = x1 if x2 is None else x2
-    results = [_run_group(trace, g, x1, other, axis, request, variances_only) for g in groups]
+    results = [_run_group(trace, g, x1, other, axis, request, band) for g in groups]
     proto = next((r for r, g in zip(results, groups) if g.symmetric == (x2 is None)), results[0])
     out: dict[str, Any] = {}
     for f in fields:

@@ -35,7 +35,7 @@ import jax
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from infinet import masking, validate
+from infinet import bands, masking, validate
 from infinet.engine.local import Evaluator
 from infinet.engine.plan import Plan
 from infinet.kernel import (
@@ -50,6 +50,7 @@ from infinet.layout import (
     KEEPS_VARIANCES,
     NEEDS_FULL,
     LayoutSupport,
+    State,
     Variances,
     VariancesOnlyUnsupported,
 )
@@ -246,11 +247,13 @@ def make_layer(
     ``handles_variances``: ``kernel_map`` also accepts kernels whose ``cov1``/``cov2``
     hold per-position variances only (:attr:`Kernel.cov_mode`, used by the tiles
     of :mod:`infinet.engine.tiles`). ``variances`` states exactly what it does to
-    them (:class:`~infinet.layout.Variances`); the default is
-    :data:`~infinet.layout.KEEPS_VARIANCES` with ``handles_variances`` and
-    :data:`~infinet.layout.NEEDS_FULL` without. The plan reads this static fact
-    to decide whether tiles carry variances only; combinators pass the rule
-    composed from their children.
+    them and to self-covariance bands (:class:`~infinet.layout.Variances`,
+    :mod:`infinet.bands`); the default is :data:`~infinet.layout.KEEPS_VARIANCES`
+    with ``handles_variances`` and :data:`~infinet.layout.NEEDS_FULL` without. The
+    plan reads this static fact to decide what tiles carry; combinators pass the
+    rule composed from their children. A kernel the rule refuses raises
+    :class:`~infinet.layout.VariancesOnlyUnsupported`, and band entries past the
+    image edge are kept at zero after every layer.
 
     Masks (:mod:`infinet.masking`): the kernel function zeroes the covariances
     of masked positions after ``kernel_map`` (:func:`~infinet.masking.remask`),
@@ -266,9 +269,9 @@ def make_layer(
     support = dataclasses.replace(support, variances=variances)
 
     def masked_kernel_map(k: Any, **kwargs: Any) -> Any:
-        if not handles_variances and _variances_only(k):
+        if any(variances.apply(state) == "error" for state in _self_covariance_states(k)):
             raise VariancesOnlyUnsupported(name)
-        return _not_input(masking.remask(kernel_map(k, **kwargs)))
+        return _not_input(_rezeroed_bands(masking.remask(kernel_map(k, **kwargs))))
 
     channel_axis = -1 if support.channel_axis is None else support.channel_axis
     apply = masking.masked_apply(apply_fn, name, mask_fn, channel_axis)
@@ -320,9 +323,34 @@ def _not_input(k: Any) -> Any:
     return k
 
 
-def _variances_only(k: Any) -> bool:
+def _kernels(k: Any) -> list[Kernel]:
     leaves = jax.tree.leaves(k, is_leaf=lambda t: isinstance(t, Kernel))
-    return any(isinstance(t, Kernel) and t.cov_mode != "full" for t in leaves)
+    return [t for t in leaves if isinstance(t, Kernel)]
+
+
+def _self_covariance_states(k: Any) -> list[State]:
+    """The :class:`~infinet.layout.Variances` state of each kernel's ``cov1``/``cov2``."""
+    states: list[State] = []
+    for t in _kernels(k):
+        band = t.cov_mode == "band"
+        states.append(bands.radius(t.cov1, t.spatial_ndim) if band else t.cov_mode)
+    return states
+
+
+def _rezeroed_bands(k: Any) -> Any:
+    """Bands (:mod:`infinet.bands`) with their entries outside the image exactly zero.
+
+    A layer maps every stored entry alike (a bias adds b², a nonlinearity maps a zero
+    covariance to a nonzero one); the entries past the image edge stand for the
+    zero padding of the activations, and stay zero here, once for every layer.
+    """
+    if isinstance(k, (list, tuple)):
+        return type(k)(_rezeroed_bands(t) for t in k)
+    if not isinstance(k, Kernel) or k.cov_mode != "band":
+        return k
+    n = k.spatial_ndim
+    cov2 = None if k.cov2 is None else bands.rezeroed(k.cov2, n)
+    return k.replace(cov1=bands.rezeroed(k.cov1, n), cov2=cov2)
 
 
 def _is_kernel_tree(x: Any) -> bool:

@@ -372,8 +372,21 @@ def _conv_layer(
         _conv_mask_fn(spec),
         handles_variances=True,
         spec=described,
-        variances=Variances("variances", "error"),
+        variances=_variances_rule(spec),
     )
+
+
+def _variances_rule(spec: ConvSpec) -> Variances:
+    """Variances map to variances; a stride-1 convolution also keeps a band's offsets.
+
+    Σ'(s, s + δ) = Σ_k Σ(s + k, s + δ + k) / |F| reads the band at the same δ
+    (:mod:`infinet.bands`); strides, transposition, circular wrapping or reordered
+    axes would move it.
+    """
+    same_offsets = spec.kind == "conv" and set(spec.strides) <= {1}
+    same_offsets = same_offsets and spec.padding != "CIRCULAR"
+    same_offsets = same_offsets and list(spec.out_perm()) == list(range(len(spec.strides)))
+    return Variances.keeping() if same_offsets else Variances("variances", "error")
 
 
 _ARGS_DOC = """

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from infinet import validate
 from infinet.kernel import Kernel
-from infinet.layout import LayoutSupport
+from infinet.layout import LayoutSupport, Variances
 from infinet.stax import random_init
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.spec import LayerSpec
@@ -171,6 +171,7 @@ def Dense(
         return out.replace(shape1=k.shape1[:-1] + (width,), shape2=k.shape2[:-1] + (width,))
 
     support = LayoutSupport(batch_axis=batch_axis, channel_axis=channel_axis)
+    variances = Variances.keeping(on_lost="lost")  # Σ' = W² Σ + b², entry by entry
     return make_layer(
-        init_fn, apply_fn, kernel_map, "Dense", support, handles_variances=True, spec=spec
+        init_fn, apply_fn, kernel_map, "Dense", support, variances=variances, spec=spec
     )

@@ -51,9 +51,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from infinet import masking
+from infinet import bands, masking
 from infinet.kernel import Kernel
-from infinet.layout import LayoutSupport, Spatial, Variances, map_tensors, spatial_diagonal
+from infinet.layout import (
+    NEEDS_FULL,
+    LayoutSupport,
+    Spatial,
+    Variances,
+    map_tensors,
+    spatial_diagonal,
+)
 from infinet.stax import patches
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.spec import LayerSpec
@@ -123,8 +130,13 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
         def flat_variances(t: jax.Array, batch_ndim: int) -> jax.Array:
             return jnp.mean(t, axis=tuple(range(batch_ndim, t.ndim)))
 
-        var = k.cov_mode == "variances"
-        cov_flat = flat_variances if var else flat
+        var = k.cov_mode in ("variances", "band")
+
+        def flat_band(t: jax.Array, batch_ndim: int) -> jax.Array:
+            centre = bands.centre(t, k.spatial_ndim) if k.cov_mode == "band" else t
+            return flat_variances(centre, 1)
+
+        cov_flat = flat_band if var else flat
         ntk = None if k.ntk is None else flat(k.ntk, 2)
         return k.replace(
             nngp=flat(k.nngp, 2),
@@ -150,7 +162,8 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
         support,
         handles_variances=True,
         spec=spec,
-        variances=Variances("full", "lost"),  # Σ(x, x) of the flattened units is exact
+        # Σ(x, x) of the flattened units is exact: the mean of the variances
+        variances=Variances("full", "lost", ("full",) * bands.BAND_MAX),
     )
 
 
@@ -217,9 +230,22 @@ def _pool_layer(
             x = jnp.moveaxis(jnp.tensordot(jnp.asarray(m, x.dtype), x, axes=[[1], [a]]), 0, a)
         return x
 
+    # Pooling mixes neighbouring positions: tiles may carry a band of self-covariances
+    # wide enough for the windows (infinet.bands), but not the variances alone.
+    circular = padding == "CIRCULAR"
+    rule = NEEDS_FULL if circular else Variances.pooling(list(zip(window_shape, strides)))
+
     def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
         mats = matrices(k.shape1[1:-1])
-        out = map_tensors(k, lambda t, b: patches.pool(t, b, mats))
+        r_out = 0
+        if k.cov_mode == "band":
+            state = rule.apply(bands.radius(k.cov1, k.spatial_ndim))
+            r_out = state if isinstance(state, int) else 0
+
+        def pool_band(t: jax.Array, batch_ndim: int) -> jax.Array:
+            return bands.pool(t, mats, r_out)
+
+        out = map_tensors(k, lambda t, b: patches.pool(t, b, mats), pool_band)
         sizes = tuple(m.shape[0] for m in mats)
         return out.replace(
             shape1=(k.shape1[0], *sizes, k.shape1[-1]),
@@ -227,10 +253,13 @@ def _pool_layer(
             is_gaussian=k.is_gaussian,
             mask1=pool_mask(k.mask1),
             mask2=pool_mask(k.mask2),
+            cov_mode="variances" if k.cov_mode == "band" and r_out == 0 else k.cov_mode,
         )
 
     support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
-    return make_layer(init_fn, apply_fn, kernel_map, name, support, mask_fn, spec=spec)
+    return make_layer(
+        init_fn, apply_fn, kernel_map, name, support, mask_fn, spec=spec, variances=rule
+    )
 
 
 def AvgPool(
@@ -329,16 +358,20 @@ def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -
         x = jnp.where(masked, jnp.zeros((), x.dtype), x)
         return jnp.sum(x, axis=axes) / jnp.maximum(n, 1).astype(x.dtype)
 
+    def summed(t: jax.Array, batch_ndim: int) -> jax.Array:
+        return jnp.sum(t, axis=tuple(range(batch_ndim, t.ndim)))
+
     def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
         lost = k.cov_mode != "full" and k.spatial_ndim > 0
-        if lost:  # Σ(x, x) needs cross-position entries: unavailable from variances
-            nan = jnp.nan
-            cov2 = None if k.cov2 is None else jnp.full_like(k.cov2, nan)
-            k = k.replace(cov1=jnp.full_like(k.cov1, nan), cov2=cov2, cov_mode="full")
         if k.spatial_ndim == 0:
             out = k
+        elif lost:  # Σ(x, x) needs cross-position entries: the tile has none (no entries)
+            none = lambda c: None if c is None else jnp.zeros(c.shape[:1] + (0,), c.dtype)  # noqa: E731
+            ntk = None if k.ntk is None else summed(k.ntk, 2)
+            out = k.replace(nngp=summed(k.nngp, 2), ntk=ntk, cov1=none(k.cov1), cov2=none(k.cov2))
+            out = _divide_by_counts(out, k) if average else out
         else:
-            out = map_tensors(k, lambda t, b: jnp.sum(t, axis=tuple(range(b, t.ndim))))
+            out = map_tensors(k, summed)
             out = _divide_by_counts(out, k) if average else out
         return out.replace(
             shape1=(k.shape1[0], k.shape1[-1]),
@@ -366,7 +399,8 @@ def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -
         mask_fn,
         handles_variances=True,
         spec=spec,
-        variances=Variances("lost", "lost"),  # the pooled self-covariance needs all positions
+        # the pooled self-covariance needs all positions
+        variances=Variances("lost", "lost", ("lost",) * bands.BAND_MAX),
     )
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from jax import lax
 
 from infinet.kernel import Kernel
-from infinet.layout import LayoutSupport, Spatial
+from infinet.layout import LayoutSupport, Spatial, Variances
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.spatial_maps import map_mask, map_spatial
 from infinet.stax.spec import LayerSpec
@@ -66,7 +66,8 @@ def Identity() -> Layer:
     def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
         return k
 
-    return make_layer(init_fn, apply_fn, kernel_map, "Identity", handles_variances=True, spec=spec)
+    variances = Variances.keeping(on_lost="lost")
+    return make_layer(init_fn, apply_fn, kernel_map, "Identity", spec=spec, variances=variances)
 
 
 # -- a spatial map given in the user's axis layout ------------------------------------

@@ -22,6 +22,24 @@ def _conv_net(padding, strides=(1, 1), head="flatten"):
 
 CASES = [
     Case("conv_same_flatten", _conv_net("SAME"), (4, 3, 2), **_CONV),
+    # Pools between nonlinearities: tiles carry a band of radius 3 (infinet.bands).
+    Case(
+        "pool_band",
+        lambda w: [
+            stax.Conv(w, (3, 3), None, "SAME", 1.3, 0.2),
+            stax.Relu(),
+            stax.AvgPool((2, 2), (2, 2)),
+            stax.Conv(w, (2, 2), None, "SAME", 1.2, 0.1),
+            stax.Erf(),
+            stax.SumPool((2, 1), None, "SAME"),
+            stax.Conv(w, (2, 2), None, "SAME", 1.1),
+            stax.Relu(),
+            stax.GlobalAvgPool(),
+            stax.Dense(3),
+        ],
+        (6, 5, 2),
+        **_CONV,
+    ),
     Case("conv_valid_strided_gap", _conv_net("VALID", (2, 1), "gap"), (5, 3, 2), **_CONV),
     Case("conv_circular_gap", _conv_net("CIRCULAR", (1, 2), "gap"), (4, 3, 2), **_CONV),
     Case(

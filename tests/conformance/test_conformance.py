@@ -127,8 +127,9 @@ SPATIAL = [c for c in CASES if len(c.input_shape) >= 2 and not c.kernel_kwargs]
 
 @pytest.mark.parametrize("case", SPATIAL, ids=[c.name for c in SPATIAL])
 def test_static_variances_rule_matches_the_trace(case):
-    """Tiles carry per-position variances only where the network's static rule
-    (``layout.Variances``) says so, and there they give the full-covariance numbers."""
+    """Tiles carry per-position variances, or the narrowest band of self-covariances,
+    exactly where the network's static rule (``layout.Variances.band``) says so, and
+    there they give the full-covariance numbers; one radius less is refused."""
     from infinet.layout import VariancesOnlyUnsupported
 
     x1, x2 = _inputs(case, np.float64)
@@ -136,18 +137,20 @@ def test_static_variances_rule_matches_the_trace(case):
     if not kernel_fn.support.diagonal_batch:
         pytest.skip("tiles need diagonal_batch")
 
-    def trace(variances_only):
+    def trace(band):
         return jax.jit(
             lambda a, b: kernel_fn.engine.trace(
                 a, b, {}, get=("nngp", "ntk"), diagonal_batch=True, diagonal_spatial=False,
-                mask_constant=None, variances_only=variances_only,
+                mask_constant=None, band=band,
             )
         )(x1, x2)  # fmt: skip
 
-    if not kernel_fn.support.variances.exact:
+    radius = kernel_fn.support.variances.band
+    if radius is None or radius > 0:
         with pytest.raises(VariancesOnlyUnsupported):
-            trace(True)
+            trace(0 if radius is None else radius - 1)
+    if radius is None:
         return
-    full, cheap = trace(False), trace(True)
+    full, cheap = trace(None), trace(radius)
     for a, b in zip(full, cheap):
         np.testing.assert_allclose(a, b, **tol(np.float64))

@@ -141,8 +141,8 @@ def _residual_gap_net():
 
 _TILED_NETS = {
     "variances_only": _residual_gap_net,
-    # AvgPool needs full self-covariances: falls back to them
-    "avgpool_fallback": lambda: stax.serial(
+    # AvgPool reads neighbouring positions: a band of radius 1 of self-covariances
+    "avgpool_band": lambda: stax.serial(
         stax.Conv(2, (3, 3), padding="SAME", b_std=0.2),
         stax.Relu(),
         stax.AvgPool((2, 2), padding="SAME"),
@@ -164,7 +164,7 @@ _TILED_NETS = {
 
 
 _TILED_CASES = [(n, s, ("nngp", "ntk")) for n in _TILED_NETS for s in (True, False)]
-_TILED_CASES += [("variances_only", True, "ntk"), ("avgpool_fallback", False, None)]
+_TILED_CASES += [("variances_only", True, "ntk"), ("avgpool_band", False, None)]
 
 
 @pytest.mark.parametrize("net_name, symmetric, get", _TILED_CASES)
@@ -202,23 +202,29 @@ def test_models_build_and_run():
         models.FullyConnected(nonlinearity="Swish")
 
 
+_BANDS = {"variances_only": 0, "avgpool_band": 1, "head_nonlinearity_fallback": None}
+
+
 @pytest.mark.parametrize("net_name", list(_TILED_NETS))
-def test_variances_only_tiles_only_where_exact(net_name):
-    """The static rule (layout.Variances) says variances-only tiles are exact exactly for
-    nets that never read cross-position self-covariances; tracing agrees."""
+def test_self_covariance_band_only_where_exact(net_name):
+    """The static rule (layout.Variances.band) gives the narrowest self-covariance band
+    that is exact: 0 (variances) for nets that never read cross-position
+    self-covariances, 1 after a 2-tap pool, none when a nonlinearity follows the
+    global pool; tracing agrees."""
     net = _TILED_NETS[net_name]()
     a, b = jnp.asarray(_images(2, (4, 3, 2))), jnp.asarray(_images(3, (4, 3, 2), 1))
     kw = dict(get="ntk", diagonal_batch=True, diagonal_spatial=False)
     kw.update(mask_constant=None, static_kwargs=())
 
-    def evaluate(variances_only):
-        fn = lambda u, v: net.kernel_fn.engine.trace(u, v, {}, variances_only=variances_only, **kw)
+    def evaluate(band):
+        fn = lambda u, v: net.kernel_fn.engine.trace(u, v, {}, band=band, **kw)
         return jax.jit(fn)(a, b)
 
-    full = evaluate(False)
-    assert net.kernel_fn.support.variances.exact == (net_name == "variances_only")
-    if net_name != "variances_only":
+    full = evaluate(None)
+    radius = net.kernel_fn.support.variances.band
+    assert radius == _BANDS[net_name]
+    if radius != 0:
         with pytest.raises(VariancesOnlyUnsupported):
-            evaluate(True)
-        return
-    assert_close(evaluate(True), full)
+            evaluate(0 if radius is None else radius - 1)
+    if radius is not None:
+        assert_close(evaluate(radius), full)

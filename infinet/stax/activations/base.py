@@ -58,7 +58,7 @@ def elementwise_layer(
         return map_elementwise(k, nngp_fn, dnngp_fn)
 
     described = dataclasses.replace(LayerSpec.of(name) if spec is None else spec, fn=fn)
-    rule = Variances("variances", "error")  # reads the variances; none after GlobalAvgPool
+    rule = Variances.keeping()  # reads the variances (and maps bands); none after GlobalAvgPool
     return make_layer(
         init_fn, apply_fn, kernel_map, name, handles_variances=True, spec=described, variances=rule
     )
