@@ -155,7 +155,11 @@ class Dynamics:
     def test(self, t: Any, ktd: Any, r: Any) -> Any:
         """``Θ_*D Θ⁻¹ (I − e^{−ηΘt/n}) r`` (``t = None``: infinite time, Cholesky)."""
         if t is None:
-            return ktd @ self.chol.solve(r)
+            x = self.chol.solve(r)
+            mixed = isinstance(x, np.ndarray) and x.dtype == np.float64
+            if mixed and not linalg.is_traced(ktd) and np.result_type(ktd) == np.float32:
+                return linalg.product64(np.asarray(ktd), x)  # no float64 copy of Θ_*D
+            return ktd @ x
         v = self.eig.vectors
         _, h = self.factors(t)
         return (ktd @ v) @ (h[..., None] * (v.T @ r))

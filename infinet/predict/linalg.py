@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from infinet import host_threads
 from infinet.validate import NumericalWarning  # one warning class for all of infinet
 
 DEFAULT_DTYPE: Any = np.float64
@@ -172,6 +173,8 @@ class Cholesky:
             (the system is ``K + shift·I``); ``None`` for a plain factorisation.
         shift: the diagonal shift of a refined factorisation.
         overwrote: whether the factorisation overwrote the caller's matrix.
+        accuracy: a refined factorisation's solves stop at this relative precision
+            (0: float64's, by ``dsposv``'s test alone).
     """
 
     factor: Any
@@ -179,6 +182,7 @@ class Cholesky:
     matrix: np.ndarray | None = None
     shift: float = 0.0
     overwrote: bool = False
+    accuracy: float = 0.0
 
     def solve(self, b: Float[Array, "n q"]) -> Any:
         """``(K + jitter·I)^{-1} b`` in the working precision (NumPy on the host path)."""
@@ -186,7 +190,8 @@ class Cholesky:
             lf = jnp.asarray(self.factor)
             return jax.scipy.linalg.cho_solve((lf, True), jnp.asarray(b, lf.dtype))
         if self.matrix is not None:
-            x = _refined_solve(self.factor, self.matrix, self.shift, np.asarray(b, np.float64))
+            b64 = np.asarray(b, np.float64)
+            x = _refined_solve(self.factor, self.matrix, self.shift, b64, self.accuracy)
             if x is not None:
                 return x
             self._fall_back()
@@ -218,10 +223,10 @@ _REFINE_STEPS = 30
 
 
 def _refined_solve(
-    factor: np.ndarray, k: np.ndarray, shift: float, b: np.ndarray
+    factor: np.ndarray, k: np.ndarray, shift: float, b: np.ndarray, accuracy: float = 0.0
 ) -> np.ndarray | None:
-    """``A⁻¹ b``, ``A = K + shift·I`` (``K`` float32), to float64 accuracy from a
-    float32 Cholesky factor of ``A``.
+    """``A⁻¹ b``, ``A = K + shift·I`` (``K`` float32), to float64 accuracy (or to
+    ``accuracy``) from a float32 Cholesky factor of ``A``.
 
     Mixed-precision iterative refinement (Wilkinson; Moler 1967; as in LAPACK's
     ``dsposv``, Langou et al. 2006, "Exploiting the performance of 32 bit floating
@@ -233,6 +238,11 @@ def _refined_solve(
     ``κ(A) · ε₃₂ < 1``; ``None`` after :data:`_REFINE_STEPS` steps without it.
     The residual ``b − K x − shift·x`` is exact in float64 arithmetic on ``K``'s
     float32 entries (:func:`product64`); no float64 copy of ``K`` is made.
+
+    With ``accuracy`` (the relative precision the solution is returned in, e.g.
+    ε₃₂ when JAX's x64 mode is off) it also stops once a correction changes ``x``
+    by at most ``accuracy · ‖x‖∞`` per column: the error left is then the next
+    correction, smaller by the contraction factor ≈ κ(A) · ε₃₂ < 1.
     """
     sl = _scipy_linalg()
     n = len(k)
@@ -256,7 +266,10 @@ def _refined_solve(
         r = b - product64(k, x) - shift * x
         if np.all(np.max(np.abs(r), axis=0) <= bound * np.max(np.abs(x), axis=0)):
             return x
-        x += step(r)
+        dx = step(r)
+        x += dx
+        if np.all(np.max(np.abs(dx), axis=0) <= accuracy * np.max(np.abs(x), axis=0)):
+            return x
     return None
 
 
@@ -266,13 +279,14 @@ def product64(
     """``K v`` (or ``Kᵀ v``) accumulated in float64, with no ``n × n`` float64 copy.
 
     A float32 ``K`` and a single column go through NumPy's ``einsum``, which widens
-    ``K`` in cache-sized chunks and calls no BLAS. The BLAS route costs more than its
-    flops here: OpenBLAS's threads keep spinning for about 0.1 s after each call and
-    slow the XLA work that follows (a CG pass at N = 16,384: 36 ms per 2048² tile
-    with BLAS products, 25 ms with ``einsum``; ``fc_predict_4000``'s refined solve:
-    0.29 s against 0.31 s with a float64 copy and BLAS). Several columns (``einsum``
-    would be 10× slower) go through BLAS on float64 row blocks, a float64 ``K``
-    through BLAS directly; ``Kᵀ v`` as ``(vᵀ K)ᵀ`` needs no transposed copy.
+    ``K`` in cache-sized chunks and calls no BLAS, on row blocks in threads
+    (:mod:`infinet.host_threads`; 7 ms instead of 14 at order 4000 on 2 cores). The BLAS
+    route costs more than its flops here: OpenBLAS's threads keep spinning for about 0.1
+    s after each call and slow the XLA work that follows (a CG pass at N = 16,384: 36 ms
+    per 2048² tile with BLAS products, 25 ms with ``einsum``; ``fc_predict_4000``'s
+    refined solve: 0.29 s against 0.31 s with a float64 copy and BLAS). Several columns
+    (``einsum`` would be 10× slower) go through BLAS on float64 row blocks, a float64
+    ``K`` through BLAS directly; ``Kᵀ v`` as ``(vᵀ K)ᵀ`` needs no transposed copy.
 
     Args:
         k: ``(rows, cols)``, float32 or float64.
@@ -289,7 +303,15 @@ def product64(
         (array([3., 7.]), array([4., 6.]))
     """
     if k.dtype == np.float32 and v.shape[1] == 1:
-        return np.einsum("ij,ik->jk" if transpose else "ij,jk->ik", k, v, optimize=False)
+        if transpose:
+            parts = host_threads.map_blocks(
+                lambda a, b: np.einsum("ij,ik->jk", k[a:b], v[a:b], optimize=False), len(k)
+            )
+            return np.sum(parts, axis=0)
+        parts = host_threads.map_blocks(
+            lambda a, b: np.einsum("ij,jk->ik", k[a:b], v, optimize=False), len(k)
+        )
+        return np.concatenate(parts)
     if k.dtype == np.float64:
         return (v.T @ k).T if transpose else k @ v
     out = np.zeros((k.shape[1] if transpose else len(k), v.shape[1]))
@@ -321,7 +343,9 @@ def refined_cholesky(k: Float[np.ndarray, "n n"], shift: float, name: str = "ker
 
     The float32 factorisation (LAPACK ``spotrf``) is about twice as fast as float64's
     and needs no float64 copy of ``K``; each solve is refined to float64 accuracy
-    (:func:`_refined_solve`, LAPACK ``dsposv``'s scheme). If float32 cannot factorise
+    (:func:`_refined_solve`, LAPACK ``dsposv``'s scheme), or, when JAX's x64 mode is
+    off and results come back in float32 anyway, until the solution no longer
+    changes at float32's precision. If float32 cannot factorise
     ``K + shift·I``, or a solve's refinement stalls, the float64 factorisation of
     :func:`cholesky` (with its jitter escalation) is used instead.
 
@@ -342,7 +366,9 @@ def refined_cholesky(k: Float[np.ndarray, "n n"], shift: float, name: str = "ker
     low = _potrf(np.array(k, dtype=np.float32, order="C"), shift, in_place=True)
     if low is None:
         return cholesky(_shifted64(k, shift), np.float64, name, True, True)
-    return Cholesky(low, 0.0, matrix=k, shift=float(shift))
+    returned = jax.dtypes.canonicalize_dtype(np.float64)  # float32 when x64 is off
+    accuracy = float(np.finfo(returned).eps) if returned != np.float64 else 0.0
+    return Cholesky(low, 0.0, matrix=k, shift=float(shift), accuracy=accuracy)
 
 
 def cholesky(

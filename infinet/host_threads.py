@@ -1,0 +1,60 @@
+"""Host loops split over the CPU's cores in threads.
+
+NumPy releases the GIL inside its loops (``einsum``, reductions, elementwise ufuncs on
+large arrays), so row blocks of one host computation run in parallel in Python threads.
+Unlike OpenBLAS's own threads, which keep spinning for about 0.1 s after each call and
+slow the XLA work that follows (:func:`infinet.predict.linalg.product64`), idle pool
+threads wait on a queue and use no CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_pool: list[ThreadPoolExecutor] = []
+
+
+def workers() -> int:
+    """How many threads share a host loop: the CPU count, at most 8."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def map_blocks(fn: Callable[[int, int], T], n: int, min_rows: int = 512) -> list[T]:
+    """``[fn(lo, hi) for each block]`` over contiguous blocks of ``range(n)``, in threads.
+
+    Args:
+        fn: computes one block of rows ``lo:hi``; must be safe to run concurrently.
+        n: the number of rows.
+        min_rows: blocks are at least this long (fewer threads for small ``n``).
+
+    Returns:
+        The blocks' results, in row order.
+
+    Example:
+        >>> map_blocks(lambda lo, hi: (lo, hi), 10, min_rows=4)[0]
+        (0, ...)
+    """
+    parts = max(1, min(workers(), n // max(min_rows, 1)))
+    edges = [n * i // parts for i in range(parts + 1)]
+    if parts == 1:
+        return [fn(0, n)]
+    return map_items(lambda ab: fn(*ab), list(zip(edges[:-1], edges[1:])))
+
+
+def map_items(fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
+    """``[fn(item) for item in items]``, in threads (in order; serial for one item).
+
+    Example:
+        >>> map_items(lambda i: i * i, [1, 2, 3])
+        [1, 4, 9]
+    """
+    if len(items) <= 1 or workers() == 1:
+        return [fn(item) for item in items]
+    if not _pool:
+        _pool.append(ThreadPoolExecutor(workers(), thread_name_prefix="infinet-host"))
+    return list(_pool[0].map(fn, items))
