@@ -136,6 +136,28 @@ def test_refined_float32_factor_solves_to_float64_accuracy(q):
     assert np.max(np.abs(plain32 - reference)) > 1e-6 * np.max(np.abs(reference))
 
 
+def test_refinement_stops_at_the_precision_results_are_returned_in(monkeypatch):
+    """With x64 off, results come back in float32: refinement stops once a correction
+    no longer changes x at float32's precision (fewer residuals than float64's test),
+    and the answer is still accurate to float32, unlike a float32 solve alone."""
+    a32, a = _spd32(600, 1e4)
+    b = np.random.RandomState(1).randn(600, 1)
+    reference = np.linalg.solve(a + 1e-6 * np.eye(600), b)  # float64 LU
+    calls = []
+    product = linalg.product64
+    monkeypatch.setattr(linalg, "product64", lambda *a, **k: calls.append(1) or product(*a, **k))
+    full = linalg.refined_cholesky(a32, 1e-6)
+    assert full.accuracy == 0.0  # x64 on (conftest): float64's test alone
+    full.solve(b)
+    with jax.enable_x64(False):
+        chol = linalg.refined_cholesky(a32, 1e-6)
+    assert chol.accuracy == np.finfo(np.float32).eps
+    n_full, calls[:] = len(calls), []
+    got = chol.solve(b)
+    assert len(calls) < n_full
+    assert np.max(np.abs(got - reference)) <= 1e-6 * np.max(np.abs(reference))
+
+
 def test_refinement_that_stalls_falls_back_to_float64():
     a32, a = _spd32(600, 3e7)  # κ ε₃₂ ≈ 2: float32 factorises it, but refinement diverges
     chol = linalg.refined_cholesky(a32, 0.0)
