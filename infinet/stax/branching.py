@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from infinet.kernel import Kernel
+from infinet.layout import Variances
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.spec import LayerSpec
 
@@ -70,9 +71,14 @@ def FanOut(num: int) -> Layer:
         apply_fn,
         kernel_map,
         "FanOut",
-        handles_variances=True,
+        variances=_ENTRYWISE,
         spec=LayerSpec.of("FanOut", {"num": num}),
     )
+
+
+# Copies, sums and products of kernels act entry by entry: variances and bands of
+# equal radius (infinet.bands) pass through; after GlobalAvgPool nothing is read.
+_ENTRYWISE = Variances.keeping(on_lost="lost")
 
 
 def _check_same_shapes(shapes: Any, name: str) -> None:
@@ -117,7 +123,7 @@ def FanInSum() -> Layer:
         apply_fn,
         kernel_map,
         "FanInSum",
-        handles_variances=True,
+        variances=_ENTRYWISE,
         spec=LayerSpec.of("FanInSum"),
     )
 
@@ -176,7 +182,7 @@ def FanInProd() -> Layer:
         apply_fn,
         kernel_map,
         "FanInProd",
-        handles_variances=True,
+        variances=_ENTRYWISE,
         spec=LayerSpec.of("FanInProd"),
     )
 

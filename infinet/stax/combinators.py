@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from infinet.layout import Variances
 from infinet.stax import random_init
 from infinet.stax.base import Layer, make_layer
 from infinet.stax.reshape import Identity
@@ -409,8 +410,9 @@ def _repeat_zero(layer: Layer) -> Layer:
 
     support = layer.kernel_fn.support
     spec = LayerSpec.of("repeat", {"n": 0}, children=(layer.kernel_fn.spec,))
+    identity = Variances.keeping(on_lost="lost")
     return make_layer(
-        init_fn, apply_fn, kernel_map, "repeat", support, handles_variances=True, spec=spec
+        init_fn, apply_fn, kernel_map, "repeat", support, spec=spec, variances=identity
     )
 
 

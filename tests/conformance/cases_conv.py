@@ -22,7 +22,8 @@ def _conv_net(padding, strides=(1, 1), head="flatten"):
 
 CASES = [
     Case("conv_same_flatten", _conv_net("SAME"), (4, 3, 2), **_CONV),
-    # Pools between nonlinearities: tiles carry a band of radius 3 (infinet.bands).
+    # Pools between nonlinearities, and a residual branch: tiles carry a band of
+    # radius 3 (infinet.bands).
     Case(
         "pool_band",
         lambda w: [
@@ -30,7 +31,11 @@ CASES = [
             stax.Relu(),
             stax.AvgPool((2, 2), (2, 2)),
             stax.Conv(w, (2, 2), None, "SAME", 1.2, 0.1),
-            stax.Erf(),
+            stax.FanOut(2),
+            stax.parallel(
+                stax.serial(stax.Erf(), stax.Conv(w, (2, 2), None, "SAME")), stax.Identity()
+            ),
+            stax.FanInSum(),
             stax.SumPool((2, 1), None, "SAME"),
             stax.Conv(w, (2, 2), None, "SAME", 1.1),
             stax.Relu(),
