@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# One pool for the process, created on first use (its threads block on a queue when idle).
 _pool: list[ThreadPoolExecutor] = []
 
 

@@ -366,9 +366,9 @@ def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -
         if k.spatial_ndim == 0:
             out = k
         elif lost:  # Σ(x, x) needs cross-position entries: the tile has none (no entries)
-            none = lambda c: None if c is None else jnp.zeros(c.shape[:1] + (0,), c.dtype)  # noqa: E731
             ntk = None if k.ntk is None else summed(k.ntk, 2)
-            out = k.replace(nngp=summed(k.nngp, 2), ntk=ntk, cov1=none(k.cov1), cov2=none(k.cov2))
+            cov1, cov2 = _no_entries(k.cov1), _no_entries(k.cov2)
+            out = k.replace(nngp=summed(k.nngp, 2), ntk=ntk, cov1=cov1, cov2=cov2)
             out = _divide_by_counts(out, k) if average else out
         else:
             out = map_tensors(k, summed)
@@ -402,6 +402,11 @@ def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -
         # the pooled self-covariance needs all positions
         variances=Variances("lost", "lost", ("lost",) * bands.BAND_MAX),
     )
+
+
+def _no_entries(cov: jax.Array | None) -> jax.Array | None:
+    """The ``'lost'`` self-covariances: an empty ``(N, 0)`` array, not a stand-in value."""
+    return None if cov is None else jnp.zeros(cov.shape[:1] + (0,), cov.dtype)
 
 
 def _divide_by_counts(summed: Kernel, k: Kernel) -> Kernel:

@@ -48,10 +48,11 @@ def test_two_input_functions_still_work():
 @pytest.mark.parametrize("transpose", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("q", [1, 3])
-def test_product64_accumulates_in_float64(dtype, transpose, q):
+@pytest.mark.parametrize("rows", [70, 1301])  # 1301: row blocks in threads (host_threads)
+def test_product64_accumulates_in_float64(dtype, transpose, q, rows):
     rs = np.random.RandomState(2)
-    k = rs.rand(70, 50).astype(dtype)
-    v = rs.randn(70 if transpose else 50, q)
+    k = rs.rand(rows, 50).astype(dtype)
+    v = rs.randn(rows if transpose else 50, q)
     exact = (k.astype(np.float64).T if transpose else k.astype(np.float64)) @ v
     got = product64(k, v, transpose, block=32)  # row blocks with a ragged edge
     assert got.dtype == np.float64 and got.shape == exact.shape
