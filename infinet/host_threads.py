@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# One pool for the process, created on first use (its threads block on a queue when idle).
-_pool: list[ThreadPoolExecutor] = []
+# One pool per process, created on first use (its threads block on a queue when idle);
+# keyed by process id, since a forked child inherits the list but not the threads.
+_pools: dict[int, ThreadPoolExecutor] = {}
 
 
 def workers() -> int:
@@ -56,6 +57,7 @@ def map_items(fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
     """
     if len(items) <= 1 or workers() == 1:
         return [fn(item) for item in items]
-    if not _pool:
-        _pool.append(ThreadPoolExecutor(workers(), thread_name_prefix="infinet-host"))
-    return list(_pool[0].map(fn, items))
+    pid = os.getpid()
+    if pid not in _pools:
+        _pools[pid] = ThreadPoolExecutor(workers(), thread_name_prefix="infinet-host")
+    return list(_pools[pid].map(fn, items))

@@ -211,3 +211,21 @@ def test_an_asymmetric_train_kernel_is_refused_wherever_it_differs(where):
         predict.gradient_descent_mse(k, np.ones((700, 1)))
     with pytest.raises(ValueError, match="not symmetric"):
         predict.gradient_descent_mse(k.T.copy(), np.ones((700, 1)))
+
+
+def test_host_threads_start_a_pool_of_their_own_in_a_forked_child(monkeypatch):
+    """A forked child inherits the parent's pool object but not its threads: the pool is
+    keyed by process id, so a child (here: a new pid) starts its own."""
+    import os
+
+    from infinet import host_threads
+
+    if host_threads.workers() == 1:
+        pytest.skip("one CPU: host loops run without a pool")
+    assert host_threads.map_items(abs, [-1, -2]) == [1, 2]
+    parent = host_threads._pools[os.getpid()]
+    monkeypatch.setattr(os, "getpid", lambda: -12345)
+    assert host_threads.map_items(abs, [-3, -4]) == [3, 4]
+    child = host_threads._pools.pop(-12345)
+    assert child is not parent
+    child.shutdown()
