@@ -141,8 +141,6 @@ class Variances:
     @staticmethod
     def pooling(windows: list[tuple[int, int]]) -> Variances:
         """The rule of pooling with ``(window, stride)`` per axis (:func:`bands.pool_rule`)."""
-        if not windows:
-            return Variances.keeping()
         rules = [bands.pool_rule(w, s) for w, s in windows]
         radii = [min(rule[r] for rule in rules) for r in range(bands.BAND_MAX)]
         return Variances("error", "error", tuple(_from_radius(r) for r in radii))

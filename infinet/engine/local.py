@@ -219,8 +219,7 @@ class Evaluator:
         self, plan: Plan, get: Any, layout_args: tuple[bool | None, bool | None], b_axis: int
     ) -> Callable[[Any, Any], Any]:
         assert plan.tiles is not None
-        side, ds = plan.tiles.side, plan.diagonal_spatial
-        band = plan.tiles.band if plan.tiles.variances_only else None
+        side, ds, band = plan.tiles.side, plan.diagonal_spatial, plan.tiles.band
 
         def trace(a: Any, b: Any, g: Any, band: int | None = None) -> Any:
             return self.trace(

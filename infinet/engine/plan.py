@@ -61,10 +61,10 @@ class TilePlan:
         shared_inputs: ``x2`` may be the same array as ``x1`` (equal shapes):
             the executor checks equality at run time and then computes the
             symmetric job.
-        variances_only: rectangular tiles carry per-position variances only
-            (exact for this network: :class:`~infinet.layout.Variances`).
-        band: with ``variances_only``, the radius of the self-covariance band
-            they carry (0: the variances themselves; :mod:`infinet.bands`).
+        band: rectangular tiles carry only the self-covariance band of this
+            radius (0: per-position variances; :mod:`infinet.bands`), exact for this
+            network (:attr:`~infinet.layout.Variances.band`); ``None``: full
+            self-covariances.
     """
 
     side: int
@@ -72,8 +72,7 @@ class TilePlan:
     total: int
     symmetric: bool
     shared_inputs: bool
-    variances_only: bool = False
-    band: int = 0
+    band: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +106,7 @@ class Plan:
             tiled = f"{t.count} of {t.total} ({t.side}x{t.side})"
             tiled += ", symmetric" if t.symmetric else ""
             tiled += ", symmetric when x2 equals x1" if t.shared_inputs else ""
-            if t.variances_only:
+            if t.band is not None:
                 tiled += f", self-covariance band {t.band}" if t.band else ", variances only"
         return (
             f"Plan(gram={self.gram!r}, layout=(batch={diag(self.diagonal_batch)}, "
@@ -186,8 +185,7 @@ def _tile_plan(support: LayoutSupport, x1: Any, x2: Any, ds: bool, get: Any) -> 
         groups = tiles.plan_rectangular(n1, n2, side)
     count = sum(g.rows.shape[0] for g in groups)
     total = len(tiles.plan_rectangular(n1, n2, side)[0].rows)
-    band = support.variances.band
-    return TilePlan(side, count, total, symmetric, shared, band is not None, band or 0)
+    return TilePlan(side, count, total, symmetric, shared, support.variances.band)
 
 
 def arrays_only(get: Any) -> bool:

@@ -97,7 +97,6 @@ def serial(*layers: Layer) -> Layer:
         kernel_map,
         "serial",
         support,
-        handles_variances=True,
         spec=spec,
         variances=support.variances,
     )
@@ -313,7 +312,6 @@ def parallel(*layers: Layer) -> Layer:
         kernel_map,
         "parallel",
         support,
-        handles_variances=True,
         spec=spec,
         variances=support.variances,
     )
@@ -386,7 +384,6 @@ def repeat(layer: Layer, n: int) -> Layer:
         kernel_map,
         "repeat",
         support,
-        handles_variances=True,
         spec=spec,
         variances=support.variances,
     )

@@ -370,7 +370,6 @@ def _conv_layer(
         name,
         support,
         _conv_mask_fn(spec),
-        handles_variances=True,
         spec=described,
         variances=_variances_rule(spec),
     )

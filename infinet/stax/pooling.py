@@ -160,7 +160,6 @@ def Flatten(batch_axis: int = 0, batch_axis_out: int = 0) -> Layer:
         kernel_map,
         "Flatten",
         support,
-        handles_variances=True,
         spec=spec,
         # Σ(x, x) of the flattened units is exact: the mean of the variances
         variances=Variances("full", "lost", ("full",) * bands.BAND_MAX),
@@ -397,7 +396,6 @@ def _global_pool(name: str, average: bool, batch_axis: int, channel_axis: int) -
         name,
         support,
         mask_fn,
-        handles_variances=True,
         spec=spec,
         # the pooled self-covariance needs all positions
         variances=Variances("lost", "lost", ("lost",) * bands.BAND_MAX),

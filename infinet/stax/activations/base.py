@@ -59,9 +59,7 @@ def elementwise_layer(
 
     described = dataclasses.replace(LayerSpec.of(name) if spec is None else spec, fn=fn)
     rule = Variances.keeping()  # reads the variances (and maps bands); none after GlobalAvgPool
-    return make_layer(
-        init_fn, apply_fn, kernel_map, name, handles_variances=True, spec=described, variances=rule
-    )
+    return make_layer(init_fn, apply_fn, kernel_map, name, spec=described, variances=rule)
 
 
 def derivative_in_q(nngp_fn: CovarianceMap) -> CovarianceMap:
