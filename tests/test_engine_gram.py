@@ -128,3 +128,33 @@ def test_inputs_committed_to_a_device_keep_their_kernel_there():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [gram.BLOCKED_MIN_ROWS - 1, gram.BLOCKED_MIN_ROWS + 37])
+def test_blocked_symmetric_product_equals_the_float64_product(rows, dtype):
+    a = _x(rows, d=70, seed=3, dtype=dtype)
+    out = gram.symmetric_product(a, np.full((rows, rows), np.nan, dtype))
+    want = a.astype(np.float64) @ a.astype(np.float64).T
+    np.testing.assert_array_equal(out, out.T)  # every block below the diagonal mirrored
+    bound = 4 * 70 * np.finfo(dtype).eps * np.abs(want).max()
+    np.testing.assert_allclose(out, want, rtol=0, atol=bound)
+
+
+def test_blocked_product_leaves_openblas_thread_counts_as_they_were():
+    from infinet import blas_threads
+
+    if not blas_threads.available():
+        pytest.skip("no OpenBLAS loaded (another BLAS)")
+    before = [lib.get() for lib in blas_threads.libraries()]
+    a = _x(gram.BLOCKED_MIN_ROWS + 1, d=8)
+    gram.symmetric_product(a, np.empty((len(a), len(a))))
+    assert [lib.get() for lib in blas_threads.libraries()] == before
+
+
+def test_jitted_symmetric_input_gram_takes_the_blocked_product():
+    x = _x(gram.BLOCKED_MIN_ROWS + 5, d=gram.HOST_MIN_DEPTH, seed=4, dtype=np.float32)
+    got = jax.jit(lambda a: gram.dense_gram(a, a))(x)
+    np.testing.assert_array_equal(got, np.asarray(got).T)
+    want = x.astype(np.float64) @ x.astype(np.float64).T
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from infinet import masking
+from infinet import blas_threads, host_threads, masking
 from infinet.kernel import Kernel
 
 
@@ -175,7 +175,10 @@ def _product(a: np.ndarray, b: np.ndarray, device: Any = None) -> tuple[np.ndarr
     """
     out = _aligned_empty((a.shape[0], b.shape[0]), a.dtype)
     with np.errstate(over="ignore", invalid="ignore"):  # checked by _check_finite
-        np.matmul(a, a.T if b is a else b.T, out=out)
+        if b is a:
+            symmetric_product(a, out)
+        else:
+            np.matmul(a, b.T, out=out)
     return out, jax.device_put(out, device)
 
 
@@ -307,8 +310,66 @@ def dense_gram(x1: Float[Array, "n1 d"], x2: Float[Array, "n2 d"]) -> Float[Arra
 
 def _host_syrk(a: Any) -> np.ndarray:
     a = np.asarray(a)
+    out = _aligned_empty((a.shape[0], a.shape[0]), a.dtype)
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.matmul(a, a.T)
+        return symmetric_product(a, out)
+
+
+BLOCKED_MIN_ROWS = 1024
+"""Fewest rows for which :func:`symmetric_product` splits the product into blocks."""
+
+
+def symmetric_product(a: Float[np.ndarray, "n d"], out: Float[np.ndarray, "n n"]) -> np.ndarray:
+    """``a aᵀ`` into ``out``: the upper block triangle in host threads, mirrored.
+
+    With ``k`` row blocks ``a_i``, the product is ``k`` symmetric ``a_i a_iᵀ``
+    (BLAS ``syrk``) and ``k(k−1)/2`` products ``a_i a_jᵀ`` (``gemm``), each block
+    above the diagonal copied transposed below it: the flops of one ``syrk``. The
+    blocks run in :mod:`infinet.host_threads` with OpenBLAS held to one thread
+    (:func:`infinet.blas_threads.one_thread`), so no OpenBLAS thread is left
+    spinning to slow the XLA work that follows. Small products, one core, or a
+    BLAS other than OpenBLAS take NumPy's ``a @ a.T`` (``syrk``) as one call.
+
+    Args:
+        a: ``(n, d)`` C-contiguous float array.
+        out: ``(n, n)`` C-contiguous array of ``a``'s dtype, overwritten.
+
+    Returns:
+        ``out``.
+
+    Example:
+        >>> a = np.arange(6.0).reshape(3, 2)
+        >>> symmetric_product(a, np.empty((3, 3))).tolist()
+        [[1.0, 3.0, 5.0], [3.0, 13.0, 23.0], [5.0, 23.0, 41.0]]
+    """
+    n, workers = len(a), host_threads.workers()
+    if n < BLOCKED_MIN_ROWS or workers == 1 or not blas_threads.available():
+        return np.matmul(a, a.T, out=out)
+    k = 2 * workers
+    edges = [n * i // k for i in range(k + 1)]
+
+    def block(i: int, j: int) -> None:
+        ri, rj = slice(edges[i], edges[i + 1]), slice(edges[j], edges[j + 1])
+        np.matmul(a[ri], a[rj].T, out=out[ri, rj])
+        if i != j:
+            out[rj, ri] = out[ri, rj].T
+
+    # Longest first to the least loaded thread: an off-diagonal block is twice a syrk.
+    pairs = sorted(((i, j) for i in range(k) for j in range(i, k)), key=lambda p: p[0] == p[1])
+    loads = [0] * workers
+    lists: list[list[tuple[int, int]]] = [[] for _ in range(workers)]
+    for i, j in pairs:
+        w = loads.index(min(loads))
+        lists[w].append((i, j))
+        loads[w] += 1 if i == j else 2
+
+    def run(todo: list[tuple[int, int]]) -> None:
+        for i, j in todo:
+            block(i, j)
+
+    with blas_threads.one_thread():
+        host_threads.map_items(run, lists)
+    return out
 
 
 def _syrk_impl(a: jax.Array) -> jax.Array:
