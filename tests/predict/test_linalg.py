@@ -229,3 +229,20 @@ def test_host_threads_start_a_pool_of_their_own_in_a_forked_child(monkeypatch):
     child = host_threads._pools.pop(-12345)
     assert child is not parent
     child.shutdown()
+
+
+def test_upper_copy_holds_the_upper_triangle_and_the_refined_factor_ignores_the_rest():
+    from infinet.predict import linalg
+
+    rng = np.random.RandomState(5)
+    x = rng.randn(1300, 40).astype(np.float32)
+    k = x @ x.T / 40 + np.eye(1300, dtype=np.float32)
+    copy = linalg.upper_copy(k, block=97)
+    np.testing.assert_array_equal(np.triu(copy), np.triu(k))
+    chol = linalg.refined_cholesky(k, 0.5)
+    chol.factor[np.triu_indices(1300, 1)] = np.nan  # not part of L: never read
+    b = rng.randn(1300, 1)
+    want = np.linalg.solve(k.astype(np.float64) + 0.5 * np.eye(1300), b)
+    np.testing.assert_allclose(chol.solve(b), want, rtol=1e-5, atol=1e-6)
+    traced = jax.jit(chol.solve)(jnp.asarray(b, jnp.float32))
+    np.testing.assert_allclose(traced, want, rtol=1e-4, atol=1e-4)
