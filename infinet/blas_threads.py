@@ -12,7 +12,8 @@ the count wakes no sleeping worker.
 
 The count is process-wide while the scope is open: BLAS calls made meanwhile by
 other threads of the process run on one thread too (correct, only slower). Nested
-and concurrent scopes share one setting; the last to leave restores it. Where no
+and concurrent scopes share one setting; the last to leave restores it (in a process
+forked while a scope is open, at the fork). Where no
 OpenBLAS is found (another BLAS, or not Linux) :func:`available` is ``False`` and
 callers keep their single-call path.
 
@@ -61,11 +62,27 @@ class _Scope:
 
     depth: int = 0
     saved: tuple[int, ...] = ()
+    libraries: tuple[_Library, ...] = ()
 
 
 _lock = threading.Lock()
 _scope = _Scope()
 _found: dict[int, list[_Library]] = {}
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's threads: no scope is open in it, so
+    counts a parent's open scope had set are restored and the lock is new."""
+    global _lock
+    _lock = threading.Lock()
+    if _scope.depth:
+        for lib, count in zip(_scope.libraries, _scope.saved):
+            lib.set(count)
+    _scope.depth, _scope.saved, _scope.libraries = 0, (), ()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _loaded_paths() -> list[str]:
@@ -125,6 +142,7 @@ def one_thread() -> Iterator[None]:
     libs = libraries()
     with _lock:
         if _scope.depth == 0:
+            _scope.libraries = tuple(libs)
             _scope.saved = tuple(lib.get() for lib in libs)
             for lib in libs:
                 lib.set(1)
@@ -133,7 +151,7 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         with _lock:
-            _scope.depth -= 1
-            if _scope.depth == 0:
-                for lib, count in zip(libs, _scope.saved):
+            if _scope.depth == 1:
+                for lib, count in zip(_scope.libraries, _scope.saved):
                     lib.set(count)
+            _scope.depth = max(_scope.depth - 1, 0)  # 0 already after a fork's reset

@@ -51,3 +51,15 @@ def test_concurrent_scopes_restore_once_the_last_leaves():
     for t in threads:
         t.join()
     assert _counts() == before
+
+
+def test_a_child_forked_inside_a_scope_gets_the_counts_back():
+    before = _counts()
+    with blas_threads.one_thread():
+        assert _counts() == [1] * len(before)
+        blas_threads._after_fork_in_child()  # what os.fork runs in a child
+        assert _counts() == before
+    assert _counts() == before  # leaving the scope after the reset changes nothing
+    with blas_threads.one_thread():  # and scopes work as before
+        assert _counts() == [1] * len(before)
+    assert _counts() == before
