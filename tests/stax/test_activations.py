@@ -254,3 +254,17 @@ def test_gradients_finite_at_zero_input(name):
     grads = jax.grad(total, argnums=(0, 1, 2))(x, 1.3, 0.7)
     for g in grads:
         assert np.all(np.isfinite(np.asarray(g))), (name, grads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_root_product_is_exact_on_equal_variances_and_symmetric(dtype):
+    from infinet.stax.activations.base import root_product
+
+    rng = np.random.RandomState(0)
+    v = rng.lognormal(0.0, 3.0, 500).astype(dtype)
+    r = np.asarray(root_product(jnp.asarray(v)[:, None], jnp.asarray(v)[None, :]))
+    np.testing.assert_array_equal(np.diagonal(r), v)  # sqrt(v·v) = v, bit for bit
+    np.testing.assert_array_equal(r, r.T)
+    want = np.sqrt(v.astype(np.float64)[:, None] * v.astype(np.float64)[None, :])
+    np.testing.assert_allclose(r, want, rtol=3 * np.finfo(dtype).eps)
+    assert float(root_product(jnp.asarray(0.0, dtype), jnp.asarray(2.0, dtype))) == 0.0

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from infinet.stax.activations import fastmath
-from infinet.stax.activations.base import elementwise_layer, safe_sqrt
+from infinet.stax.activations.base import elementwise_layer, root_product
 from infinet.stax.base import Layer
 from infinet.stax.spec import LayerSpec
 
@@ -68,10 +68,10 @@ def Erf(a: float = 1.0, b: float = 1.0, c: float = 0.0) -> Layer:
         #   1 − |ρ| = Δ / (S + 2b²|q| sqrt(S)),
         # with v1 v2 − q² = (r − q)(r + q), r = sqrt(v1 v2): no cancellation near
         # |ρ| = 1 (large variances). Every term is symmetric in (v1, v2) bit for bit.
-        r = safe_sqrt(v1 * v2)
+        r = root_product(v1, v2)
         b2 = b * b
         delta = 1 + 2 * b2 * (v1 + v2) + 4 * b2 * b2 * jnp.maximum((r - q) * (r + q), 0.0)
-        inv = jax.lax.rsqrt((1 + 2 * b2 * v1) * (1 + 2 * b2 * v2))
+        inv = jax.lax.rsqrt(1 + 2 * b2 * v1) * jax.lax.rsqrt(1 + 2 * b2 * v2)
         gap = delta * inv * inv / (1 + 2 * b2 * jnp.abs(q) * inv)
         return gap, delta
 
