@@ -268,3 +268,20 @@ def test_root_product_is_exact_on_equal_variances_and_symmetric(dtype):
     want = np.sqrt(v.astype(np.float64)[:, None] * v.astype(np.float64)[None, :])
     np.testing.assert_allclose(r, want, rtol=3 * np.finfo(dtype).eps)
     assert float(root_product(jnp.asarray(0.0, dtype), jnp.asarray(2.0, dtype))) == 0.0
+
+
+def test_root_product_derivatives_are_those_of_the_product_of_roots():
+    from infinet.stax.activations.base import root_product
+
+    def reference(a, b):
+        return jnp.sqrt(a) * jnp.sqrt(b)
+
+    for a, b in ((4.0, 4.0), (4.0, 9.0), (2.5, 0.7)):
+        got = jax.grad(root_product, argnums=(0, 1))(a, b)
+        want = jax.grad(reference, argnums=(0, 1))(a, b)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        second = jax.hessian(root_product, argnums=0)(a, b)
+        np.testing.assert_allclose(second, jax.hessian(reference, argnums=0)(a, b), rtol=1e-5)
+    rows = jnp.full((3, 1), 2.0)
+    jitted = jax.jit(root_product)(rows, rows.T)  # fused: still bit-exact on equal variances
+    np.testing.assert_array_equal(jitted, jnp.full((3, 3), 2.0))
