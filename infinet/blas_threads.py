@@ -92,7 +92,7 @@ def _loaded_paths() -> list[str]:
             lines = maps.read().splitlines()
     except OSError:
         return []
-    paths = {line.split()[-1] for line in lines if line.count("/") and ".so" in line}
+    paths = {line.split()[-1] for line in lines if "/" in line and ".so" in line}
     return sorted(p for p in paths if "openblas" in os.path.basename(p).lower())
 
 

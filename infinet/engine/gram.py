@@ -348,12 +348,6 @@ def symmetric_product(a: Float[np.ndarray, "n d"], out: Float[np.ndarray, "n n"]
     k = 2 * workers
     edges = [n * i // k for i in range(k + 1)]
 
-    def block(i: int, j: int) -> None:
-        ri, rj = slice(edges[i], edges[i + 1]), slice(edges[j], edges[j + 1])
-        np.matmul(a[ri], a[rj].T, out=out[ri, rj])
-        if i != j:
-            out[rj, ri] = out[ri, rj].T
-
     # Longest first to the least loaded thread: an off-diagonal block is twice a syrk.
     pairs = sorted(((i, j) for i in range(k) for j in range(i, k)), key=lambda p: p[0] == p[1])
     loads = [0] * workers
@@ -365,7 +359,10 @@ def symmetric_product(a: Float[np.ndarray, "n d"], out: Float[np.ndarray, "n n"]
 
     def run(todo: list[tuple[int, int]]) -> None:
         for i, j in todo:
-            block(i, j)
+            ri, rj = slice(edges[i], edges[i + 1]), slice(edges[j], edges[j + 1])
+            np.matmul(a[ri], a[rj].T, out=out[ri, rj])
+            if i != j:
+                out[rj, ri] = out[ri, rj].T
 
     with blas_threads.one_thread():
         host_threads.map_items(run, lists)
