@@ -266,11 +266,25 @@ def gradient_descent_mse(
         linalg.check_finite(k_test_train, "k_test_train")
         m = np.shape(k_test_train)[0]
         fs0 = _broadcast_initial(fx_test_0, m, axes, "fx_test_0")
-        ktd = axes.flatten_k(linalg.to_working(k_test_train, *dyn.like), "k_test_train")
+        ktd = axes.flatten_k(_test_kernel(k_test_train, t, dyn), "k_test_train")
         fx_test = fs0 + axes.unflatten_y(dyn.test(t, ktd, r), m)
         return fx_train, linalg.finish(fx_test, jnp.result_type(out_dtype, k_test_train))
 
     return predict_fn
+
+
+def _test_kernel(k_test_train: Any, t: Any, dyn: Dynamics) -> Any:
+    """``Θ_*D`` as :meth:`Dynamics.test` takes it: at infinite time a float32 host
+    kernel stays float32 (the solve's float64 result multiplies it in float64 without
+    a float64 copy, :func:`~infinet.predict.linalg.product64`); otherwise in the
+    working precision."""
+    if (
+        t is None
+        and not linalg.is_traced(k_test_train, *dyn.like)
+        and np.result_type(k_test_train) == np.float32
+    ):
+        return np.asarray(k_test_train)
+    return linalg.to_working(k_test_train, *dyn.like)
 
 
 def _traces_batch_axis(y_train: Any, trace_axes: int | Sequence[int]) -> bool:

@@ -44,6 +44,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from infinet import host_threads
+from infinet.predict import host_cholesky
 from infinet.validate import NumericalWarning  # one warning class for all of infinet
 
 DEFAULT_DTYPE: Any = np.float64
@@ -512,9 +513,11 @@ def lower_factor(a: np.ndarray, jitter: float = 0.0) -> np.ndarray | None:
 
 
 def _potrf(a: np.ndarray, jitter: float, in_place: bool = False) -> np.ndarray | None:
-    """LAPACK ``potrf`` of ``a + jitter·I``; ``None`` if not PD.
+    """Cholesky of ``a + jitter·I``; ``None`` if not PD.
 
-    Works on a C-ordered copy (or on ``a`` itself when ``in_place``), whose
+    Large matrices go to :func:`infinet.predict.host_cholesky.factor_upper` (blocked,
+    over the host threads, no OpenBLAS thread left spinning), others to LAPACK's
+    ``potrf``. Works on a C-ordered copy (or on ``a`` itself when ``in_place``), whose
     transpose is a Fortran-ordered view LAPACK can factorise in place; ``a`` is
     symmetric, so either triangle serves. Only the lower triangle of the result
     (the upper triangle of the C-ordered buffer) is meaningful (``cho_solve``
@@ -522,6 +525,10 @@ def _potrf(a: np.ndarray, jitter: float, in_place: bool = False) -> np.ndarray |
     """
     work = a if in_place else np.array(a, copy=True, order="C")
     work.flat[:: len(a) + 1] += jitter
+    if host_cholesky.usable(work):
+        done = host_cholesky.factor_upper(work)
+        if done is not None:
+            return work.T if done else None
     if len(work) > _POTRF_BLOCK:
         return _blocked_potrf(work.T)
     (potrf,) = _scipy_linalg().lapack.get_lapack_funcs(("potrf",), (work,))

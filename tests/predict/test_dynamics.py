@@ -217,3 +217,23 @@ def test_ensemble_with_stax_float32():
     )
     assert out.mean.shape == (2, 3, 1) and out.covariance.shape == (2, 3, 3)
     assert np.all(np.isfinite(out.covariance))
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_infinite_time_float32_kernels_predict_like_float64(outputs):
+    """Float32 train and test kernels (a refined float32 factor, the test kernel kept in
+    float32 and multiplied in float64) give float64's infinite-time prediction."""
+    rs = np.random.RandomState(5)
+    n, m = 700, 90
+    f = rs.randn(n + m, 40)
+    g = f @ f.T / 40
+    k = (g + 0.5 * g**2).astype(np.float32)
+    kdd, ktd = k[:n, :n], k[n:, :n]
+    y, f0, fs0 = rs.randn(n, outputs), rs.randn(n, outputs), rs.randn(m, outputs)
+    shift = 1e-3 * np.trace(kdd.astype(np.float64)) / n
+    alpha = np.linalg.solve(kdd.astype(np.float64) + shift * np.eye(n), y - f0)
+    want = fs0 + ktd.astype(np.float64) @ alpha  # float64 LU: a second algorithm
+    fn = predict.gradient_descent_mse(kdd, y.astype(np.float32), diag_reg=1e-3)
+    _, got = fn(None, f0.astype(np.float32), fs0.astype(np.float32), ktd)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(got), want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
