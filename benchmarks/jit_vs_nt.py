@@ -3,7 +3,12 @@
 Each workload is one piece of code, run unchanged by both libraries: the
 snippet imports ``{lib}`` (``infinet`` or ``neural_tangents``), jits the kernel
 function the way NT's README teaches (``jax.jit(kernel_fn, static_argnames='get')``),
-compiles it once, and prints the best of ``repeats`` timed calls. Every snippet
+compiles it once, and prints the best of its timed calls: at least ``repeats``, and
+more until they add up to 2 s (at most 50; ``timeit``'s autorange, the same rule for
+both libraries). The extra calls guard against a slow phase of this machine: right
+after a long CPU-bound process (NT's ten-second CNN-5 GAP calls) the next process's
+first second or two can run 2–3× slower, with 2.7× the CPU time for the same work and
+the same page faults (``benchmarks/RESULTS.md``, 2026-12-05, fourth stop). Every snippet
 runs in a fresh process; the processes alternate (NT, infinet, floor, NT,
 infinet, floor, ...) and each side's best over ``--rounds`` processes counts, so
 a ratio is always taken from the same stretch of time. Floors (NumPy's GEMM
@@ -33,10 +38,10 @@ from benchmarks.workloads.empirical import CNN_SRC
 
 HEADER = """
 import time, numpy as np, jax
-def best(call, repeats):
+def best(call, repeats, seconds=2.0, most=50):
     out = call(); jax.block_until_ready(out)
     ts = []
-    for _ in range(repeats):
+    while len(ts) < repeats or (sum(ts) < seconds and len(ts) < most):
         t = time.perf_counter(); jax.block_until_ready(call()); ts.append(time.perf_counter() - t)
     return min(ts)
 """
