@@ -141,6 +141,16 @@ def test_blocked_symmetric_product_equals_the_float64_product(rows, dtype):
     np.testing.assert_allclose(out, want, rtol=0, atol=bound)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [gram.BLOCKED_MIN_ROWS - 1, gram.BLOCKED_MIN_ROWS + 37])
+def test_blocked_cross_product_equals_the_float64_product(rows, dtype):
+    a, b = _x(rows, d=70, seed=5, dtype=dtype), _x(301, d=70, seed=6, dtype=dtype)
+    out = gram.cross_product(a, b, np.full((rows, 301), np.nan, dtype))
+    want = a.astype(np.float64) @ b.astype(np.float64).T
+    bound = 4 * 70 * np.finfo(dtype).eps * np.abs(want).max()
+    np.testing.assert_allclose(out, want, rtol=0, atol=bound)
+
+
 def test_blocked_product_leaves_openblas_thread_counts_as_they_were():
     from infinet import blas_threads
 
@@ -149,6 +159,7 @@ def test_blocked_product_leaves_openblas_thread_counts_as_they_were():
     before = [lib.get() for lib in blas_threads.libraries()]
     a = _x(gram.BLOCKED_MIN_ROWS + 1, d=8)
     gram.symmetric_product(a, np.empty((len(a), len(a))))
+    gram.cross_product(a, a[:9], np.empty((len(a), 9)))
     assert [lib.get() for lib in blas_threads.libraries()] == before
 
 
