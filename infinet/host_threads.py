@@ -10,6 +10,7 @@ threads wait on a queue and use no CPU.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ T = TypeVar("T")
 # One pool per process, created on first use (its threads block on a queue when idle);
 # keyed by process id, since a forked child inherits the list but not the threads.
 _pools: dict[int, ThreadPoolExecutor] = {}
+_PREFIX = "infinet-host"
 
 
 def workers() -> int:
@@ -51,13 +53,18 @@ def map_blocks(fn: Callable[[int, int], T], n: int, min_rows: int = 512) -> list
 def map_items(fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
     """``[fn(item) for item in items]``, in threads (in order; serial for one item).
 
+    Called from one of the pool's own threads (a nested host loop) it runs serially:
+    waiting there on the pool could leave every pool thread waiting on work queued
+    behind it.
+
     Example:
         >>> map_items(lambda i: i * i, [1, 2, 3])
         [1, 4, 9]
     """
-    if len(items) <= 1 or workers() == 1:
+    nested = threading.current_thread().name.startswith(_PREFIX)
+    if len(items) <= 1 or workers() == 1 or nested:
         return [fn(item) for item in items]
     pid = os.getpid()
     if pid not in _pools:
-        _pools[pid] = ThreadPoolExecutor(workers(), thread_name_prefix="infinet-host")
+        _pools[pid] = ThreadPoolExecutor(workers(), thread_name_prefix=_PREFIX)
     return list(_pools[pid].map(fn, items))

@@ -246,3 +246,26 @@ def test_upper_copy_holds_the_upper_triangle_and_the_refined_factor_ignores_the_
     np.testing.assert_allclose(chol.solve(b), want, rtol=1e-5, atol=1e-6)
     traced = jax.jit(chol.solve)(jnp.asarray(b, jnp.float32))
     np.testing.assert_allclose(traced, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_host_loop_inside_a_host_loop_runs_serially_instead_of_deadlocking():
+    import threading
+
+    from infinet import host_threads
+
+    def outer(i):
+        inner = host_threads.map_items(
+            lambda j: (threading.current_thread().name, i * j), [1, 2, 3]
+        )
+        return [v for _, v in inner], {name for name, _ in inner}
+
+    box = []
+    runner = threading.Thread(
+        target=lambda: box.append(host_threads.map_items(outer, list(range(4)))), daemon=True
+    )
+    runner.start()
+    runner.join(timeout=60)
+    assert box, "nested host loops deadlocked"
+    for i, (values, names) in enumerate(box[0]):
+        assert values == [i, 2 * i, 3 * i]
+        assert len(names) == 1  # the inner loop stayed on the outer task's thread
