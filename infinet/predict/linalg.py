@@ -343,7 +343,7 @@ def refinable(k: Any, *like: Any) -> bool:
 def refined_cholesky(k: Float[np.ndarray, "n n"], shift: float, name: str = "kernel") -> Cholesky:
     """``K + shift·I`` for a float32 ``K``, factorised in float32, solved in float64.
 
-    The float32 factorisation (LAPACK ``spotrf``) is about twice as fast as float64's
+    The float32 factorisation (:func:`_potrf`) is about twice as fast as float64's
     and needs no float64 copy of ``K``; each solve is refined to float64 accuracy
     (:func:`_refined_solve`, LAPACK ``dsposv``'s scheme), or, when JAX's x64 mode is
     off and results come back in float32 anyway, until the solution no longer
