@@ -14,6 +14,8 @@ ODE solver (``gradient_descent``) to its tolerance, ~1e-8. Skips cleanly without
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 import subprocess
 import tempfile
 from pathlib import Path
@@ -69,7 +71,24 @@ def infinet_results() -> dict[str, np.ndarray]:
         out[f"momentum/{field}"] = getattr(s, field)
     out["max_lr/plain"] = predict.max_learning_rate(ktt.ntk)
     out["max_lr/momentum"] = predict.max_learning_rate(ktt.ntk, y_train_size=7, momentum=0.5)
+    out.update(_large(kernel_fn))
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _large(kernel_fn: Callable[..., Any]) -> dict[str, Any]:
+    """Infinite-time predictions with 1100 training points (the threaded host Cholesky)."""
+    from benchmarks.nt_compare.predict_cases import LR, large_inputs
+    from infinet import predict
+
+    big = large_inputs()
+    k_dd = kernel_fn(big["x_train"], None)
+    k_td = kernel_fn(big["x_test"], big["x_train"])
+    gdm = predict.gradient_descent_mse(k_dd.ntk, big["y_train"], LR, 0.1)
+    gp = predict.gp_inference(k_dd, big["y_train"], 0.1)
+    return {
+        "large/gdm_inf/test": gdm(None, 0.0, 0.0, k_td.ntk)[1],
+        "large/gp/nngp/mean": gp("nngp", k_td),  # the mean alone, as in NT
+    }
 
 
 def main() -> int:

@@ -27,7 +27,7 @@ import jax.numpy as jnp  # noqa: E402
 from neural_tangents import predict, stax  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from predict_cases import LR, REGS, TIMES, inputs  # noqa: E402
+from predict_cases import LR, REGS, TIMES, inputs, large_inputs  # noqa: E402
 
 out = {}
 d = inputs()
@@ -73,4 +73,9 @@ for field in ("fx_train", "fx_test", "qx_train", "qx_test"):
     out[f"momentum/{field}"] = getattr(s, field)
 out["max_lr/plain"] = predict.max_learning_rate(ktt.ntk)
 out["max_lr/momentum"] = predict.max_learning_rate(ktt.ntk, y_train_size=7, momentum=0.5)
+big = large_inputs()
+k_dd, k_td = kernel_fn(big["x_train"], None), kernel_fn(big["x_test"], big["x_train"])
+gdm = predict.gradient_descent_mse(k_dd.ntk, big["y_train"], LR, 0.1)
+out["large/gdm_inf/test"] = gdm(None, 0.0, 0.0, k_td.ntk)[1]
+out["large/gp/nngp/mean"] = predict.gp_inference(k_dd, big["y_train"], 0.1)("nngp", k_td)
 np.savez(sys.argv[1], **{k: np.asarray(v) for k, v in out.items()})

@@ -17,3 +17,16 @@ def inputs() -> dict[str, np.ndarray]:
         "fx_train_0": rs.randn(5, 2),
         "fx_test_0": rs.randn(3, 2),
     }
+
+
+LARGE_TRAIN = 1100  # ≥ infinet.predict.host_cholesky.MIN_ORDER: the threaded host Cholesky
+
+
+def large_inputs() -> dict[str, np.ndarray]:
+    """Fixed float64 inputs above the host Cholesky's threshold: 1100 train, 40 test."""
+    rs = np.random.RandomState(1)
+    return {
+        "x_train": rs.randn(LARGE_TRAIN, 8),
+        "x_test": rs.randn(40, 8),
+        "y_train": rs.randn(LARGE_TRAIN, 1),
+    }
