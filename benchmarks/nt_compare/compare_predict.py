@@ -14,11 +14,11 @@ ODE solver (``gradient_descent``) to its tolerance, ~1e-8. Skips cleanly without
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
