@@ -319,6 +319,12 @@ BLOCKED_MIN_ROWS = 1024
 """Fewest rows for which :func:`symmetric_product` splits the product into blocks."""
 
 
+def _blocked(rows: int) -> bool:
+    """Whether a host product of ``rows`` rows is split into blocks over host threads
+    (enough rows, several cores, and an OpenBLAS that can be held to one thread)."""
+    return rows >= BLOCKED_MIN_ROWS and host_threads.workers() > 1 and blas_threads.available()
+
+
 def symmetric_product(a: Float[np.ndarray, "n d"], out: Float[np.ndarray, "n n"]) -> np.ndarray:
     """``a aᵀ`` into ``out``: the upper block triangle in host threads, mirrored.
 
@@ -343,7 +349,7 @@ def symmetric_product(a: Float[np.ndarray, "n d"], out: Float[np.ndarray, "n n"]
         [[1.0, 3.0, 5.0], [3.0, 13.0, 23.0], [5.0, 23.0, 41.0]]
     """
     n, workers = len(a), host_threads.workers()
-    if n < BLOCKED_MIN_ROWS or workers == 1 or not blas_threads.available():
+    if not _blocked(n):
         return np.matmul(a, a.T, out=out)
     k = 2 * workers
     edges = [n * i // k for i in range(k + 1)]
@@ -393,7 +399,7 @@ def cross_product(
         [[1.0, 1.0], [5.0, 5.0], [9.0, 9.0]]
     """
     n, workers = len(a), host_threads.workers()
-    if n < BLOCKED_MIN_ROWS or workers == 1 or not blas_threads.available():
+    if not _blocked(n):
         return np.matmul(a, b.T, out=out)
 
     def rows(lo: int, hi: int) -> None:

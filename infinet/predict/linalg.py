@@ -526,9 +526,7 @@ def _potrf(a: np.ndarray, jitter: float, in_place: bool = False) -> np.ndarray |
     work = a if in_place else np.array(a, copy=True, order="C")
     work.flat[:: len(a) + 1] += jitter
     if host_cholesky.usable(work):
-        done = host_cholesky.factor_upper(work)
-        if done is not None:
-            return work.T if done else None
+        return work.T if host_cholesky.factor_upper(work) else None
     if len(work) > _POTRF_BLOCK:
         return _blocked_potrf(work.T)
     (potrf,) = _scipy_linalg().lapack.get_lapack_funcs(("potrf",), (work,))
