@@ -76,3 +76,32 @@ def test_worker_killed_mid_job_completes_bit_identical(client):
     np.testing.assert_array_equal(out.ntk, ref.ntk)
     np.testing.assert_array_equal(out.nngp, ref.nngp)
     assert pid not in client.run(os.getpid).values()
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_every_worker_killed_mid_job_completes_bit_identical(client, tmp_path, stored):
+    """Killing every worker loses the scattered inputs and the results not yet
+    gathered: Dask cancels those tasks, and batch scatters the inputs again and
+    resubmits only the missing tiles (it used to fail on the cancelled futures)."""
+    kernel_fn = _cnn()
+    x = _x(8, seed=3)
+    client.wait_for_workers(2, timeout=120)  # the previous test's worker is back
+    pids = list(client.run(os.getpid).values())
+    killed = []
+
+    def kill_all_on_first_tile(done, total):
+        if not killed:
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            killed.append((done, total))
+
+    get = ("nngp", "ntk")
+    cache = tmp_path if stored else None
+    out = batch(kernel_fn, 2, client=client, progress=kill_all_on_first_tile, cache_dir=cache)(
+        x, None, get
+    )
+    assert killed and killed[0][0] < killed[0][1]  # really mid-job
+    ref = batch(kernel_fn, 2)(x, None, get)
+    np.testing.assert_array_equal(out.ntk, ref.ntk)
+    np.testing.assert_array_equal(out.nngp, ref.nngp)
+    assert not set(pids) & set(client.run(os.getpid).values())

@@ -21,11 +21,12 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -239,18 +240,88 @@ def _submit(
     job: TileJob, store: TileStore | None, client: Any, todo: list[Index]
 ) -> Iterator[tuple[Index, Any]]:
     """One task per tile, inputs and function scattered once; yields results as they finish."""
-    if not todo:
-        return
-    distributed = require_distributed()
     x64 = bool(jax.config.read("jax_enable_x64"))
-    key = function_key(job.kernel_fn)
-    payload = (key, job.kernel_fn, job.x1, job.x2, job.args, job.kwargs, x64)
-    [shared] = client.scatter([payload], broadcast=True, hash=False)
+    payload = (
+        function_key(job.kernel_fn),
+        job.kernel_fn,
+        job.x1,
+        job.x2,
+        job.args,
+        job.kwargs,
+        x64,
+    )
     where = None if store is None else (str(store.root), store.fingerprint, store.job)
-    futures = {
-        client.submit(_tile_task, shared, index, job.plan, where, pure=False): index
-        for index in todo
-    }
-    for future, result in distributed.as_completed(futures, with_results=True):
-        future.release()
-        yield futures[future], result
+
+    def share(again: bool) -> Any:
+        return client.scatter([payload], broadcast=True, hash=False)[0]
+
+    def submit(shared: Any, index: Index) -> Any:
+        return client.submit(_tile_task, shared, index, job.plan, where, pure=False)
+
+    for k, result in complete_tasks(client, share, submit, todo):
+        yield todo[k], result
+
+
+LOST_ROUNDS = 3  # rounds in a row that lose every submitted task before giving up
+WORKER_WAIT_S = 120.0  # how long a resubmission waits for a worker to come back
+
+
+def complete_tasks(
+    client: Any,
+    share: Callable[[bool], Any],
+    submit: Callable[[Any, Any], Any],
+    items: Sequence[Any],
+) -> Iterator[tuple[int, Any]]:
+    """Runs ``submit(share(...), item)`` for every item; yields ``(position, result)``
+    as each task finishes, whatever happens to the workers.
+
+    When workers die, Dask reruns their running tasks elsewhere, but data that lived only
+    on dead workers is gone: scattered inputs, and results not yet gathered. Dask
+    cancels the tasks that needed it. Those items are submitted again, after
+    ``share(True)`` has scattered the inputs anew (and a worker is back); finished
+    results are never recomputed. After :data:`LOST_ROUNDS` rounds in a row that lose
+    every task, a ``RuntimeError`` says so. A task's own exception is raised unchanged.
+
+    Args:
+        client: a ``distributed.Client``.
+        share: ``share(again)`` returns what the tasks read (futures of scattered data);
+            ``again`` is ``False`` for the first round (an earlier scatter may be reused).
+        submit: ``submit(shared, item)`` returns the item's future.
+        items: the work items.
+
+    Returns:
+        An iterator of ``(position in items, result)``, in the order tasks finish.
+
+    Example:
+        >>> from distributed import Client
+        >>> with Client(processes=False, dashboard_address=":0") as c:  # doctest: +SKIP
+        ...     share = lambda again: c.scatter([10], broadcast=True, hash=False)[0]
+        ...     sorted(complete_tasks(c, share, lambda s, i: c.submit(pow, s, i), [0, 1]))
+        [(0, 1), (1, 10)]
+    """
+    distributed = require_distributed()
+    todo, fruitless, again = list(range(len(items))), 0, False
+    while todo:
+        if again and not client.scheduler_info().get("workers"):
+            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        shared = share(again)
+        futures = {submit(shared, items[k]): k for k in todo}
+        lost: list[int] = []
+        for future in distributed.as_completed(futures):
+            try:
+                result = future.result()  # a failed task raises its own exception here
+            except concurrent.futures.CancelledError:  # it needed data a dead worker held
+                lost.append(futures[future])
+                continue
+            finally:
+                future.release()
+            yield futures[future], result
+        fruitless = fruitless + 1 if len(lost) == len(todo) else 0
+        if lost and fruitless >= LOST_ROUNDS:
+            raise RuntimeError(
+                f"{len(lost)} Dask tasks were cancelled {fruitless} times in a row: the "
+                "workers holding their inputs kept dying (look for worker restarts, e.g. "
+                "memory limits, in the cluster's logs). Finished tiles are kept in "
+                "cache_dir when one is given: run the call again there."
+            )
+        todo, again = lost, True

@@ -163,6 +163,38 @@ def _check_init(init_params: Mapping[str, float], unconstrained: tuple[str, ...]
         raise ValueError(f"unconstrained names {sorted(extra)} are not in init_params.")
 
 
+def _optimise(
+    step: Callable[[dict, Any], tuple[dict, Any, Any]],
+    theta: dict,
+    state: Any,
+    size: int,
+    max_steps: int,
+    tol: float,
+) -> tuple[dict, list[float], bool]:
+    """Runs ``step`` until the objective's relative change over 10 steps is ≤ ``tol``.
+
+    Returns the point at which ``history[-1]`` was computed, the log marginal
+    likelihoods (``−value · size``) and whether it settled before ``max_steps``.
+    Raises :class:`~infinet.predict.linalg.FactorizationError` on a non-finite value.
+    """
+    history: list[float] = []
+    evaluated = theta
+    for _ in range(max_steps):
+        evaluated = theta
+        theta, state, value = step(theta, state)
+        history.append(-float(value) * size)
+        if not np.isfinite(history[-1]):
+            raise linalg.FactorizationError(
+                "fit_hyperparameters: the kernel became singular or non-finite at step "
+                f"{len(history)}; lower learning_rate, raise init_noise, or use float64."
+            )
+        if len(history) > 10:
+            old = history[-11]
+            if abs(history[-1] - old) <= tol * max(1.0, abs(old)):
+                return evaluated, history, True
+    return evaluated, history, False
+
+
 def fit_hyperparameters(
     make_kernel_fn: Callable[..., Callable[..., Any]],
     init_params: Mapping[str, float],
@@ -257,23 +289,7 @@ def fit_hyperparameters(
         return optax.apply_updates(t, updates), s, value
 
     start = time.perf_counter()
-    history: list[float] = []
-    converged = False
-    evaluated = theta  # the point at which history[-1] was computed
-    for _ in range(max_steps):
-        evaluated = theta
-        theta, state, value = step(theta, state)
-        history.append(-float(value) * size)
-        if not np.isfinite(history[-1]):
-            raise linalg.FactorizationError(
-                "fit_hyperparameters: the kernel became singular or non-finite at step "
-                f"{len(history)}; lower learning_rate, raise init_noise, or use float64."
-            )
-        if len(history) > 10:
-            old = history[-11]
-            if abs(history[-1] - old) <= tol * max(1.0, abs(old)):
-                converged = True
-                break
+    evaluated, history, converged = _optimise(step, theta, state, size, max_steps, tol)
     params, noise = unpack(evaluated)
     if not converged:
         warnings.warn(

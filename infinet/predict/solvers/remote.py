@@ -39,7 +39,12 @@ import jax
 import numpy as np
 
 from infinet.batching import TileStore
-from infinet.batching.distributed import function_key, local_client, require_distributed
+from infinet.batching.distributed import (
+    complete_tasks,
+    function_key,
+    local_client,
+    require_distributed,
+)
 from infinet.predict.solvers.matvec import (
     KernelTiles,
     RectangularKernel,
@@ -162,11 +167,27 @@ class DaskSymmetric:
         where = None if store is None else (str(store.root), store.fingerprint, store.job)
         tiles = op.tiles
         solve = uuid.uuid4().hex
-        payload = (_tile_key(tiles), tiles.kernel_fn, tiles.kwargs, op.x, op.ranges, where, solve)
-        [self._shared] = self.client.scatter([payload], broadcast=True, hash=False)
-        # Each pair goes to the same worker on every pass, which keeps its tile.
-        workers = sorted(self.client.scheduler_info()["workers"])
-        self._home = {p: workers[k % len(workers)] for k, p in enumerate(op.pairs())}
+        self._payload = (
+            _tile_key(tiles),
+            tiles.kernel_fn,
+            tiles.kwargs,
+            op.x,
+            op.ranges,
+            where,
+            solve,
+        )
+        self._home: dict[Any, str] = {}
+        self._shared = self._share(True)
+
+    def _share(self, again: bool) -> Any:
+        """The scattered payload; scattered anew (``again``) after workers were lost."""
+        if again:
+            [self._shared] = self.client.scatter([self._payload], broadcast=True, hash=False)
+            # Each pair goes to the same worker on every pass, which keeps its tile.
+            workers = sorted(self.client.scheduler_info()["workers"])
+            self._home.clear()  # in place: a pass in progress sees the new homes
+            self._home.update({p: workers[k % len(workers)] for k, p in enumerate(self.op.pairs())})
+        return self._shared
 
     def matmul(self, v: np.ndarray, progress: bool) -> np.ndarray:
         """``K @ v`` (float64): every unordered pair ``i ≤ j`` is one task.
@@ -191,7 +212,7 @@ class DaskSymmetric:
             self.computed += int(computed)
 
         pairs = list(self.op.pairs())
-        _run_pass(self.client, _pair_task, self._shared, v, pairs, progress, add, self._home)
+        _run_pass(self.client, _pair_task, self._share, v, pairs, progress, add, self._home)
         return out
 
 
@@ -217,8 +238,21 @@ class DaskRows:
         self.client = resolve_client(client)
         self.op = op
         tiles = op.tiles
-        payload = (_tile_key(tiles), tiles.kernel_fn, tiles.kwargs, op.x, op.centers, op.ranges)
-        [self._shared] = self.client.scatter([payload], broadcast=True, hash=False)
+        self._payload = (
+            _tile_key(tiles),
+            tiles.kernel_fn,
+            tiles.kwargs,
+            op.x,
+            op.centers,
+            op.ranges,
+        )
+        self._shared = self._share(True)
+
+    def _share(self, again: bool) -> Any:
+        """The scattered payload; scattered anew (``again``) after workers were lost."""
+        if again:
+            [self._shared] = self.client.scatter([self._payload], broadcast=True, hash=False)
+        return self._shared
 
     def row_pass(self, mode: str, w: np.ndarray, progress: bool) -> np.ndarray:
         """``K_nmᵀ w`` (``mode='rmatmul'``, ``w`` is ``(N, q)``) or ``K_nmᵀ K_nm w``
@@ -238,7 +272,7 @@ class DaskRows:
             out[...] += result
 
         items = [(i, mode) for i in range(len(self.op.ranges))]
-        _run_pass(self.client, _row_task, self._shared, w, items, progress, add)
+        _run_pass(self.client, _row_task, self._share, w, items, progress, add)
         return out
 
 
@@ -252,38 +286,43 @@ def _tile_key(tiles: KernelTiles) -> tuple[Any, ...]:
 def _run_pass(
     client: Any,
     task: Callable[..., Any],
-    shared: Any,
+    payload: Callable[[bool], Any],
     w: np.ndarray,
     items: list[tuple[Any, ...]],
     progress: bool,
     add: Callable[[Any, Any], None],
     home: dict[Any, str] | None = None,
 ) -> None:
-    """Scatters ``w`` once, submits ``task(shared, w, *item)`` per item, adds up results.
+    """Scatters ``w`` once, submits ``task(payload, w, *item)`` per item, adds up results.
 
     Results are added in the order of ``items`` (the single-process order), whatever
     order they finish in: a result that arrives early waits for the ones before it, so
     a pass sums in a fixed order and is deterministic (the workers' one-thread BLAS
     still rounds products differently from the caller's).
     ``home`` names a preferred worker per item (others may run it if that one is gone).
+    Tasks lost with dead workers are submitted again, ``payload(True)`` and ``w``
+    scattered anew (:func:`~infinet.batching.distributed.complete_tasks`).
     """
-    distributed = require_distributed(_WHAT)
-    [shared_w] = client.scatter([w], broadcast=True, hash=False)
-    futures = {}
-    for k, item in enumerate(items):
+    scattered: list[Any] = []
+
+    def share(again: bool) -> tuple[Any, Any]:
+        scattered[:] = client.scatter([w], broadcast=True, hash=False)
+        return payload(again), scattered[0]
+
+    def submit(shared: tuple[Any, Any], item: tuple[Any, ...]) -> Any:
         where = {} if home is None else {"workers": [home[item]], "allow_other_workers": True}
-        futures[client.submit(task, shared, shared_w, *item, pure=False, **where)] = k
+        return client.submit(task, *shared, *item, pure=False, **where)
+
     waiting: dict[int, Any] = {}
     done = 0
-    with Progress(len(futures), "kernel tiles (dask)", progress) as bar:
-        for future, result in distributed.as_completed(futures, with_results=True):
-            waiting[futures[future]] = result
-            future.release()
+    with Progress(len(items), "kernel tiles (dask)", progress) as bar:
+        for k, result in complete_tasks(client, share, submit, items):
+            waiting[k] = result
             while done in waiting:
                 add(items[done], waiting.pop(done))
                 done += 1
             bar.update()
-    shared_w.release()
+    scattered[0].release()
 
 
 def _pair_task(

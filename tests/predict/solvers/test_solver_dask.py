@@ -4,6 +4,7 @@ single-process CG and the dense solution."""
 
 import json
 import os
+import signal
 import socket
 import sys
 
@@ -104,6 +105,36 @@ def test_nystrom_on_dask_equals_single_process(client, monkeypatch):
     # preconditioner (a Cholesky of K_mm) amplifies that rounding: agree to 1e-8.
     np.testing.assert_allclose(out.mean, local.mean, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(out.covariance, local.covariance, rtol=1e-8, atol=1e-10)
+
+
+def test_cg_completes_when_every_worker_dies_mid_pass(client, monkeypatch):
+    """All workers killed in the middle of CG's second pass: the inputs scattered once
+    per solve die with them. The lost tasks are resubmitted with the inputs scattered
+    again, and the solve agrees with the single-process CG."""
+    from infinet.predict.solvers import remote
+
+    x, y, xt = _data(seed=3)
+    client.wait_for_workers(2, timeout=120)
+    pids = list(client.run(os.getpid).values())
+    passes, killed = [], []
+    original = remote.complete_tasks
+
+    def killing(*args, **kwargs):
+        passes.append(1)
+        for n, out in enumerate(original(*args, **kwargs)):
+            if len(passes) == 2 and n == 0 and not killed:
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+                killed.append(1)
+            yield out
+
+    monkeypatch.setattr(remote, "complete_tasks", killing)
+    out = predict.gp_inference(KERNEL_FN, x, y, xt, "nngp", client=client, **OPTS)
+    monkeypatch.undo()
+    assert killed and len(passes) >= 3  # a pass after the one that lost the inputs
+    assert not set(pids) & set(client.run(os.getpid).values())
+    local = predict.gp_inference(KERNEL_FN, x, y, xt, "nngp", **OPTS)
+    np.testing.assert_allclose(out, local, rtol=1e-10, atol=1e-12)
 
 
 def test_bad_client():
