@@ -107,3 +107,29 @@ def test_every_worker_killed_mid_job_completes_bit_identical(client, tmp_path, s
     np.testing.assert_array_equal(out.ntk, ref.ntk)
     np.testing.assert_array_equal(out.nngp, ref.nngp)
     assert not set(pids) & set(client.run(os.getpid).values())
+
+
+class _KillsItsWorker:
+    """A kernel function that kills the worker process computing it (not the caller)."""
+
+    def __init__(self, kernel_fn):
+        self.kernel_fn, self.caller = kernel_fn, os.getpid()
+
+    def __call__(self, *args, **kwargs):
+        if os.getpid() != self.caller:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self.kernel_fn(*args, **kwargs)
+
+
+@pytest.mark.slow
+def test_workers_that_keep_dying_end_in_a_clear_error(client):
+    """Every task kills its worker: each round loses the scattered inputs and every task
+    with them; after LOST_ROUNDS such rounds batch raises, naming the cause."""
+    from infinet.batching import distributed as engine
+
+    client.wait_for_workers(2, timeout=120)
+    x = _x(4, seed=4)
+    message = f"cancelled {engine.LOST_ROUNDS} times in a row: the workers holding"
+    with pytest.raises(RuntimeError, match=message):
+        batch(_KillsItsWorker(_cnn()), 2, client=client)(x, None, "ntk")
+    client.wait_for_workers(2, timeout=120)  # the cluster recovers for later tests
