@@ -207,7 +207,7 @@ def _eval_eqn(
             tiled = _tiled_window_sum(eqn.params, invals[0])
             if tiled is not None:
                 return [tiled], [None]
-        return bind(eqn.primitive, eqn.params, invals), [None] * n_out
+        return _evaluate(eqn, invals), [None] * n_out
     if name in _INLINE:
         sub = _inner_jaxpr(eqn.params)
         if sub is not None:
@@ -220,7 +220,7 @@ def _eval_eqn(
             return bind(eqn.primitive, eqn.params, invals), [new_tag]
     rule = _rules.RULES.get(name)
     specs = [rule(eqn.params, [_aval(v) for v in invals], i) if rule else None for i in tagged]
-    outs = bind(eqn.primitive, eqn.params, invals)
+    outs = _evaluate(eqn, invals)
     if any(s is None for s in specs):
         for i in tagged:
             ctx.bad.setdefault(intags[i].leaf, f"primitive '{name}'")
@@ -362,6 +362,63 @@ def _tiled_window_sum(params: dict, x: Any) -> Any:
         return None
     split = [m for n, w in zip(np.shape(x), window) for m in (n // w, w)]
     return x.reshape(split).sum(axis=tuple(range(1, 2 * len(window), 2)))
+
+
+def _evaluate(eqn: Any, invals: list) -> list:
+    """``bind``, with a 2-D convolution's padding made explicit on the CPU."""
+    if eqn.primitive.name == "conv_general_dilated" and jax.default_backend() == "cpu":
+        padded = explicitly_padded_conv(eqn.primitive, eqn.params, invals)
+        if padded is not None:
+            return [padded]
+    return bind(eqn.primitive, eqn.params, invals)
+
+
+def explicitly_padded_conv(primitive: Any, params: dict, invals: Sequence[Any]) -> Any:
+    """A padded 2-D convolution with one of its paddings moved into a ``lax.pad``.
+
+    The first padded spatial axis gets its low padding (else its high padding) from
+    an explicit ``lax.pad`` of the input; the convolution keeps the rest. The same
+    values, but JAX transposes the convolution (the cotangent pass of structured
+    derivatives) into one whose output, the explicitly padded input, is one row
+    larger than its input. XLA:CPU hands a convolution to its single-threaded
+    YNNPACK fusion only when the output is no larger than the input, so the
+    transpose runs in XLA's multi-threaded Eigen convolution instead: 160
+    cotangents of a 32 × 32 × 64 → 64 Conv(3 × 3), 93 against 169 ms on two cores
+    (benchmarks/RESULTS.md, "Second stop of 2026-12-06").
+
+    Args:
+        primitive: ``conv_general_dilated``'s primitive.
+        params: its parameters.
+        invals: ``[lhs, rhs]``.
+
+    Returns:
+        The convolution's output, or ``None`` for any convolution this does not
+        apply to (not 2-D, no padding, negative padding, input dilation).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> x, w = jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 5))
+        >>> eqn = jax.make_jaxpr(lambda x, w: jax.lax.conv_general_dilated(
+        ...     x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')))(x, w).eqns[0]
+        >>> y = explicitly_padded_conv(eqn.primitive, eqn.params, [x, w])
+        >>> y.shape, float(y[0, 0, 0, 0]), float(y[0, 1, 1, 0])
+        ((1, 4, 4, 5), 8.0, 18.0)
+    """
+    padding = [tuple(int(v) for v in p) for p in params["padding"]]
+    if len(padding) != 2 or any(d != 1 for d in params["lhs_dilation"]):
+        return None
+    if any(v < 0 for p in padding for v in p) or all(p == (0, 0) for p in padding):
+        return None
+    lhs, rhs = invals
+    first = next(d for d, (lo, hi) in enumerate(padding) if lo or hi)
+    lo, hi = padding[first]
+    config = [(0, 0, 0)] * np.ndim(lhs)
+    config[params["dimension_numbers"].lhs_spec[2 + first]] = (lo, 0, 0) if lo else (0, hi, 0)
+    kept = list(padding)
+    kept[first] = (0, hi) if lo else (0, 0)
+    zero = jax.numpy.zeros((), jax.numpy.result_type(lhs))
+    explicit = jax.lax.pad(lhs, zero, config)
+    return bind(primitive, dict(params, padding=tuple(kept)), [explicit, rhs])[0]
 
 
 def _aval(x: Any) -> jax.ShapeDtypeStruct:
