@@ -97,6 +97,27 @@ class _Ensemble:
         return self.flat["nngp"]
 
 
+def _test_kernels(
+    kernel_fn: Callable[..., Any],
+    x_train: Any,
+    x_test: Any,
+    needed: set[str],
+    compute_cov: bool,
+    train_kw: dict[str, Any],
+    test_kw: dict[str, Any],
+) -> tuple[Any, Any]:
+    """``(k_test_train, k_test_test)`` for :func:`gradient_descent_mse_ensemble`
+    (``(None, None)`` on the training set; ``k_test_test`` only with a covariance)."""
+    if x_test is None:
+        return None, None
+    kget = tuple(n for n in _MODES if n in needed)
+    k_td = kernel_fn(x_test, x_train, kget, **combine_kwargs(train_kw, test_kw))
+    if not compute_cov:
+        return k_td, None
+    k_tt = kernel_fn(x_test, None, "nngp", **{**train_kw, **test_kw})
+    return k_td, base.kernel_part(k_tt, "nngp", "k")
+
+
 def _predict_mode(
     ens: _Ensemble, mode: str, t: Any, k_td: Any, k_tt: Any, compute_cov: bool, dtype: Any
 ) -> Any:
@@ -297,14 +318,10 @@ def gradient_descent_mse_ensemble(
         compute_cov = kind is not None
         needed = set(names) | ({"nngp"} if compute_cov else set())
         ens.train_kernels(needed)
-        k_td = k_tt = None
-        if x_test is not None:
-            test_kw = {**kernel_fn_train_train_kwargs, **kernel_fn_test_test_kwargs}
-            td_kw = combine_kwargs(kernel_fn_train_train_kwargs, kernel_fn_test_test_kwargs)
-            kget = tuple(n for n in _MODES if n in needed)
-            k_td = kernel_fn(x_test, x_train, kget, **td_kw)
-            if compute_cov:
-                k_tt = base.kernel_part(kernel_fn(x_test, None, "nngp", **test_kw), "nngp", "k")
+        k_td, k_tt = _test_kernels(
+            kernel_fn, x_train, x_test, needed, compute_cov,
+            kernel_fn_train_train_kwargs, kernel_fn_test_test_kwargs,
+        )  # fmt: skip
         dtype = jnp.result_type(*(ens.raw[n] for n in needed), y_train)
         out = [_predict_mode(ens, n, t, k_td, k_tt, compute_cov, dtype) for n in names]
         if kind == "diag":

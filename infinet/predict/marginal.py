@@ -195,6 +195,22 @@ def _optimise(
     return evaluated, history, False
 
 
+def _initial_theta(
+    init_params: Mapping[str, float], init_noise: float, unconstrained: tuple[str, ...]
+) -> dict[str, Any]:
+    """The optimiser's starting point: log-scale positive parameters and noise,
+    as arrays of the default float type (float64 with x64 enabled)."""
+    init = {k: float(v) for k, v in init_params.items()}
+    _check_init(init, unconstrained)
+    if not (np.isfinite(init_noise) and init_noise > 0):
+        raise ValueError(f"init_noise={init_noise} must be a finite number > 0.")
+    free = {k: (v if k in unconstrained else math.log(v)) for k, v in init.items()}
+    ftype = jnp.result_type(float)  # float64 with x64 enabled, else float32 (non-weak)
+    return jax.tree.map(
+        lambda v: jnp.asarray(v, ftype), {"params": free, "log_noise": math.log(init_noise)}
+    )
+
+
 def fit_hyperparameters(
     make_kernel_fn: Callable[..., Callable[..., Any]],
     init_params: Mapping[str, float],
@@ -254,17 +270,9 @@ def fit_hyperparameters(
         (['W_std'], True, 11)
     """
     optax = _optax()
-    init_params = {k: float(v) for k, v in init_params.items()}
-    _check_init(init_params, unconstrained)
-    if not (np.isfinite(init_noise) and init_noise > 0):
-        raise ValueError(f"init_noise={init_noise} must be a finite number > 0.")
+    theta = _initial_theta(init_params, init_noise, unconstrained)
     y_arr = jnp.asarray(y)
     size = y_arr.size
-    free = {k: (v if k in unconstrained else math.log(v)) for k, v in init_params.items()}
-    ftype = jnp.result_type(float)  # float64 with x64 enabled, else float32 (non-weak)
-    theta = jax.tree.map(
-        lambda v: jnp.asarray(v, ftype), {"params": free, "log_noise": math.log(init_noise)}
-    )
 
     def unpack(t: dict) -> tuple[dict, Any]:
         params = {k: (v if k in unconstrained else jnp.exp(v)) for k, v in t["params"].items()}

@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -62,7 +63,7 @@ from infinet.layout import (
     spatial_diagonal,
 )
 from infinet.stax import patches
-from infinet.stax.base import Layer, make_layer
+from infinet.stax.base import KernelMap, Layer, make_layer
 from infinet.stax.spec import LayerSpec
 
 
@@ -170,6 +171,69 @@ def _spatial_axes(ndim: int, batch_axis: int, channel_axis: int) -> list[int]:
     return [i for i in range(ndim) if i not in (batch_axis % ndim, channel_axis % ndim)]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Windows:
+    """The windows of one pooling layer, per spatial dimension."""
+
+    name: str
+    window_shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    padding: str
+    normalize: bool
+    normalize_edges: bool
+
+    def windows(self, sizes: Sequence[int]) -> list[patches.Window]:
+        if len(sizes) != len(self.window_shape):
+            raise ValueError(
+                f"{self.name} with window_shape {self.window_shape} needs inputs with "
+                f"{len(self.window_shape)} spatial dimensions, got {len(sizes)}."
+            )
+        shapes = zip(sizes, self.window_shape, self.strides)
+        return [patches.conv_window(n, w, s, self.padding) for n, w, s in shapes]
+
+    def matrices(self, sizes: Sequence[int]) -> list[np.ndarray]:
+        """The pooling matrix A of each spatial dimension."""
+        return [
+            patches.window_matrix(w, self.normalize, self.normalize_edges)
+            for w in self.windows(sizes)
+        ]
+
+    def pool_mask(self, mask: jax.Array | None) -> jax.Array | None:
+        """Centre rule (module docstring), ``(N, *S_in) -> (N, *S_out)``."""
+        if mask is None:
+            return None
+        centres = [masking.centre_matrix(w) for w in self.windows(mask.shape[1:])]
+        return masking.window_mask(mask, centres)
+
+
+def _pool_kernel_map(geo: _Windows, rule: Variances) -> KernelMap:
+    """``Σ' = A Σ Aᵀ`` and ``Θ' = A Θ Aᵀ`` per spatial dimension, on every stored
+    layout (a band of self-covariances keeps the radius ``rule`` leaves it)."""
+
+    def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
+        mats = geo.matrices(k.shape1[1:-1])
+        r_out = 0
+        if k.cov_mode == "band":
+            state = rule.apply(bands.radius(k.cov1, k.spatial_ndim))
+            r_out = state if isinstance(state, int) else 0
+
+        def pool_band(t: jax.Array, batch_ndim: int) -> jax.Array:
+            return bands.pool(t, mats, r_out)
+
+        out = map_tensors(k, lambda t, b: patches.pool(t, b, mats), pool_band)
+        sizes = tuple(m.shape[0] for m in mats)
+        return out.replace(
+            shape1=(k.shape1[0], *sizes, k.shape1[-1]),
+            shape2=(k.shape2[0], *sizes, k.shape2[-1]),
+            is_gaussian=k.is_gaussian,
+            mask1=geo.pool_mask(k.mask1),
+            mask2=geo.pool_mask(k.mask2),
+            cov_mode="variances" if k.cov_mode == "band" and r_out == 0 else k.cov_mode,
+        )
+
+    return kernel_map
+
+
 def _pool_layer(
     name: str,
     window_shape: Sequence[int],
@@ -188,44 +252,25 @@ def _pool_layer(
         raise ValueError(
             f"{name}: strides {strides} and window_shape {window_shape} differ in length."
         )
-
-    def windows(sizes: Sequence[int]) -> list[patches.Window]:
-        if len(sizes) != len(window_shape):
-            raise ValueError(
-                f"{name} with window_shape {window_shape} needs inputs with "
-                f"{len(window_shape)} spatial dimensions, got {len(sizes)}."
-            )
-        shapes = zip(sizes, window_shape, strides)
-        return [patches.conv_window(n, w, s, padding) for n, w, s in shapes]
-
-    def matrices(sizes: Sequence[int]) -> list[np.ndarray]:
-        return [patches.window_matrix(w, normalize, normalize_edges) for w in windows(sizes)]
-
-    def pool_mask(mask: jax.Array | None) -> jax.Array | None:
-        """Centre rule (module docstring), ``(N, *S_in) -> (N, *S_out)``."""
-        if mask is None:
-            return None
-        centres = [masking.centre_matrix(w) for w in windows(mask.shape[1:])]
-        return masking.window_mask(mask, centres)
+    geo = _Windows(name, window_shape, strides, padding, normalize, normalize_edges)
 
     def mask_fn(mask: Any, x: jax.Array, y: jax.Array) -> Any:
         if mask is None:
             return None
-        out = pool_mask(masking.position_mask(mask, x.shape, batch_axis, channel_axis))
+        out = geo.pool_mask(masking.position_mask(mask, x.shape, batch_axis, channel_axis))
         assert out is not None
         return masking.activation_mask(out, batch_axis, channel_axis)
 
     def init_fn(key: jax.Array, input_shape: Any) -> tuple[Any, tuple[()]]:
         axes = _spatial_axes(len(input_shape), batch_axis, channel_axis)
-        mats = matrices([input_shape[a] for a in axes])
         out = list(input_shape)
-        for a, m in zip(axes, mats):
+        for a, m in zip(axes, geo.matrices([input_shape[a] for a in axes])):
             out[a] = m.shape[0]
         return tuple(out), ()
 
     def apply_fn(params: Any, x: jax.Array, **kwargs: Any) -> jax.Array:
         axes = _spatial_axes(x.ndim, batch_axis, channel_axis)
-        for a, m in zip(axes, matrices([x.shape[a] for a in axes])):
+        for a, m in zip(axes, geo.matrices([x.shape[a] for a in axes])):
             x = jnp.moveaxis(jnp.tensordot(jnp.asarray(m, x.dtype), x, axes=[[1], [a]]), 0, a)
         return x
 
@@ -233,28 +278,7 @@ def _pool_layer(
     # wide enough for the windows (infinet.bands), but not the variances alone.
     circular = padding == "CIRCULAR"
     rule = NEEDS_FULL if circular else Variances.pooling(list(zip(window_shape, strides)))
-
-    def kernel_map(k: Kernel, **kwargs: Any) -> Kernel:
-        mats = matrices(k.shape1[1:-1])
-        r_out = 0
-        if k.cov_mode == "band":
-            state = rule.apply(bands.radius(k.cov1, k.spatial_ndim))
-            r_out = state if isinstance(state, int) else 0
-
-        def pool_band(t: jax.Array, batch_ndim: int) -> jax.Array:
-            return bands.pool(t, mats, r_out)
-
-        out = map_tensors(k, lambda t, b: patches.pool(t, b, mats), pool_band)
-        sizes = tuple(m.shape[0] for m in mats)
-        return out.replace(
-            shape1=(k.shape1[0], *sizes, k.shape1[-1]),
-            shape2=(k.shape2[0], *sizes, k.shape2[-1]),
-            is_gaussian=k.is_gaussian,
-            mask1=pool_mask(k.mask1),
-            mask2=pool_mask(k.mask2),
-            cov_mode="variances" if k.cov_mode == "band" and r_out == 0 else k.cov_mode,
-        )
-
+    kernel_map = _pool_kernel_map(geo, rule)
     support = LayoutSupport(spatial=Spatial.MIX, batch_axis=batch_axis, channel_axis=channel_axis)
     return make_layer(
         init_fn, apply_fn, kernel_map, name, support, mask_fn, spec=spec, variances=rule

@@ -18,9 +18,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("xs, ys, dims", CASES)
-@pytest.mark.parametrize("threshold", [0.0, 1e30])
-def test_dot_matches_dot_general(monkeypatch, xs, ys, dims, threshold):
-    monkeypatch.setattr(_axes, "EIGEN_MADDS", threshold)
+def test_dot_matches_dot_general(monkeypatch, xs, ys, dims):
+    monkeypatch.setattr(_axes, "EIGEN_MADDS", 0.0)
     x = jax.random.normal(jax.random.key(0), xs, jnp.float64)
     y = jax.random.normal(jax.random.key(1), ys, jnp.float64)
     got = _axes._dot(x, y, dims)
