@@ -5,7 +5,10 @@ products and reductions) to YNNPACK fusions. A plain convolution there runs on
 **one thread**, whereas XLA's older Eigen convolution uses all cores, so
 convolution-heavy empirical kernels run faster without YNNPACK on multi-core
 CPUs (measurements: ``docs/performance.md``). JAX 0.4.30, the last version
-Neural Tangents imports on, had no YNNPACK.
+Neural Tangents imports on, had no YNNPACK. Structured derivatives need the
+option less: under a plain ``jax.jit`` they write their cotangent convolutions and
+large products in forms XLA does not hand to YNNPACK (``docs/performance.md``,
+"Both cores without options").
 
 The switch is XLA's ``xla_cpu_experimental_ynn_fusion_type`` debug option, set per
 computation through ``jax.jit(..., compiler_options=...)``. Process-wide flags are
