@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import namedtuple
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Union
 
 import jax
 import jax.numpy as jnp
@@ -362,3 +363,10 @@ def namedtuple_for(names: tuple[str, ...]) -> type:
         # NT's type name for a tuple get.
         _NAMEDTUPLES[names] = namedtuple("AnalyticKernel", names)  # type: ignore[misc]
     return _NAMEDTUPLES[names]
+
+
+#: A covariance map's argument and result: a Kernel, or nested lists/tuples of them.
+KernelTree = Union[Kernel, Sequence["KernelTree"]]  # noqa: UP007
+#: ``kernel_map(kernel, **kwargs) -> kernel``: a layer's covariance map on a
+#: :data:`KernelTree` (one ``Kernel`` for single-input layers).
+KernelMap = Callable[..., KernelTree]

@@ -39,10 +39,8 @@ import numpy as np
 from infinet import layout
 from infinet.engine import gram, tiles
 from infinet.engine.plan import Plan, arrays_only, make_plan
-from infinet.kernel import Kernel, select
+from infinet.kernel import Kernel, KernelMap, select
 from infinet.layout import LayoutSupport
-
-KernelMap = Callable[..., Any]
 
 
 class Evaluator:

@@ -41,6 +41,7 @@ from infinet.engine.plan import Plan
 from infinet.kernel import (
     KERNEL_FIELDS,
     Kernel,
+    KernelMap,
     canonical_get,
     is_none_tree,
     select,
@@ -63,17 +64,12 @@ Shapes = Union[Shape, Sequence["Shapes"]]  # noqa: UP007
 Params: TypeAlias = PyTree[Float[Array, "..."]]
 #: Inputs or outputs of ``apply_fn``: an array or nested lists/tuples of arrays.
 Inputs: TypeAlias = PyTree[Float[Array, "batch ..."]]
-#: A covariance map's argument and result: a Kernel, or nested lists/tuples of them.
-KernelTree = Union[Kernel, Sequence["KernelTree"]]  # noqa: UP007
 
 
 #: ``init_fn(key, input_shape) -> (output_shape, params)``.
 InitFn = Callable[[PRNGKeyArray, Any], tuple[Any, Params]]
 #: ``apply_fn(params, x, **kwargs) -> y``: the finite network (``x``, ``y``: :data:`Inputs`).
 ApplyFn = Callable[..., Inputs]
-#: ``kernel_map(kernel, **kwargs) -> kernel``: a layer's covariance map on a
-#: :data:`KernelTree` (one ``Kernel`` for single-input layers).
-KernelMap = Callable[..., Any]
 
 
 class KernelFn:
