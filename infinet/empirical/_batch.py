@@ -154,3 +154,61 @@ def batch_size(x: Any, in_axes: Any) -> int:
     if not sizes:
         raise ValueError("vmap_axes in_axes maps no input axis; nothing to batch over.")
     return int(sizes[0])
+
+
+def chunk_sizes(n: int, most: int) -> list[int]:
+    """``n`` examples in as few near-equal chunks of at most ``most`` as possible.
+
+    Example:
+        >>> chunk_sizes(16, 5), chunk_sizes(5, 8), chunk_sizes(7, 1)
+        ([4, 4, 4, 4], [5], [1, 1, 1, 1, 1, 1, 1])
+    """
+    count = -(-n // max(1, most))
+    return [n // count + (j < n % count) for j in range(count)]
+
+
+def example_chunks(x: Any, kwargs: dict, vm: VmapAxes, sizes: list[int]) -> list[tuple[Any, dict]]:
+    """``(x, kwargs)`` cut into consecutive chunks of ``sizes`` examples each
+    (along ``in_axes`` and ``kwargs_axes``; unbatched leaves are passed whole).
+
+    Example:
+        >>> vm = canonical_vmap_axes(0)
+        >>> [c.shape for c, _ in example_chunks(jnp.zeros((5, 2)), {}, vm, [3, 2])]
+        [(3, 2), (2, 2)]
+    """
+    chunks, start = [], 0
+    for size in sizes:
+
+        def cut(axis: Any, leaf: Any, lo: int = start, hi: int = start + size) -> Any:
+            return leaf if axis is None else jax.lax.slice_in_dim(leaf, lo, hi, axis=axis)
+
+        kw = {k: prefix_map(cut, vm.kwargs_axes.get(k), v) for k, v in kwargs.items()}
+        chunks.append((prefix_map(cut, vm.in_axes, x), kw))
+        start += size
+    return chunks
+
+
+def scheduled_after(x: Any, done: list[jax.Array]) -> Any:
+    """``x`` unchanged, but computed from ``done`` so that XLA runs what ``x`` feeds
+    only after everything ``done`` needs (and can reuse its scratch memory).
+
+    Every floating leaf becomes ``x − |s|·0`` with ``s`` a finite sum of one element
+    of each array in ``done``: exactly ``x`` for every value, ``±0``, ``±inf`` and
+    NaN included (XLA does not fold ``a·0`` for floats, which is what makes the
+    dependency real; ``lax.optimization_barrier`` is dropped by XLA:CPU).
+
+    Example:
+        >>> scheduled_after(jnp.array([-0.0, 1.0]), [jnp.array([jnp.inf])]).tolist()
+        [-0.0, 1.0]
+    """
+    if not done:
+        return x
+    s = sum(jnp.ravel(d)[0].astype(jnp.float32) for d in done)
+    zero = jnp.abs(jnp.where(jnp.isfinite(s), s, 0.0)) * 0.0
+
+    def tie(leaf: Any) -> Any:
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            return leaf
+        return leaf - zero.astype(jnp.result_type(leaf))
+
+    return jax.tree.map(tie, x)

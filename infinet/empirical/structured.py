@@ -43,7 +43,14 @@ from infinet.empirical._axes import (
     finish,
     pair_output_axes,
 )
-from infinet.empirical._batch import flat_out_axes, per_example
+from infinet.empirical._batch import (
+    batch_size,
+    chunk_sizes,
+    example_chunks,
+    flat_out_axes,
+    per_example,
+    scheduled_after,
+)
 from infinet.empirical._common import ApplyFn, NtkOptions, Sides, output_structure, size
 
 
@@ -187,6 +194,11 @@ def _basis(outs: list, sizes: list[int]) -> list[jax.Array]:
 def ntk(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
     """Empirical NTK by structured derivatives (see module docstring).
 
+    Each parameter leaf's contribution is planned once (:class:`Plan`); each
+    side's features (weight Jacobians, or the operands of the data-Gram order)
+    are formed chunk by chunk of examples (:func:`chunking`); the two sides'
+    features are then contracted once per plan.
+
     Example:
         >>> import jax.numpy as jnp
         >>> f = lambda p, x: x @ p
@@ -194,27 +206,110 @@ def ntk(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
         >>> ntk(f, jnp.ones((3, 4)), sides, NtkOptions(trace_axes=())).shape
         (2, 2, 4, 4)
     """
-    s1 = side_data(f, params, sides.x1, sides.kw1, opts)
-    s2 = s1 if sides.same else side_data(f, params, sides.x2, sides.kw2, opts)
-    bad = {**s1.bad, **s2.bad}
+    parts1 = chunking(f, params, sides.x1, sides.kw1, opts)
+    parts2 = parts1 if sides.same else chunking(f, params, sides.x2, sides.kw2, opts)
+    s1 = side_data(f, params, *parts1[0], opts)
+    s2 = s1 if sides.same else side_data(f, params, *parts2[0], opts)
+    outs1, out_tree = output_structure(f, params, sides.x1, sides.kw1)
+    outs2 = outs1 if sides.same else output_structure(f, params, sides.x2, sides.kw2)[0]
     flat_p = jax.tree.leaves(params)
-    kernels = []
-    for i, (o1, o2) in enumerate(zip(s1.outs, s2.outs)):
+    plans = []
+    for i, (o1, o2) in enumerate(zip(outs1, outs2)):
         new = LabelMaker()
-        pairing = pair_output_axes(o1.shape, o2.shape, opts.trace_axes, opts.diagonal_axes, new)
-        terms = _leaf_terms(s1, s2, i, pairing, new, opts, sides.same, flat_p)
-        kernels.append(terms)
+        pairing = _pairing(o1, o2, opts, new)
+        plans.append(
+            _plans(_PlanContext(s1, s2, i, pairing, new, opts, sides.same, (o1, o2)), flat_p)
+        )
+    feats1 = _features_in_chunks(f, params, parts1, s1, plans, 0, opts)
+    feats2 = feats1 if sides.same else _features_in_chunks(f, params, parts2, s2, plans, 1, opts)
+    kernels: list = []
+    for row, fs1, fs2 in zip(plans, feats1, feats2):
+        terms = [contract(plan, a, b) for plan, a, b in zip(row, fs1, fs2)]
+        kernels.append(sum(terms[1:], terms[0]) if terms else None)
+    bad = {**s1.bad, **s2.bad}
     if bad:
         kernels = _fallback(f, params, sides, opts, bad, kernels)
     out = []
-    for i, total in enumerate(kernels):
-        pairing = pair_output_axes(
-            s1.outs[i].shape, s2.outs[i].shape, opts.trace_axes, opts.diagonal_axes, LabelMaker()
-        )
-        if total is None:
-            total = _zeros(pairing, s1.outs[i], s2.outs[i])
-        out.append(finish(total, pairing))
-    return jax.tree.unflatten(s1.out_tree, out)
+    for total, o1, o2 in zip(kernels, outs1, outs2):
+        pairing = _pairing(o1, o2, opts, LabelMaker())
+        out.append(finish(_zeros(pairing, o1, o2) if total is None else total, pairing))
+    return jax.tree.unflatten(out_tree, out)
+
+
+def _pairing(o1: Any, o2: Any, opts: NtkOptions, new: LabelMaker) -> OutputPairing:
+    return pair_output_axes(o1.shape, o2.shape, opts.trace_axes, opts.diagonal_axes, new)
+
+
+# On the CPU, an NTK whose cotangents take more than CHUNK_BYTES is computed in
+# chunks of examples that each stay below it, in at most MAX_CHUNKS chunks (each
+# is traced and compiled on its own; see chunking).
+CHUNK_BYTES = 32 * 2**20
+MAX_CHUNKS = 8
+
+
+def chunking(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> list[tuple[Any, dict]]:
+    """``(x, kw)`` cut into chunks of examples whose cotangents fit in ``CHUNK_BYTES``
+    (or into ``MAX_CHUNKS`` chunks, if that takes more).
+
+    XLA:CPU allocates each call's scratch memory afresh, and the kernel faults in
+    every page of it (about 0.3 ms per MB on the benchmark machine: a sixth of the
+    3-conv CNN's NTK at N = 16). Chunks evaluated one after another (see
+    :func:`infinet.empirical._batch.scheduled_after`) reuse one chunk's scratch,
+    so the scratch (176 → 53 MB there) stops growing with the batch. Only with
+    ``vmap_axes`` (examples are independent) and on the CPU; one chunk otherwise.
+    The kernel is the same sums in the same order.
+
+    Returns:
+        ``[(x_chunk, kw_chunk), ...]``, in order.
+    """
+    whole = [(x, kw)]
+    if opts.vmap is None or jax.default_backend() != "cpu":
+        return whole
+    n = batch_size(x, opts.vmap.in_axes)
+    first = example_chunks(x, kw, opts.vmap, [1])[0]
+    shapes = jax.eval_shape(lambda xx, kk: _cotangent_arrays(f, params, xx, kk, opts), *first)
+    per_example = sum(size(s.shape) * s.dtype.itemsize for s in shapes)
+    if per_example * n <= CHUNK_BYTES:
+        return whole
+    most = max(CHUNK_BYTES // max(1, per_example), -(-n // MAX_CHUNKS))
+    return example_chunks(x, kw, opts.vmap, chunk_sizes(n, most))
+
+
+def _cotangent_arrays(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> list:
+    return [a for row in side_data(f, params, x, kw, opts).g for a in row]
+
+
+def _features_in_chunks(
+    f: ApplyFn,
+    params: Any,
+    parts: list[tuple[Any, dict]],
+    first: SideData,
+    plans: list[list[Plan]],
+    which: int,
+    opts: NtkOptions,
+) -> list[list[list[jax.Array]]]:
+    """``[i][t]``: the feature arrays of plan ``t`` of output ``i`` on side
+    ``which``, formed chunk by chunk (each chunk after the previous chunk's
+    features) and joined along their example axes."""
+    chunks: list[list[list[list[jax.Array]]]] = []
+    side = first
+    for m, (x, kw) in enumerate(parts):
+        if m:
+            done = [a for row in chunks[-1] for fs in row for a in fs]
+            side = side_data(f, params, scheduled_after(x, done), kw, opts)
+        chunks.append([[features(side, plan, which) for plan in row] for row in plans])
+    if len(chunks) == 1:
+        return chunks[0]
+    return [
+        [
+            [
+                jnp.concatenate([c[i][t][a] for c in chunks], axis=axis)
+                for a, axis in enumerate(plan.batch_axes[which])
+            ]
+            for t, plan in enumerate(row)
+        ]
+        for i, row in enumerate(plans)
+    ]
 
 
 def _zeros(pairing: OutputPairing, o1: Any, o2: Any) -> jax.Array:
@@ -222,17 +317,83 @@ def _zeros(pairing: OutputPairing, o1: Any, o2: Any) -> jax.Array:
     return jnp.zeros([sizes[lab] for lab in pairing.out], o1.dtype)
 
 
-def _leaf_terms(
-    s1: SideData,
-    s2: SideData,
-    i: int,
-    pairing: OutputPairing,
-    new: LabelMaker,
-    opts: NtkOptions,
-    same: bool,
-    flat_p: list,
-) -> jax.Array | None:
-    """Σ over parameter leaves of their NTK contribution for output leaf ``i``."""
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How one parameter leaf (or use) adds to the NTK of one output leaf.
+
+    Orders: ``"full"``, the data-Gram order, one einsum over both sides' operands
+    ``[g, a…]``; ``"jacobian"``, each side's weight Jacobian ``g·a`` (folded
+    biases as constant columns), then ``J1·J2ᵀ``; ``"leaf"``, a leaf used several
+    times: its whole Jacobian, summed over uses, then contracted.
+
+    Attributes:
+        order: ``"full"``, ``"jacobian"`` or ``"leaf"``.
+        i: the output leaf.
+        ks: the use, or all uses of the leaf (``"leaf"``).
+        out: the kernel's labels (``OutputPairing.out``).
+        sides: per side, the output's labels (``OutputPairing.labels1/2``).
+        remaps: per side, rule label → einsum label.
+        labels: per side, the labels of each feature array.
+        batch_axes: per side, the example axis of each feature array (empty
+            without ``vmap_axes``).
+        new: hands out further labels (``"leaf"``).
+        scale: the term is multiplied by ``scale**2``.
+        fold: the folded columns' scales and their label, or ``None``.
+        leaf: the parameter leaf (``"leaf"``).
+    """
+
+    order: str
+    i: int
+    ks: tuple[int, ...]
+    out: tuple[int, ...]
+    sides: tuple[tuple[int, ...], tuple[int, ...]]
+    remaps: tuple[dict, dict]
+    labels: tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]
+    batch_axes: tuple[tuple[int, ...], tuple[int, ...]]
+    new: LabelMaker
+    scale: float = 1.0
+    fold: tuple[tuple[float, ...], int] | None = None
+    leaf: Any = None
+
+
+def features(side: SideData, plan: Plan, which: int) -> list[jax.Array]:
+    """What side ``which`` (0 or 1) brings to ``plan``: its operands (``"full"``)
+    or its Jacobian (``"jacobian"``, ``"leaf"``)."""
+    labels = plan.sides[which]
+    if plan.order == "leaf":
+        return [_leaf_jacobian(side, plan.i, list(plan.ks), labels, plan.new, plan.leaf)]
+    ops = _operands(side, plan.i, plan.ks[0], labels, plan.remaps[which])
+    if plan.order == "full":
+        return [a for a, _ in ops]
+    if plan.fold is not None:
+        ops = _fold_ones(ops, plan.fold[0], plan.fold[1])
+    return [einsum(ops, plan.labels[which][0])]
+
+
+def contract(plan: Plan, feats1: list[jax.Array], feats2: list[jax.Array]) -> jax.Array:
+    """The term of ``plan``, from both sides' :func:`features`."""
+    ops = list(zip(feats1, plan.labels[0])) + list(zip(feats2, plan.labels[1]))
+    return _scaled(einsum(ops, plan.out), plan.scale**2)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PlanContext:
+    """What planning the terms of output leaf ``i`` needs (``outs``: the whole
+    batch's output shapes, which the chunk's may not be)."""
+
+    s1: SideData
+    s2: SideData
+    i: int
+    pairing: OutputPairing
+    new: LabelMaker
+    opts: NtkOptions
+    same: bool
+    outs: tuple[Any, Any]
+
+
+def _plans(ctx: _PlanContext, flat_p: list) -> list[Plan]:
+    """The terms of output leaf ``ctx.i``: one or more per parameter leaf."""
+    s1, s2 = ctx.s1, ctx.s2
     by_leaf: dict[int, list[int]] = {}
     for k, use in enumerate(s1.uses):
         if use.tag.leaf not in s2.bad:
@@ -243,17 +404,82 @@ def _leaf_terms(
     ]
     partners = _bias_partners(s1.uses, singles)
     folded = {b for bs in partners.values() for b in bs}
-    total = None
+    plans: list[Plan] = []
     for leaf, ks in by_leaf.items():
         if len(ks) == 1 and ks[0] in folded:
             continue
         if len(ks) == 1:
-            biases = partners.get(ks[0], [])
-            term = _single_use(s1, s2, i, ks[0], pairing, new, opts, same, biases)
-        else:
-            term = _multi_use(s1, s2, i, ks, pairing, new, same, flat_p[leaf])
-        total = term if total is None else total + term
-    return total
+            plans += _plan_use(ctx, ks[0], partners.get(ks[0], []))
+            continue
+        p = ctx.new(jnp.ndim(flat_p[leaf]))
+        labels = ((*ctx.pairing.labels1, *p),), ((*ctx.pairing.labels2, *p),)
+        plans.append(_plan(ctx, "leaf", tuple(ks), ({}, {}), labels, leaf=flat_p[leaf]))
+    return plans
+
+
+def _plan(
+    ctx: _PlanContext, order: str, ks: tuple[int, ...], remaps: tuple, labels: tuple, **kw: Any
+) -> Plan:
+    """A :class:`Plan`, with the example axis of each feature array."""
+    sides = (ctx.pairing.labels1, ctx.pairing.labels2)
+    batch: list[tuple[int, ...]] = []
+    for side, out_labels, labs in zip((ctx.s1, ctx.s2), sides, labels):
+        axes = side.batch_axes
+        lab = None if axes is None else out_labels[axes[ctx.i]]
+        batch.append(() if lab is None else tuple(ls.index(lab) for ls in labs))
+    return Plan(
+        order,
+        ctx.i,
+        ks,
+        ctx.pairing.out,
+        sides,
+        remaps,
+        labels,
+        (batch[0], batch[1]),
+        ctx.new,
+        **kw,
+    )
+
+
+def _plan_use(ctx: _PlanContext, k: int, biases: Sequence[int]) -> list[Plan]:
+    """One use of a leaf: a single einsum over both sides, in the cheaper order.
+
+    ``biases`` are bias uses at the same site (:func:`_bias_partners`). When the
+    Jacobian order wins they are folded into this use's Jacobian as extra
+    all-ones data columns, so their cotangent sums come out of the same product.
+    """
+    s1, s2, pairing = ctx.s1, ctx.s2, ctx.pairing
+    use = s1.uses[k]
+    remap1, remap2, shared = _rule_labels(use, ctx.new)
+    ops1 = _operands(s1, ctx.i, k, pairing.labels1, remap1)
+    ops2 = _operands(s2, ctx.i, k, pairing.labels2, remap2)
+    scale = use.tag.scale * use.spec.scale
+    j_side1, j_side2 = (*pairing.labels1, *shared), (*pairing.labels2, *shared)
+    shapes1 = _whole_batch(ops1, pairing.labels1, ctx.outs[0].shape)
+    shapes2 = _whole_batch(ops2, pairing.labels2, ctx.outs[1].shape)
+    full = _full_is_cheaper(shapes1, shapes2, j_side1, j_side2, pairing.out, ctx.same)
+    if ctx.opts.s_rules and full:
+        labels = (tuple(lab for _, lab in ops1), tuple(lab for _, lab in ops2))
+        plans = [_plan(ctx, "full", (k,), (remap1, remap2), labels, scale=scale)]
+        for b in biases:
+            plans += _plan_use(ctx, b, ())
+        return plans
+    fold = None
+    if biases:
+        scales = [scale] + [s1.uses[b].tag.scale * s1.uses[b].spec.scale for b in biases]
+        (a_new,) = ctx.new()
+        j_side1 = _folded_labels(ops1, j_side1, len(pairing.labels1), a_new)
+        j_side2 = _folded_labels(ops2, j_side2, len(pairing.labels2), a_new)
+        fold, scale = (tuple(scales), a_new), 1.0
+    labels = ((j_side1,), (j_side2,))
+    return [_plan(ctx, "jacobian", (k,), (remap1, remap2), labels, scale=scale, fold=fold)]
+
+
+def _whole_batch(ops: list, out_labels: tuple[int, ...], out_shape: tuple[int, ...]) -> list:
+    """Shapes of ``ops`` with the output axes at the whole batch's sizes (a chunk's
+    example axis is shorter), so the order chosen does not depend on chunking."""
+    sizes = dict(zip(out_labels, out_shape))
+    return [(tuple(sizes.get(lab, n) for lab, n in zip(labs, a.shape)), labs) for a, labs in ops]
 
 
 def _operands(
@@ -286,48 +512,6 @@ def _operands(
     return ops
 
 
-def _single_use(
-    s1: SideData,
-    s2: SideData,
-    i: int,
-    k: int,
-    pairing: OutputPairing,
-    new: LabelMaker,
-    opts: NtkOptions,
-    same: bool,
-    biases: Sequence[int] = (),
-) -> jax.Array:
-    """One use of a leaf: a single einsum over both sides, in the cheaper order.
-
-    ``biases`` are bias uses at the same site (:func:`_bias_partners`). When the
-    Jacobian order wins they are folded into this use's Jacobian as extra
-    all-ones data columns, so their cotangent sums come out of the same product.
-    """
-    use = s1.uses[k]
-    remap1, remap2, shared = _rule_labels(use, new)
-    ops1 = _operands(s1, i, k, pairing.labels1, remap1)
-    ops2 = _operands(s2, i, k, pairing.labels2, remap2)
-    scale = use.tag.scale * use.spec.scale
-    j_side1, j_side2 = (*pairing.labels1, *shared), (*pairing.labels2, *shared)
-    if opts.s_rules and _full_is_cheaper(ops1, ops2, j_side1, j_side2, pairing.out, same):
-        term = _scaled(einsum(ops1 + ops2, pairing.out), scale**2)
-        for b in biases:
-            term = term + _single_use(s1, s2, i, b, pairing, new, opts, same)
-        return term
-    if biases:
-        scales = [scale] + [s1.uses[b].tag.scale * s1.uses[b].spec.scale for b in biases]
-        (a_new,) = new()
-        ops1, j_side1 = _fold_ones(ops1, scales, j_side1, len(pairing.labels1), a_new)
-        if not same:
-            ops2, j_side2 = _fold_ones(ops2, scales, j_side2, len(pairing.labels2), a_new)
-        else:
-            j_side2 = (*pairing.labels2, *j_side1[len(pairing.labels1) :])
-        scale = 1.0
-    j1 = einsum(ops1, j_side1)
-    j2 = j1 if same else einsum(ops2, j_side2)
-    return _scaled(einsum([(j1, j_side1), (j2, j_side2)], pairing.out), scale**2)
-
-
 def _rule_labels(use: _walk.Use, new: LabelMaker) -> tuple[dict, dict, list[int]]:
     """Fresh labels for each side, shared where ``θ'`` carries parameter
     coordinates, and the kept (parameter) labels in product order."""
@@ -356,11 +540,10 @@ def _kept(use: _walk.Use) -> list[int]:
 
 
 def _full_is_cheaper(
-    ops1: list, ops2: list, j_side1: tuple, j_side2: tuple, out: tuple, same: bool
+    shapes1: list, shapes2: list, j_side1: tuple, j_side2: tuple, out: tuple, same: bool
 ) -> bool:
-    """Whether the data-Gram order beats forming the Jacobians (by multiply-adds)."""
-    shapes1 = [(a.shape, lab) for a, lab in ops1]
-    shapes2 = [(a.shape, lab) for a, lab in ops2]
+    """Whether the data-Gram order beats forming the Jacobians (by multiply-adds),
+    from the operands' ``(shape, labels)``."""
     j_shape = _label_shape(shapes1, j_side1)
     jc_cost = einsum_cost(shapes1, j_side1) * (1 if same else 2)
     jc_cost += einsum_cost([(j_shape, j_side1), (j_shape, j_side2)], out)
@@ -371,15 +554,14 @@ def _scaled(term: jax.Array, scale: float) -> jax.Array:
     return term if scale == 1.0 else term * jnp.asarray(scale, term.dtype)
 
 
-def _fold_ones(
-    ops: list, scales: list[float], j_side: tuple[int, ...], n_out: int, a_new: int
-) -> tuple[list, tuple[int, ...]]:
+def _fold_ones(ops: list, scales: Sequence[float], a_new: int) -> list:
     """``[g, a]`` → ``[g, [s₀·a | s₁·1 | …]]``: the data factor's own labels flattened
     into one label ``a_new`` and extended by one constant column per folded bias.
 
     For ``y = a·W + b`` the bias Jacobian ``Σ_C g`` is ``g`` contracted with a
     column of ones over the same summed labels ``C`` as ``a``, so one batched
     product gives both (the weight's and the biases' scales go into the columns).
+    The product's labels are :func:`_folded_labels`.
     """
     (g, lg), (f, lf) = ops
     own = [lab for lab in lf if lab not in lg]
@@ -388,9 +570,16 @@ def _fold_ones(
     f = f.reshape(*f.shape[: len(rest)], -1)
     cols = [_scaled(f, scales[0])]
     cols += [jnp.full((*f.shape[:-1], 1), s, f.dtype) for s in scales[1:]]
+    return [(g, lg), (jnp.concatenate(cols, axis=-1), (*rest, a_new))]
+
+
+def _folded_labels(ops: list, j_side: tuple[int, ...], n_out: int, a_new: int) -> tuple[int, ...]:
+    """Labels of the Jacobian of :func:`_fold_ones`'s operands: the output's, the
+    kept parameter labels that are not the data factor's own, then ``a_new``."""
+    (_, lg), (_, lf) = ops
+    own = {lab for lab in lf if lab not in lg}
     kept = tuple(lab for lab in j_side[n_out:] if lab not in own)
-    folded = [(g, lg), (jnp.concatenate(cols, axis=-1), (*rest, a_new))]
-    return folded, (*j_side[:n_out], *kept, a_new)
+    return (*j_side[:n_out], *kept, a_new)
 
 
 def _y_roles(use: _walk.Use) -> tuple[bool | None, ...]:
@@ -447,23 +636,6 @@ def _present(spec: Any) -> set[int]:
 def _label_shape(shapes: list, labels: tuple[int, ...]) -> tuple[int, ...]:
     sizes = {lab: n for shape, labs in shapes for lab, n in zip(labs, shape)}
     return tuple(sizes[lab] for lab in labels)
-
-
-def _multi_use(
-    s1: SideData,
-    s2: SideData,
-    i: int,
-    ks: list[int],
-    pairing: OutputPairing,
-    new: LabelMaker,
-    same: bool,
-    leaf: Any,
-) -> jax.Array:
-    """A leaf used several times: its full Jacobian, summed over uses, then contracted."""
-    j1 = _leaf_jacobian(s1, i, ks, pairing.labels1, new, leaf)
-    j2 = j1 if same else _leaf_jacobian(s2, i, ks, pairing.labels2, new, leaf)
-    p = new(jnp.ndim(leaf))
-    return einsum([(j1, (*pairing.labels1, *p)), (j2, (*pairing.labels2, *p))], pairing.out)
 
 
 def _leaf_jacobian(

@@ -1,0 +1,143 @@
+"""Structured derivatives in chunks of examples (``structured.chunking``).
+
+On the CPU, an NTK with ``vmap_axes`` whose cotangents exceed
+``structured.CHUNK_BYTES`` forms each side's features chunk by chunk, one chunk
+after another, so XLA reuses one chunk's scratch. Here the budget is lowered so
+that small models are chunked, and every chunked NTK is checked against
+``jax.jacobian`` (an independent algorithm) and against the same NTK in one chunk.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from infinet import NtkImplementation, empirical_ntk_fn
+from infinet.empirical import structured
+from infinet.empirical._batch import (
+    canonical_vmap_axes,
+    chunk_sizes,
+    example_chunks,
+    scheduled_after,
+)
+from infinet.empirical._common import NtkOptions
+from tests.empirical import models
+from tests.tolerances import assert_close
+
+STRUCTURED = NtkImplementation.STRUCTURED_DERIVATIVES
+
+
+def _ntk(f, trace_axes=(-1,), diagonal_axes=(), vmap_axes=0):
+    return jax.jit(
+        empirical_ntk_fn(f, trace_axes, diagonal_axes, vmap_axes, implementation=STRUCTURED)
+    )
+
+
+def _cnn_inputs(n, seed=0, hw=8):
+    return jax.random.normal(jax.random.PRNGKey(seed), (n, hw, hw, 3))
+
+
+@pytest.mark.parametrize("n, most, sizes", [(16, 5, [4, 4, 4, 4]), (5, 2, [2, 2, 1]), (3, 9, [3])])
+def test_chunk_sizes_are_balanced_and_cover(n, most, sizes):
+    assert chunk_sizes(n, most) == sizes
+    assert sum(sizes) == n and max(sizes) <= most
+
+
+def test_example_chunks_slice_batched_leaves_and_keep_the_rest():
+    vm = canonical_vmap_axes(((0, 1), 0, {"mask": 0, "scale": None}))
+    x = (jnp.arange(10.0).reshape(5, 2), jnp.arange(10.0).reshape(2, 5))
+    kw = {"mask": jnp.arange(5), "scale": jnp.ones(3)}
+    chunks = example_chunks(x, kw, vm, [3, 2])
+    (a, b), k = chunks[1]
+    np.testing.assert_array_equal(a, x[0][3:])
+    np.testing.assert_array_equal(b, x[1][:, 3:])
+    np.testing.assert_array_equal(k["mask"], kw["mask"][3:])
+    assert k["scale"] is kw["scale"]
+
+
+def test_scheduled_after_is_the_identity_for_every_value():
+    x = {"f": jnp.array([-0.0, 0.0, 1.5, -jnp.inf, jnp.nan]), "i": jnp.arange(3)}
+    for done in ([jnp.array([jnp.nan])], [jnp.array([-jnp.inf]), jnp.ones(2)], []):
+        out = jax.jit(scheduled_after)(x, done)
+        np.testing.assert_array_equal(out["f"], x["f"])
+        np.testing.assert_array_equal(np.signbit(out["f"]), np.signbit(x["f"]))
+        assert out["i"].dtype == x["i"].dtype
+
+
+def test_small_budget_chunks_and_large_budget_does_not(monkeypatch):
+    params = models.cnn_init(jax.random.PRNGKey(0))
+    x = _cnn_inputs(6)
+    opts = NtkOptions.make((-1,), (), 0, True, True, None)
+    assert len(structured.chunking(models.cnn, params, x, {}, opts)) == 1
+    monkeypatch.setattr(structured, "CHUNK_BYTES", 1)
+    assert [c.shape[0] for c, _ in structured.chunking(models.cnn, params, x, {}, opts)] == [1] * 6
+    monkeypatch.setattr(structured, "MAX_CHUNKS", 4)
+    assert [c.shape[0] for c, _ in structured.chunking(models.cnn, params, x, {}, opts)] == [
+        2,
+        2,
+        2,
+    ]
+    no_vmap = NtkOptions.make((-1,), (), None, True, True, None)
+    assert len(structured.chunking(models.cnn, params, x, {}, no_vmap)) == 1
+
+
+@pytest.mark.parametrize("budget", [1, 20_000])
+@pytest.mark.parametrize(
+    "trace_axes, diagonal_axes, distinct",
+    [((), (), False), ((-1,), (), True), ((), (-1,), True), ((0,), (), False), ((), (0,), False)],
+)
+def test_chunked_cnn_ntk_is_exact(monkeypatch, budget, trace_axes, diagonal_axes, distinct):
+    params = models.cnn_init(jax.random.PRNGKey(1))
+    x1 = _cnn_inputs(5, 1)
+    x2 = _cnn_inputs(3, 2) if distinct else None
+    whole = _ntk(models.cnn, trace_axes, diagonal_axes)(x1, x2, params)
+    monkeypatch.setattr(structured, "CHUNK_BYTES", budget)
+    chunked = _ntk(models.cnn, trace_axes, diagonal_axes)(x1, x2, params)
+    ref = models.reference_ntk(models.cnn, params, x1, x1 if x2 is None else x2, trace_axes,
+                               diagonal_axes)  # fmt: skip
+    assert_close(chunked, ref)
+    assert_close(chunked, whole)
+
+
+def test_chunked_ntk_with_shared_weights_pytrees_and_kwargs(monkeypatch):
+    """A leaf used twice (the ``"leaf"`` plan), a pytree input with different
+    batch axes and a per-example keyword argument."""
+    params = {"w": jax.random.normal(jax.random.PRNGKey(3), (4, 4)) / 2, "v": jnp.ones((4, 2))}
+
+    def f(p, x, mask):
+        a, b = x
+        h = jnp.tanh(a @ p["w"] + b.T @ p["w"])
+        return (h * mask[:, None]) @ p["v"]
+
+    vmap_axes = ((0, 1), 0, {"mask": 0})
+    x1 = (jax.random.normal(jax.random.PRNGKey(4), (5, 4)), jnp.ones((4, 5)))
+    x2 = (jax.random.normal(jax.random.PRNGKey(5), (3, 4)), jnp.zeros((4, 3)))
+    mask = (jnp.arange(5.0), jnp.ones(3))
+    fn = lambda: _ntk(f, (), (), vmap_axes)(x1, x2, params, mask=mask)  # noqa: E731
+    whole = fn()
+    monkeypatch.setattr(structured, "CHUNK_BYTES", 1)
+    chunked = fn()
+    g1 = lambda p, x: f(p, x, mask[0])  # noqa: E731
+    jac1 = jax.jacobian(g1)(params, x1)
+    jac2 = jax.jacobian(lambda p, x: f(p, x, mask[1]))(params, x2)
+    flat = lambda j: np.asarray(j).reshape(*j.shape[:2], -1)  # noqa: E731
+    ref = sum(np.einsum("iap,jbp->ijab", flat(jac1[k]), flat(jac2[k])) for k in params)
+    assert_close(chunked, ref)
+    assert_close(chunked, whole)
+
+
+def test_chunks_reuse_scratch(monkeypatch):
+    """The point of chunking: the compiled NTK's scratch shrinks (XLA reuses one
+    chunk's buffers for the next only if the chunks are really ordered)."""
+    params = models.cnn_init(jax.random.PRNGKey(0), width=16, out=10)
+    x = _cnn_inputs(8, hw=16)
+
+    def temp():
+        fn = _ntk(models.cnn, trace_axes=())
+        return fn.lower(x, None, params).compile().memory_analysis().temp_size_in_bytes
+
+    whole = temp()
+    monkeypatch.setattr(structured, "CHUNK_BYTES", 1)  # one example per chunk
+    assert temp() < 0.5 * whole
