@@ -212,14 +212,7 @@ def ntk(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
     s2 = s1 if sides.same else side_data(f, params, *parts2[0], opts)
     outs1, out_tree = output_structure(f, params, sides.x1, sides.kw1)
     outs2 = outs1 if sides.same else output_structure(f, params, sides.x2, sides.kw2)[0]
-    flat_p = jax.tree.leaves(params)
-    plans = []
-    for i, (o1, o2) in enumerate(zip(outs1, outs2)):
-        new = LabelMaker()
-        pairing = _pairing(o1, o2, opts, new)
-        plans.append(
-            _plans(_PlanContext(s1, s2, i, pairing, new, opts, sides.same, (o1, o2)), flat_p)
-        )
+    plans = _plan_all(s1, s2, (outs1, outs2), opts, sides.same, jax.tree.leaves(params))
     feats1 = _features_in_chunks(f, params, parts1, s1, plans, 0, opts)
     feats2 = feats1 if sides.same else _features_in_chunks(f, params, parts2, s2, plans, 1, opts)
     kernels: list = []
@@ -236,15 +229,28 @@ def ntk(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
     return jax.tree.unflatten(out_tree, out)
 
 
+def _plan_all(
+    s1: SideData, s2: SideData, outs: tuple[list, list], opts: NtkOptions, same: bool, flat_p: list
+) -> list[list[Plan]]:
+    """``[i]``: the plans of output leaf ``i`` (``outs``: the whole batch's outputs)."""
+    plans = []
+    for i, (o1, o2) in enumerate(zip(*outs)):
+        new = LabelMaker()
+        ctx = _PlanContext(s1, s2, i, _pairing(o1, o2, opts, new), new, opts, same, (o1, o2))
+        plans.append(_plans(ctx, flat_p))
+    return plans
+
+
 def _pairing(o1: Any, o2: Any, opts: NtkOptions, new: LabelMaker) -> OutputPairing:
     return pair_output_axes(o1.shape, o2.shape, opts.trace_axes, opts.diagonal_axes, new)
 
 
-# On the CPU, an NTK whose cotangents take more than CHUNK_BYTES is computed in
-# chunks of examples that each stay below it, in at most MAX_CHUNKS chunks (each
-# is traced and compiled on its own; see chunking).
+# On the CPU, an NTK whose cotangents take more than CHUNK_BYTES, and at least
+# twice its features, is computed in chunks of examples that stay below
+# CHUNK_BYTES, in at most MAX_CHUNKS chunks (each is compiled on its own, so more
+# chunks cost compile time; see chunking).
 CHUNK_BYTES = 32 * 2**20
-MAX_CHUNKS = 8
+MAX_CHUNKS = 4
 
 
 def chunking(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> list[tuple[Any, dict]]:
@@ -252,12 +258,15 @@ def chunking(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> lis
     (or into ``MAX_CHUNKS`` chunks, if that takes more).
 
     XLA:CPU allocates each call's scratch memory afresh, and the kernel faults in
-    every page of it (about 0.3 ms per MB on the benchmark machine: a sixth of the
-    3-conv CNN's NTK at N = 16). Chunks evaluated one after another (see
-    :func:`infinet.empirical._batch.scheduled_after`) reuse one chunk's scratch,
-    so the scratch (176 → 53 MB there) stops growing with the batch. Only with
-    ``vmap_axes`` (examples are independent) and on the CPU; one chunk otherwise.
-    The kernel is the same sums in the same order.
+    every page of it (about 0.3 ms per MB on the benchmark machine: a seventh of
+    the 3-conv CNN's NTK at N = 16). Chunks evaluated one after another (see
+    :func:`infinet.empirical._batch.scheduled_after`) reuse one chunk's scratch:
+    there, 174 → 85 MB, 0.26 → 0.235 s. This pays only where the features kept
+    for the final contraction (weight Jacobians, data-Gram operands) are much
+    smaller than the cotangents they are formed from, so chunking needs both:
+    cotangents over ``CHUNK_BYTES`` and at least twice the features' bytes.
+    Only with ``vmap_axes`` (examples are independent) and on the CPU; one chunk
+    otherwise. The kernel is the same sums.
 
     Returns:
         ``[(x_chunk, kw_chunk), ...]``, in order.
@@ -266,17 +275,28 @@ def chunking(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> lis
     if opts.vmap is None or jax.default_backend() != "cpu":
         return whole
     n = batch_size(x, opts.vmap.in_axes)
+    outs = output_structure(f, params, x, kw)[0]
     first = example_chunks(x, kw, opts.vmap, [1])[0]
-    shapes = jax.eval_shape(lambda xx, kk: _cotangent_arrays(f, params, xx, kk, opts), *first)
-    per_example = sum(size(s.shape) * s.dtype.itemsize for s in shapes)
-    if per_example * n <= CHUNK_BYTES:
+    g, feats = jax.eval_shape(lambda xx, kk: _probe(f, params, xx, kk, opts, outs), *first)
+    g_bytes, feat_bytes = _nbytes(g), _nbytes(feats)
+    if g_bytes * n <= CHUNK_BYTES or g_bytes < 2 * feat_bytes:
         return whole
-    most = max(CHUNK_BYTES // max(1, per_example), -(-n // MAX_CHUNKS))
+    most = max(CHUNK_BYTES // max(1, g_bytes), -(-n // MAX_CHUNKS))
     return example_chunks(x, kw, opts.vmap, chunk_sizes(n, most))
 
 
-def _cotangent_arrays(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> list:
-    return [a for row in side_data(f, params, x, kw, opts).g for a in row]
+def _probe(
+    f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions, outs: list
+) -> tuple[list, list]:
+    """The cotangents and the features of one side (for their shapes)."""
+    side = side_data(f, params, x, kw, opts)
+    plans = _plan_all(side, side, (outs, outs), opts, True, jax.tree.leaves(params))
+    feats = [a for row in plans for plan in row for a in features(side, plan, 0)]
+    return [a for row in side.g for a in row], feats
+
+
+def _nbytes(shapes: list) -> int:
+    return sum(size(s.shape) * s.dtype.itemsize for s in shapes)
 
 
 def _features_in_chunks(

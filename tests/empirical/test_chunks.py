@@ -35,7 +35,7 @@ def _ntk(f, trace_axes=(-1,), diagonal_axes=(), vmap_axes=0):
     )
 
 
-def _cnn_inputs(n, seed=0, hw=8):
+def _cnn_inputs(n, seed=0, hw=16):
     return jax.random.normal(jax.random.PRNGKey(seed), (n, hw, hw, 3))
 
 
@@ -66,34 +66,38 @@ def test_scheduled_after_is_the_identity_for_every_value():
         assert out["i"].dtype == x["i"].dtype
 
 
-def test_small_budget_chunks_and_large_budget_does_not(monkeypatch):
+def test_chunking_needs_large_cotangents_small_features_and_vmap(monkeypatch):
     params = models.cnn_init(jax.random.PRNGKey(0))
     x = _cnn_inputs(6)
     opts = NtkOptions.make((-1,), (), 0, True, True, None)
-    assert len(structured.chunking(models.cnn, params, x, {}, opts)) == 1
+    sizes = lambda o: [c.shape[0] for c, _ in structured.chunking(models.cnn, params, x, {}, o)]  # noqa: E731
+    assert sizes(opts) == [6]  # the default budget is far above this model's cotangents
     monkeypatch.setattr(structured, "CHUNK_BYTES", 1)
-    assert [c.shape[0] for c, _ in structured.chunking(models.cnn, params, x, {}, opts)] == [1] * 6
+    monkeypatch.setattr(structured, "MAX_CHUNKS", 8)
+    assert sizes(opts) == [1] * 6
     monkeypatch.setattr(structured, "MAX_CHUNKS", 4)
-    assert [c.shape[0] for c, _ in structured.chunking(models.cnn, params, x, {}, opts)] == [
-        2,
-        2,
-        2,
-    ]
-    no_vmap = NtkOptions.make((-1,), (), None, True, True, None)
-    assert len(structured.chunking(models.cnn, params, x, {}, no_vmap)) == 1
+    assert sizes(opts) == [2, 2, 2]
+    assert sizes(NtkOptions.make((-1,), (), None, True, True, None)) == [6]  # no vmap_axes
+    # the full 3x3 output block makes the dense layer's features as big as its cotangents
+    small = models.cnn_init(jax.random.PRNGKey(0), width=2, out=8)
+    full = NtkOptions.make((), (), 0, True, True, None)
+    assert [
+        c.shape[0] for c, _ in structured.chunking(models.cnn, small, x[:, :4, :4], {}, full)
+    ] == [6]
 
 
-@pytest.mark.parametrize("budget", [1, 20_000])
+@pytest.mark.parametrize("most", [8, 2])
 @pytest.mark.parametrize(
     "trace_axes, diagonal_axes, distinct",
     [((), (), False), ((-1,), (), True), ((), (-1,), True), ((0,), (), False), ((), (0,), False)],
 )
-def test_chunked_cnn_ntk_is_exact(monkeypatch, budget, trace_axes, diagonal_axes, distinct):
+def test_chunked_cnn_ntk_is_exact(monkeypatch, most, trace_axes, diagonal_axes, distinct):
     params = models.cnn_init(jax.random.PRNGKey(1))
     x1 = _cnn_inputs(5, 1)
     x2 = _cnn_inputs(3, 2) if distinct else None
     whole = _ntk(models.cnn, trace_axes, diagonal_axes)(x1, x2, params)
-    monkeypatch.setattr(structured, "CHUNK_BYTES", budget)
+    monkeypatch.setattr(structured, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(structured, "MAX_CHUNKS", most)  # chunks of 1, or [3, 2]
     chunked = _ntk(models.cnn, trace_axes, diagonal_axes)(x1, x2, params)
     ref = models.reference_ntk(models.cnn, params, x1, x1 if x2 is None else x2, trace_axes,
                                diagonal_axes)  # fmt: skip
@@ -101,27 +105,31 @@ def test_chunked_cnn_ntk_is_exact(monkeypatch, budget, trace_axes, diagonal_axes
     assert_close(chunked, whole)
 
 
+def _shared(p, x, mask):
+    """One conv weight applied to two inputs (a leaf with two uses), a pytree input
+    whose second part has its batch axis last, and a per-example keyword."""
+    a, b = x
+    y = models._conv(a, p["w"], p["b"]) + models._conv(jnp.moveaxis(b, -1, 0), p["w"], p["b"])
+    y = jax.lax.reduce_window(jax.nn.relu(y), 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    return (y.mean((1, 2)) * mask[:, None]) @ p["v"]
+
+
 def test_chunked_ntk_with_shared_weights_pytrees_and_kwargs(monkeypatch):
-    """A leaf used twice (the ``"leaf"`` plan), a pytree input with different
-    batch axes and a per-example keyword argument."""
-    params = {"w": jax.random.normal(jax.random.PRNGKey(3), (4, 4)) / 2, "v": jnp.ones((4, 2))}
-
-    def f(p, x, mask):
-        a, b = x
-        h = jnp.tanh(a @ p["w"] + b.T @ p["w"])
-        return (h * mask[:, None]) @ p["v"]
-
-    vmap_axes = ((0, 1), 0, {"mask": 0})
-    x1 = (jax.random.normal(jax.random.PRNGKey(4), (5, 4)), jnp.ones((4, 5)))
-    x2 = (jax.random.normal(jax.random.PRNGKey(5), (3, 4)), jnp.zeros((4, 3)))
+    k = jax.random.split(jax.random.PRNGKey(3), 5)
+    params = {"w": jax.random.normal(k[0], (3, 3, 3, 4)) / 3, "b": jnp.ones(4) / 4,
+              "v": jax.random.normal(k[1], (4, 2))}  # fmt: skip
+    x1 = (_cnn_inputs(5, 4), jnp.moveaxis(_cnn_inputs(5, 5), 0, -1))
+    x2 = (_cnn_inputs(3, 6), jnp.moveaxis(_cnn_inputs(3, 7), 0, -1))
     mask = (jnp.arange(5.0), jnp.ones(3))
-    fn = lambda: _ntk(f, (), (), vmap_axes)(x1, x2, params, mask=mask)  # noqa: E731
+    vmap_axes = ((0, 3), 0, {"mask": 0})
+    fn = lambda: _ntk(_shared, (), (), vmap_axes)(x1, x2, params, mask=mask)  # noqa: E731
     whole = fn()
     monkeypatch.setattr(structured, "CHUNK_BYTES", 1)
+    opts = NtkOptions.make((), (), vmap_axes, True, True, None)
+    assert len(structured.chunking(_shared, params, x1, {"mask": mask[0]}, opts)) == 3
     chunked = fn()
-    g1 = lambda p, x: f(p, x, mask[0])  # noqa: E731
-    jac1 = jax.jacobian(g1)(params, x1)
-    jac2 = jax.jacobian(lambda p, x: f(p, x, mask[1]))(params, x2)
+    jac1 = jax.jacobian(lambda p, x: _shared(p, x, mask[0]))(params, x1)
+    jac2 = jax.jacobian(lambda p, x: _shared(p, x, mask[1]))(params, x2)
     flat = lambda j: np.asarray(j).reshape(*j.shape[:2], -1)  # noqa: E731
     ref = sum(np.einsum("iap,jbp->ijab", flat(jac1[k]), flat(jac2[k])) for k in params)
     assert_close(chunked, ref)
