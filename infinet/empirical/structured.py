@@ -14,9 +14,12 @@ ever forming ``∂f/∂θ``, whichever is cheaper. Here:
 1. :mod:`infinet.empirical._walk` interprets ``jax.make_jaxpr(f)`` and finds
    every primitive where a (reshaped/transposed/broadcast) parameter meets data;
 2. one VJP with respect to perturbations of those primitives' outputs gives all
-   cotangents ``g`` (no weight gradients are computed);
+   cotangents ``g`` (no weight gradients are computed;
+   :mod:`infinet.empirical.sides`);
 3. :mod:`infinet.empirical._rules` describes each primitive's ``∂y/∂θ`` as an
-   einsum; each contribution is contracted in the order of least cost.
+   einsum; each contribution is planned in the order of least cost
+   (:class:`Plan`), each side's part of it formed (in chunks of examples on the
+   CPU, :func:`chunking`), and the two sides contracted.
 
 Parameters that reach ``scan``, ``while``, ``cond``, ``checkpoint``, collectives
 or unknown primitives are handled by Jacobian contraction for those leaves only,
@@ -43,152 +46,14 @@ from infinet.empirical._axes import (
     finish,
     pair_output_axes,
 )
-from infinet.empirical._batch import (
-    batch_size,
-    chunk_sizes,
-    example_chunks,
-    flat_out_axes,
-    per_example,
-    scheduled_after,
-)
+from infinet.empirical._batch import batch_size, chunk_sizes, example_chunks, scheduled_after
 from infinet.empirical._common import ApplyFn, NtkOptions, Sides, output_structure, size
+from infinet.empirical.sides import SideData, side_data
 
 
 class StructuredDerivativesFallbackWarning(UserWarning):
     """Structured derivatives could not see through part of ``f``; those parameter
     leaves were handled by Jacobian contraction instead (results stay exact)."""
-
-
-@dataclasses.dataclass
-class SideData:
-    """Everything structured derivatives need from one input batch.
-
-    Attributes:
-        uses: parameter uses found in ``f`` (same for both inputs).
-        g: ``g[i][site]``: cotangent of output leaf ``i`` at a use site,
-            shape ``(*out_i, *y_site)``.
-        factors: data operands of each use (leading example axis under ``vmap``).
-        bad: parameter leaves that need the fallback, with the reason.
-        outs: output ``ShapeDtypeStruct``s; ``out_tree`` their treedef.
-        batch_axes: output batch axis per leaf under ``vmap`` (else ``None``).
-        sites: the perturbed sites, in the order of ``g[i]``.
-        splits: sites whose cotangent factorises (:class:`_walk.Split`); ``g``
-            holds the cotangent at their ``reduced_at`` site instead.
-        diag: ``D`` of each split site (leading example axis under ``vmap``).
-    """
-
-    uses: list[_walk.Use]
-    g: list[list[jax.Array]]
-    factors: list[list[jax.Array]]
-    bad: dict[int, str]
-    outs: list
-    out_tree: Any
-    batch_axes: list[int] | None
-    sites: list[int]
-    splits: dict[int, _walk.Split]
-    diag: dict[int, jax.Array]
-
-
-def side_data(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> SideData:
-    """Runs ``f`` once with perturbations and pulls back every output basis vector."""
-    outs, out_tree = output_structure(f, params, x, kw)
-    flat_p, p_tree = jax.tree.flatten(params)
-    meta: dict[str, Any] = {}
-
-    def body(xb: Any, kwb: dict) -> list:
-        g, factors, diag = _cotangents(f, flat_p, p_tree, xb, kwb, meta)
-        return [a for row in g for a in row] + [a for row in factors for a in row] + diag
-
-    if opts.vmap is None:
-        flat = body(x, kw)
-        axes = None
-    else:
-        axes = flat_out_axes(opts.vmap.out_axes, jax.tree.unflatten(out_tree, outs))
-        run = per_example(body, x, kw, opts.vmap)
-        jax.eval_shape(lambda: run(None))  # discovers the layout into `meta`
-        squeeze: list[int | None] = [a for a in axes for _ in meta["sites"]]
-        squeeze += [None] * (sum(len(r) for r in meta["factor_shapes"]) + len(meta["splits"]))
-        flat = run(squeeze)
-    n_sites = len(meta["sites"])
-    g = [flat[i * n_sites : (i + 1) * n_sites] for i in range(len(outs))]
-    rest = iter(flat[len(outs) * n_sites :])
-    factors = [[next(rest) for _ in row] for row in meta["factor_shapes"]]
-    diag = {s: next(rest) for s in sorted(meta["splits"])}
-    return SideData(
-        meta["uses"],
-        g,
-        factors,
-        meta["bad"],
-        outs,
-        out_tree,
-        axes,
-        meta["sites"],
-        meta["splits"],
-        diag,
-    )
-
-
-def _cotangents(
-    f: ApplyFn, flat_p: list, p_tree: Any, x: Any, kw: dict, meta: dict
-) -> tuple[list[list[jax.Array]], list[list[jax.Array]], list[jax.Array]]:
-    """Cotangents of every output basis vector at every perturbed site, the data
-    factors of every use, and ``D`` of every split site (:class:`_walk.Split`)."""
-    args, in_tree = jax.tree.flatten((flat_p, x, kw))
-
-    def flat_f(*a: Any) -> list:
-        p, xx, k = jax.tree.unflatten(in_tree, a)
-        return jax.tree.leaves(f(jax.tree.unflatten(p_tree, p), xx, **k))
-
-    closed = jax.make_jaxpr(flat_f)(*args)
-    tags: list[_walk.Tag | None] = [
-        _walk.Tag(i, (True,) * jnp.ndim(p)) for i, p in enumerate(flat_p)
-    ]
-    tags += [None] * (len(args) - len(flat_p))
-    probe = _walk.Context()
-    jax.eval_shape(lambda *a: _walk.walk(closed.jaxpr, closed.consts, a, tags, probe)[0], *args)
-    good = [u for u in probe.uses if u.tag.leaf not in probe.bad]
-    used = {u.site for u in good}
-    splits = {s: split for s, split in probe.splits.items() if s in used}
-    sites = sorted((used - set(splits)) | {split.reduced_at for split in splits.values()})
-    eps0 = {s: jnp.zeros(probe.sites[s].shape, probe.sites[s].dtype) for s in sites}
-
-    def forward(eps: dict) -> tuple[list, tuple[list, list]]:
-        ctx = _walk.Context(eps=eps)
-        outs, _ = _walk.walk(closed.jaxpr, closed.consts, args, tags, ctx)
-        keep = [fs for u, fs in zip(ctx.uses, ctx.factors) if u.tag.leaf not in probe.bad]
-        return outs, (keep, [ctx.diag[s] for s in sorted(splits)])
-
-    outs, vjp_fn, (factors, diag) = jax.vjp(forward, eps0, has_aux=True)
-    sizes = [size(o.shape) for o in outs]
-    basis = _basis(outs, sizes)
-    (g_sites,) = jax.vmap(vjp_fn)(basis)
-    g, offset = [], 0
-    for o, n in zip(outs, sizes):
-        g.append(
-            [
-                g_sites[s][offset : offset + n].reshape(*o.shape, *probe.sites[s].shape)
-                for s in sites
-            ]
-        )
-        offset += n
-    meta.update(
-        uses=good,
-        sites=sites,
-        splits=splits,
-        bad=dict(probe.bad),
-        factor_shapes=[[jnp.shape(a) for a in row] for row in factors],
-    )
-    return g, factors, diag
-
-
-def _basis(outs: list, sizes: list[int]) -> list[jax.Array]:
-    total = sum(sizes)
-    basis, offset = [], 0
-    for o, n in zip(outs, sizes):
-        eye = jnp.eye(total, n, -offset, dtype=o.dtype)
-        basis.append(eye.reshape(total, *jnp.shape(o)))
-        offset += n
-    return basis
 
 
 def ntk(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
@@ -323,7 +188,9 @@ def _features_in_chunks(
     return [
         [
             [
-                jnp.concatenate([c[i][t][a] for c in chunks], axis=axis)
+                chunks[0][i][t][a]  # the same in every chunk
+                if axis is None
+                else jnp.concatenate([c[i][t][a] for c in chunks], axis=axis)
                 for a, axis in enumerate(plan.batch_axes[which])
             ]
             for t, plan in enumerate(row)
@@ -354,8 +221,8 @@ class Plan:
         sides: per side, the output's labels (``OutputPairing.labels1/2``).
         remaps: per side, rule label → einsum label.
         labels: per side, the labels of each feature array.
-        batch_axes: per side, the example axis of each feature array (empty
-            without ``vmap_axes``).
+        batch_axes: per side, the example axis of each feature array (``None``
+            for an array without one; empty without ``vmap_axes``).
         new: hands out further labels (``"leaf"``).
         scale: the term is multiplied by ``scale**2``.
         fold: the folded columns' scales and their label, or ``None``.
@@ -369,7 +236,7 @@ class Plan:
     sides: tuple[tuple[int, ...], tuple[int, ...]]
     remaps: tuple[dict, dict]
     labels: tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]
-    batch_axes: tuple[tuple[int, ...], tuple[int, ...]]
+    batch_axes: tuple[tuple[int | None, ...], tuple[int | None, ...]]
     new: LabelMaker
     scale: float = 1.0
     fold: tuple[tuple[float, ...], int] | None = None
@@ -442,11 +309,11 @@ def _plan(
 ) -> Plan:
     """A :class:`Plan`, with the example axis of each feature array."""
     sides = (ctx.pairing.labels1, ctx.pairing.labels2)
-    batch: list[tuple[int, ...]] = []
+    batch: list[tuple[int | None, ...]] = []
     for side, out_labels, labs in zip((ctx.s1, ctx.s2), sides, labels):
         axes = side.batch_axes
         lab = None if axes is None else out_labels[axes[ctx.i]]
-        batch.append(() if lab is None else tuple(ls.index(lab) for ls in labs))
+        batch.append(() if lab is None else tuple(_index(ls, lab) for ls in labs))
     return Plan(
         order,
         ctx.i,
@@ -459,6 +326,10 @@ def _plan(
         ctx.new,
         **kw,
     )
+
+
+def _index(labels: tuple[int, ...], lab: int) -> int | None:
+    return labels.index(lab) if lab in labels else None
 
 
 def _plan_use(ctx: _PlanContext, k: int, biases: Sequence[int]) -> list[Plan]:

@@ -16,7 +16,7 @@ import pytest
 from jax import lax
 
 from infinet import NtkImplementation, empirical_ntk_fn
-from infinet.empirical import structured
+from infinet.empirical import sides, structured
 from infinet.empirical._batch import canonical_vmap_axes
 from infinet.empirical._common import NtkOptions
 from tests.empirical import models
@@ -80,7 +80,7 @@ def _params(shapes):
 
 def _split_names(f, params, x, vmap_axes):
     opts = NtkOptions(trace_axes=(), vmap=canonical_vmap_axes(vmap_axes))
-    side = structured.side_data(f, params, x, {}, opts)
+    side = sides.side_data(f, params, x, {}, opts)
     names = sorted(params)  # dict leaves flatten in sorted key order
     return {names[u.tag.leaf] for u in side.uses if u.site in side.splits}
 
