@@ -133,8 +133,21 @@ def chunking(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> lis
     Only with ``vmap_axes`` (examples are independent) and on the CPU; one chunk
     otherwise. The kernel is the same sums.
 
+    Args:
+        f: ``f(params, x, **kw)``.
+        params: its parameters.
+        x: one side's inputs; ``kw``: its keyword arguments.
+        opts: the request (``opts.vmap`` gives the example axes).
+
     Returns:
         ``[(x_chunk, kw_chunk), ...]``, in order.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> opts = NtkOptions.make((-1,), (), 0, True, True, None)
+        >>> f = lambda p, x: jnp.tanh(x @ p)
+        >>> len(chunking(f, jnp.ones((3, 2)), jnp.ones((5, 3)), {}, opts))  # a few bytes
+        1
     """
     whole = [(x, kw)]
     if opts.vmap is None or jax.default_backend() != "cpu":
