@@ -361,8 +361,9 @@ def _plan_use(ctx: _PlanContext, k: int, biases: Sequence[int]) -> list[Plan]:
     j_side1, j_side2 = (*pairing.labels1, *shared), (*pairing.labels2, *shared)
     shapes1 = _whole_batch(ops1, pairing.labels1, ctx.outs[0].shape)
     shapes2 = _whole_batch(ops2, pairing.labels2, ctx.outs[1].shape)
-    full = _full_is_cheaper(shapes1, shapes2, j_side1, j_side2, pairing.out, ctx.same)
-    if ctx.opts.s_rules and full:
+    if ctx.opts.s_rules and _full_is_cheaper(
+        shapes1, shapes2, j_side1, j_side2, pairing.out, ctx.same
+    ):
         labels = (tuple(lab for _, lab in ops1), tuple(lab for _, lab in ops2))
         plans = [_plan(ctx, "full", (k,), (remap1, remap2), labels, scale=scale)]
         for b in biases:
