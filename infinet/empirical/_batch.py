@@ -192,19 +192,21 @@ def scheduled_after(x: Any, done: list[jax.Array]) -> Any:
     """``x`` unchanged, but computed from ``done`` so that XLA runs what ``x`` feeds
     only after everything ``done`` needs (and can reuse its scratch memory).
 
-    Every floating leaf becomes ``x − |s|·0`` with ``s`` a finite sum of one element
-    of each array in ``done``: exactly ``x`` for every value, ``±0``, ``±inf`` and
-    NaN included (XLA does not fold ``a·0`` for floats, which is what makes the
-    dependency real; ``lax.optimization_barrier`` is dropped by XLA:CPU).
+    Every floating leaf becomes ``x − s·0`` with ``s`` the sum of the magnitudes of
+    one element of each non-empty array in ``done`` (0 where that sum is not
+    finite), so ``s·0 = +0`` and the result is exactly ``x`` for every value, ``±0``,
+    ``±inf`` and NaN included. XLA does not fold ``a·0`` for floats, which is what
+    makes the dependency real; ``lax.optimization_barrier`` is dropped by XLA:CPU.
 
     Example:
         >>> scheduled_after(jnp.array([-0.0, 1.0]), [jnp.array([jnp.inf])]).tolist()
         [-0.0, 1.0]
     """
-    if not done:
+    picks = [jnp.abs(jnp.ravel(d)[0]).astype(jnp.float32) for d in done if d.size]
+    if not picks:
         return x
-    s = sum(jnp.ravel(d)[0].astype(jnp.float32) for d in done)
-    zero = jnp.abs(jnp.where(jnp.isfinite(s), s, 0.0)) * 0.0
+    s = sum(picks[1:], picks[0])
+    zero = jnp.where(jnp.isfinite(s), s, 0.0) * 0.0
 
     def tie(leaf: Any) -> Any:
         if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):

@@ -59,7 +59,8 @@ def test_example_chunks_slice_batched_leaves_and_keep_the_rest():
 
 def test_scheduled_after_is_the_identity_for_every_value():
     x = {"f": jnp.array([-0.0, 0.0, 1.5, -jnp.inf, jnp.nan]), "i": jnp.arange(3)}
-    for done in ([jnp.array([jnp.nan])], [jnp.array([-jnp.inf]), jnp.ones(2)], []):
+    nan, inf = jnp.array([jnp.nan]), jnp.array([-jnp.inf])
+    for done in ([nan], [inf, jnp.ones(2)], [], [jnp.zeros(0)], [jnp.array([1 - 2j])]):
         out = jax.jit(scheduled_after)(x, done)
         np.testing.assert_array_equal(out["f"], x["f"])
         np.testing.assert_array_equal(np.signbit(out["f"]), np.signbit(x["f"]))
