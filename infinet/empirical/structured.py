@@ -78,12 +78,9 @@ def ntk(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
     outs1, out_tree = output_structure(f, params, sides.x1, sides.kw1)
     outs2 = outs1 if sides.same else output_structure(f, params, sides.x2, sides.kw2)[0]
     plans = _plan_all(s1, s2, (outs1, outs2), opts, sides.same, jax.tree.leaves(params))
-    feats1 = _features_in_chunks(f, params, parts1, s1, plans, 0, opts)
-    feats2 = feats1 if sides.same else _features_in_chunks(f, params, parts2, s2, plans, 1, opts)
-    kernels: list = []
-    for row, fs1, fs2 in zip(plans, feats1, feats2):
-        terms = [contract(plan, a, b) for plan, a, b in zip(row, fs1, fs2)]
-        kernels.append(sum(terms[1:], terms[0]) if terms else None)
+    chunks1 = _features_in_chunks(f, params, parts1, s1, plans, 0, opts)
+    chunks2 = chunks1 if sides.same else _features_in_chunks(f, params, parts2, s2, plans, 1, opts)
+    kernels = [_output_kernel(row, chunks1, chunks2, i, sides.same) for i, row in enumerate(plans)]
     bad = {**s1.bad, **s2.bad}
     if bad:
         kernels = _fallback(f, params, sides, opts, bad, kernels)
@@ -185,10 +182,10 @@ def _features_in_chunks(
     plans: list[list[Plan]],
     which: int,
     opts: NtkOptions,
-) -> list[list[list[jax.Array]]]:
-    """``[i][t]``: the feature arrays of plan ``t`` of output ``i`` on side
-    ``which``, formed chunk by chunk (each chunk after the previous chunk's
-    features) and joined along their example axes."""
+) -> list[list[list[list[jax.Array]]]]:
+    """``[m][i][t]``: the feature arrays of plan ``t`` of output ``i`` on side
+    ``which`` for chunk ``m``, formed chunk by chunk (each chunk after the
+    previous chunk's features)."""
     chunks: list[list[list[list[jax.Array]]]] = []
     side = first
     for m, (x, kw) in enumerate(parts):
@@ -196,19 +193,74 @@ def _features_in_chunks(
             done = [a for row in chunks[-1] for fs in row for a in fs]
             side = side_data(f, params, scheduled_after(x, done), kw, opts)
         chunks.append([[features(side, plan, which) for plan in row] for row in plans])
+    return chunks
+
+
+def _output_kernel(
+    row: list[Plan], chunks1: list, chunks2: list, i: int, same: bool
+) -> jax.Array | None:
+    """The NTK of output leaf ``i`` (its plans' terms summed; ``None`` without plans).
+
+    ``chunks1``/``chunks2``: each side's features per chunk of examples
+    (:func:`_features_in_chunks`). With several chunks, each pair of chunks gives
+    one block of the kernel, so the chunks' features are never joined (a copy of
+    all of them). For ``x2 = None`` only the blocks on and above the diagonal are
+    contracted; ``Θ(x_b, x_a)`` is ``Θ(x_a, x_b)`` with the two sides' axes swapped.
+    """
+    if not row:
+        return None
+    axes = _block_axes(row[0])
+    if axes is None or len(chunks1) == len(chunks2) == 1:
+        return _terms(row, _joined(row, chunks1, i, 0), _joined(row, chunks2, i, 1))
+    blocks: dict[tuple[int, int], jax.Array] = {}
+    rows = []
+    for a, c1 in enumerate(chunks1):
+        cols = []
+        for b, c2 in enumerate(chunks2):
+            if same and b < a:
+                cols.append(jnp.transpose(blocks[b, a], _swap(row[0])))
+                continue
+            blocks[a, b] = _terms(row, c1[i], c2[i])
+            cols.append(blocks[a, b])
+        rows.append(jnp.concatenate(cols, axis=axes[1]))
+    return jnp.concatenate(rows, axis=axes[0])
+
+
+def _terms(row: list[Plan], fs1: list, fs2: list) -> jax.Array:
+    terms = [contract(plan, a, b) for plan, a, b in zip(row, fs1, fs2)]
+    return sum(terms[1:], terms[0])
+
+
+def _block_axes(plan: Plan) -> tuple[int, int] | None:
+    """Positions in the kernel of the two sides' example axes, when both are
+    kernel axes of their own (not traced, not a diagonal)."""
+    e1, e2 = plan.examples
+    if e1 is None or e2 is None or e1 == e2 or e1 not in plan.out or e2 not in plan.out:
+        return None
+    return plan.out.index(e1), plan.out.index(e2)
+
+
+def _swap(plan: Plan) -> list[int]:
+    """The transpose taking ``Θ(x1, x2)`` to ``Θ(x2, x1)``: each side's label to
+    the other side's label of the same output axis (shared labels stay)."""
+    l1, l2 = plan.sides
+    other = dict(zip(l1, l2)) | dict(zip(l2, l1))
+    return [plan.out.index(other[lab]) for lab in plan.out]
+
+
+def _joined(row: list[Plan], chunks: list, i: int, which: int) -> list[list[jax.Array]]:
+    """Output leaf ``i``'s features of every plan, the chunks joined along their
+    example axes."""
     if len(chunks) == 1:
-        return chunks[0]
+        return chunks[0][i]
     return [
         [
-            [
-                chunks[0][i][t][a]  # the same in every chunk
-                if axis is None
-                else jnp.concatenate([c[i][t][a] for c in chunks], axis=axis)
-                for a, axis in enumerate(plan.batch_axes[which])
-            ]
-            for t, plan in enumerate(row)
+            chunks[0][i][t][a]  # the same in every chunk
+            if axis is None
+            else jnp.concatenate([c[i][t][a] for c in chunks], axis=axis)
+            for a, axis in enumerate(plan.batch_axes[which])
         ]
-        for i, row in enumerate(plans)
+        for t, plan in enumerate(row)
     ]
 
 
@@ -250,6 +302,7 @@ class Plan:
     remaps: tuple[dict, dict]
     labels: tuple[tuple[tuple[int, ...], ...], tuple[tuple[int, ...], ...]]
     batch_axes: tuple[tuple[int | None, ...], tuple[int | None, ...]]
+    examples: tuple[int | None, int | None]
     new: LabelMaker
     scale: float = 1.0
     fold: tuple[tuple[float, ...], int] | None = None
@@ -323,10 +376,12 @@ def _plan(
     """A :class:`Plan`, with the example axis of each feature array."""
     sides = (ctx.pairing.labels1, ctx.pairing.labels2)
     batch: list[tuple[int | None, ...]] = []
+    examples: list[int | None] = []
     for side, out_labels, labs in zip((ctx.s1, ctx.s2), sides, labels):
         axes = side.batch_axes
         lab = None if axes is None else out_labels[axes[ctx.i]]
         batch.append(() if lab is None else tuple(_index(ls, lab) for ls in labs))
+        examples.append(lab)
     return Plan(
         order,
         ctx.i,
@@ -336,6 +391,7 @@ def _plan(
         remaps,
         labels,
         (batch[0], batch[1]),
+        (examples[0], examples[1]),
         ctx.new,
         **kw,
     )

@@ -90,7 +90,7 @@ def test_chunking_needs_large_cotangents_small_features_and_vmap(monkeypatch):
 @pytest.mark.parametrize(
     "trace_axes, diagonal_axes, distinct, most",
     [((), (), False, 8), ((-1,), (), True, 2), ((), (-1,), True, 8), ((0,), (), False, 2),
-     ((), (0,), False, 8)],
+     ((), (0,), False, 8), ((), (-1,), False, 4)],
 )  # fmt: skip
 def test_chunked_cnn_ntk_is_exact(monkeypatch, trace_axes, diagonal_axes, distinct, most):
     params = models.cnn_init(jax.random.PRNGKey(1))
@@ -104,6 +104,30 @@ def test_chunked_cnn_ntk_is_exact(monkeypatch, trace_axes, diagonal_axes, distin
                                diagonal_axes)  # fmt: skip
     assert_close(chunked, ref)
     assert_close(chunked, whole)
+
+
+def test_chunk_pairs_are_contracted_once_and_mirrored(monkeypatch):
+    """``x2 = None``: each chunk pair on or above the diagonal is contracted once
+    and the blocks below are their mirror images (so exactly symmetric across
+    chunks); ``x2`` given: every pair is contracted."""
+    params = models.cnn_init(jax.random.PRNGKey(1))
+    x1, x2 = _cnn_inputs(5, 1), _cnn_inputs(3, 2)
+    monkeypatch.setattr(structured, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(structured, "MAX_CHUNKS", 4)  # [2, 2, 1] and [1, 1, 1]
+    pairs = []
+    terms = structured._terms
+    monkeypatch.setattr(structured, "_terms", lambda *a: pairs.append(1) or terms(*a))
+    k = _ntk(models.cnn, trace_axes=())(x1, None, params)
+    assert len(pairs) == 6  # 3 chunks: 3 diagonal + 3 above
+    chunk = np.array([0, 0, 1, 1, 2])
+    across = chunk[:, None] != chunk[None, :]
+    k = np.asarray(k)
+    np.testing.assert_array_equal(k[across], k.transpose(1, 0, 3, 2)[across])
+    assert_close(k, models.reference_ntk(models.cnn, params, x1, x1, (), ()))
+    pairs.clear()
+    k12 = _ntk(models.cnn, trace_axes=())(x1, x2, params)
+    assert len(pairs) == 9
+    assert_close(k12, models.reference_ntk(models.cnn, params, x1, x2, (), ()))
 
 
 def _shared(p, x, mask):
