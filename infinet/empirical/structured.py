@@ -111,8 +111,8 @@ def _pairing(o1: Any, o2: Any, opts: NtkOptions, new: LabelMaker) -> OutputPairi
 # twice its features, is computed in chunks of examples that stay below
 # CHUNK_BYTES, in at most MAX_CHUNKS chunks (each is compiled on its own, so more
 # chunks cost compile time; see chunking).
-CHUNK_BYTES = 32 * 2**20
-MAX_CHUNKS = 4
+CHUNK_BYTES = 16 * 2**20
+MAX_CHUNKS = 8
 
 
 def chunking(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> list[tuple[Any, dict]]:
@@ -122,8 +122,10 @@ def chunking(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> lis
     XLA:CPU allocates each call's scratch memory afresh, and the kernel faults in
     every page of it (about 0.3 ms per MB on the benchmark machine: a seventh of
     the 3-conv CNN's NTK at N = 16). Chunks evaluated one after another (see
-    :func:`infinet.empirical._batch.scheduled_after`) reuse one chunk's scratch:
-    there, 174 → 85 MB, 0.26 → 0.235 s. This pays only where the features kept
+    :func:`infinet.empirical._batch.scheduled_after`) reuse one chunk's scratch,
+    and each pair of chunks gives one block of the kernel (:func:`_output_kernel`):
+    there, 8 chunks of 2 take 174 → 46 MB, 0.249 → 0.215 s
+    (``python -m benchmarks.chunks_ab``). This pays only where the features kept
     for the final contraction (weight Jacobians, data-Gram operands) are much
     smaller than the cotangents they are formed from, so chunking needs both:
     cotangents over ``CHUNK_BYTES`` and at least twice the features' bytes.

@@ -150,6 +150,7 @@ def test_chunked_ntk_with_shared_weights_pytrees_and_kwargs(monkeypatch):
     fn = lambda: _ntk(_shared, (), (), vmap_axes)(x1, x2, params, mask=mask)  # noqa: E731
     whole = fn()
     monkeypatch.setattr(structured, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(structured, "MAX_CHUNKS", 4)
     opts = NtkOptions.make((), (), vmap_axes, True, True, None)
     assert len(structured.chunking(_shared, params, x1, {"mask": mask[0]}, opts)) == 3
     chunked = fn()
