@@ -42,7 +42,7 @@ BUDGETS = {
     "one chunk": ("2**62", "4"),
     "3 chunks (32 MiB, at most 4: the previous default)": ("32 * 2**20", "4"),
     "4 chunks (1 byte, at most 4)": ("1", "4"),
-    "8 chunks (default: 16 MiB, at most 8)": ("16 * 2**20", "8"),
+    "8 chunks (default: 8 MiB, at most 8)": ("8 * 2**20", "8"),
 }
 
 

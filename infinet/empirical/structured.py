@@ -111,7 +111,7 @@ def _pairing(o1: Any, o2: Any, opts: NtkOptions, new: LabelMaker) -> OutputPairi
 # twice its features, is computed in chunks of examples that stay below
 # CHUNK_BYTES, in at most MAX_CHUNKS chunks (each is compiled on its own, so more
 # chunks cost compile time; see chunking).
-CHUNK_BYTES = 16 * 2**20
+CHUNK_BYTES = 8 * 2**20
 MAX_CHUNKS = 8
 
 
