@@ -124,7 +124,7 @@ def chunking(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> lis
     the 3-conv CNN's NTK at N = 16). Chunks evaluated one after another (see
     :func:`infinet.empirical._batch.scheduled_after`) reuse one chunk's scratch,
     and each pair of chunks gives one block of the kernel (:func:`_output_kernel`):
-    there, 8 chunks of 2 take 174 → 46 MB, 0.249 → 0.215 s
+    there, 8 chunks of 2 take 174 → 46 MB, 0.257 → 0.212 s
     (``python -m benchmarks.chunks_ab``). This pays only where the features kept
     for the final contraction (weight Jacobians, data-Gram operands) are much
     smaller than the cotangents they are formed from, so chunking needs both:
