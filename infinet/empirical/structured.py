@@ -62,7 +62,7 @@ def ntk(f: ApplyFn, params: Any, sides: Sides, opts: NtkOptions) -> Any:
     Each parameter leaf's contribution is planned once (:class:`Plan`); each
     side's features (weight Jacobians, or the operands of the data-Gram order)
     are formed chunk by chunk of examples (:func:`chunking`); the two sides'
-    features are then contracted once per plan.
+    features are then contracted chunk pair by chunk pair (:func:`_output_kernel`).
 
     Example:
         >>> import jax.numpy as jnp
@@ -214,13 +214,14 @@ def _output_kernel(
     axes = _block_axes(row[0])
     if axes is None or len(chunks1) == len(chunks2) == 1:
         return _terms(row, _joined(row, chunks1, i, 0), _joined(row, chunks2, i, 1))
+    swap = _swap(row[0])
     blocks: dict[tuple[int, int], jax.Array] = {}
     rows = []
     for a, c1 in enumerate(chunks1):
         cols = []
         for b, c2 in enumerate(chunks2):
             if same and b < a:
-                cols.append(jnp.transpose(blocks[b, a], _swap(row[0])))
+                cols.append(jnp.transpose(blocks[b, a], swap))
                 continue
             blocks[a, b] = _terms(row, c1[i], c2[i])
             cols.append(blocks[a, b])
