@@ -206,13 +206,35 @@ def _dot(x: jax.Array, y: jax.Array, dims: Any) -> jax.Array:
     free_x, free_y = [x.shape[i] for i in fx], [y.shape[i] for i in fy]
     k = math.prod(x.shape[i] for i in cx)
     madds = math.prod(batch) * k * math.prod(free_x) * math.prod(free_y)
-    if jax.default_backend() != "cpu" or madds < EIGEN_MADDS or not cx:
+    if jax.default_backend() != "cpu" or not cx:
         return jax.lax.dot_general(x, y, dims)
+    if madds < EIGEN_MADDS:
+        return _small_dot(x, y, dims)
     b = math.prod(batch)
     xm = jnp.transpose(x, [*bx, *cx, *fx]).reshape(b, k, math.prod(free_x))
     ym = jnp.transpose(y, [*by, *cy, *fy]).reshape(b, k, math.prod(free_y))
     out = jax.lax.dot_general(xm, ym, (((1,), (1,)), ((0,), (0,))))
     return out.reshape(*batch, *free_x, *free_y)
+
+
+def _small_dot(x: jax.Array, y: jax.Array, dims: Any) -> jax.Array:
+    """``lax.dot_general(x, y, dims)`` with the larger operand on the right.
+
+    XLA:CPU's YNNPACK product reads its right operand as a ``(contracted, free)``
+    matrix and its left one as ``(free, contracted)``. Cotangents of interleaved
+    convolutions (:mod:`infinet.empirical._interleave`) are stored as
+    ``(spatial, outputs, features)``, so on the right the weight Jacobian's
+    product reads them as they are and only the smaller data factor is rewritten
+    (the first convolution of the 3-conv CNN's NTK: image patches of 27 values
+    against 10 × 64 cotangents per position; benchmarks/RESULTS.md, "Fifth stop
+    of 2026-12-06"). The result is transposed back, a small array here.
+    """
+    if x.size <= y.size:
+        return jax.lax.dot_general(x, y, dims)
+    (cx, cy), (bx, by) = dims
+    out = jax.lax.dot_general(y, x, ((cy, cx), (by, bx)))
+    nb, ny = len(by), y.ndim - len(by) - len(cy)
+    return jnp.transpose(out, [*range(nb), *range(nb + ny, out.ndim), *range(nb, nb + ny)])
 
 
 def _first_free(mine: Sequence[int], other: Sequence[int], out: tuple[int, ...]) -> int:

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from jax.extend import core as jex
 
-from infinet.empirical import _rules
+from infinet.empirical import _interleave, _rules
 
 # Higher-order primitives whose body is inlined when a parameter flows in.
 _INLINE = ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call")
@@ -102,9 +102,12 @@ class Split:
 class Context:
     """State of one walk. ``eps`` is ``None`` while only discovering uses.
 
-    ``splits`` maps a site to its :class:`Split` and ``diag`` to its ``D``."""
+    ``splits`` maps a site to its :class:`Split` and ``diag`` to its ``D``.
+    ``interleave``: convolutions batch their input cotangents by interleaving
+    (:mod:`infinet.empirical._interleave`; reverse mode only)."""
 
     eps: dict[int, jax.Array] | None = None
+    interleave: bool = False
     sites: list[jax.ShapeDtypeStruct] = dataclasses.field(default_factory=list)
     uses: list[Use] = dataclasses.field(default_factory=list)
     factors: list[list[jax.Array]] = dataclasses.field(default_factory=list)
@@ -207,7 +210,7 @@ def _eval_eqn(
             tiled = _tiled_window_sum(eqn.params, invals[0])
             if tiled is not None:
                 return [tiled], [None]
-        return _evaluate(eqn, invals), [None] * n_out
+        return _evaluate(eqn, invals, ctx.interleave), [None] * n_out
     if name in _INLINE:
         sub = _inner_jaxpr(eqn.params)
         if sub is not None:
@@ -220,7 +223,7 @@ def _eval_eqn(
             return bind(eqn.primitive, eqn.params, invals), [new_tag]
     rule = _rules.RULES.get(name)
     specs = [rule(eqn.params, [_aval(v) for v in invals], i) if rule else None for i in tagged]
-    outs = _evaluate(eqn, invals)
+    outs = _evaluate(eqn, invals, ctx.interleave)
     if any(s is None for s in specs):
         for i in tagged:
             ctx.bad.setdefault(intags[i].leaf, f"primitive '{name}'")
@@ -364,9 +367,12 @@ def _tiled_window_sum(params: dict, x: Any) -> Any:
     return x.reshape(split).sum(axis=tuple(range(1, 2 * len(window), 2)))
 
 
-def _evaluate(eqn: Any, invals: list) -> list:
-    """``bind``, with a 2-D convolution's padding made explicit on the CPU."""
+def _evaluate(eqn: Any, invals: list, interleave: bool) -> list:
+    """``bind``; on the CPU, a convolution whose transpose batches by interleaving
+    (with ``interleave``), else a 2-D convolution's padding made explicit."""
     if eqn.primitive.name == "conv_general_dilated" and jax.default_backend() == "cpu":
+        if interleave and _interleave.applies(eqn.params, np.shape(invals[1])):
+            return [_interleave.conv(eqn.primitive, eqn.params, *invals)]
         padded = explicitly_padded_conv(eqn.primitive, eqn.params, invals)
         if padded is not None:
             return [padded]

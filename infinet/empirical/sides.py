@@ -11,6 +11,8 @@ gradient is computed. :mod:`infinet.empirical.structured` contracts them.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -56,9 +58,10 @@ def side_data(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> Si
     outs, out_tree = output_structure(f, params, x, kw)
     flat_p, p_tree = jax.tree.flatten(params)
     meta: dict[str, Any] = {}
+    cotangents = _reverse_mode_only(f, p_tree, meta)
 
     def body(xb: Any, kwb: dict) -> list:
-        g, factors, diag = _cotangents(f, flat_p, p_tree, xb, kwb, meta)
+        g, factors, diag = cotangents(flat_p, xb, kwb)
         return [a for row in g for a in row] + [a for row in factors for a in row] + diag
 
     if opts.vmap is None:
@@ -90,9 +93,25 @@ def side_data(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> Si
     )
 
 
+Parts = tuple[list[list[jax.Array]], list[list[jax.Array]], list[jax.Array]]
+
+
+def _reverse_mode_only(f: ApplyFn, p_tree: Any, meta: dict) -> Callable[[list, Any, dict], Parts]:
+    """:func:`_cotangents` with interleaved convolution transposes
+    (:mod:`infinet.empirical._interleave`, a ``jax.custom_vjp``), whose forward-mode
+    derivative (``jax.jvp``/``jax.jacfwd`` of an NTK) is that of the plain ones."""
+
+    def run(interleave: bool, flat_p: list, x: Any, kw: dict) -> Parts:
+        return _cotangents(f, flat_p, p_tree, x, kw, meta, interleave)
+
+    fast = jax.custom_jvp(functools.partial(run, True))
+    fast.defjvp(lambda primals, tangents: jax.jvp(functools.partial(run, False), primals, tangents))
+    return fast
+
+
 def _cotangents(
-    f: ApplyFn, flat_p: list, p_tree: Any, x: Any, kw: dict, meta: dict
-) -> tuple[list[list[jax.Array]], list[list[jax.Array]], list[jax.Array]]:
+    f: ApplyFn, flat_p: list, p_tree: Any, x: Any, kw: dict, meta: dict, interleave: bool
+) -> Parts:
     """Cotangents of every output basis vector at every perturbed site, the data
     factors of every use, and ``D`` of every split site (:class:`_walk.Split`)."""
     args, in_tree = jax.tree.flatten((flat_p, x, kw))
@@ -115,7 +134,7 @@ def _cotangents(
     eps0 = {s: jnp.zeros(probe.sites[s].shape, probe.sites[s].dtype) for s in sites}
 
     def forward(eps: dict) -> tuple[list, tuple[list, list]]:
-        ctx = _walk.Context(eps=eps)
+        ctx = _walk.Context(eps=eps, interleave=interleave)
         outs, _ = _walk.walk(closed.jaxpr, closed.consts, args, tags, ctx)
         keep = [fs for u, fs in zip(ctx.uses, ctx.factors) if u.tag.leaf not in probe.bad]
         return outs, (keep, [ctx.diag[s] for s in sorted(splits)])
