@@ -3,9 +3,10 @@
 Times the 3-conv CNN's full 10-output empirical NTK (N=16, float32, plain
 ``jax.jit``, structured derivatives) in alternating fresh processes with
 ``infinet.empirical.structured.CHUNK_BYTES`` and ``MAX_CHUNKS`` set to a few
-values, and prints the best time of each with the compiled scratch size. One
-chunk is the behaviour before chunking. This is an infinet-only A/B of its own
-settings, not a comparison with NT.
+values, and with interleaved convolution transposes on and off
+(``infinet.empirical.sides.INTERLEAVE_CONVOLUTIONS``), and prints the best time of
+each with the compiled scratch size. One chunk is the behaviour before chunking.
+This is an infinet-only A/B of its own settings, not a comparison with NT.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import infinet
 from infinet.empirical import structured
 structured.CHUNK_BYTES = {budget}
 structured.MAX_CHUNKS = {most}
+from infinet.empirical import sides
+sides.INTERLEAVE_CONVOLUTIONS = {interleave}
 fn = jax.jit(infinet.empirical_ntk_fn(cnn_apply, trace_axes=(), vmap_axes=0,
              implementation=infinet.NtkImplementation.STRUCTURED_DERIVATIVES))
 fn(x, None, params).block_until_ready()
@@ -37,12 +40,12 @@ print(min(times), temp / 1e6)
 """
 )
 
-# name -> (CHUNK_BYTES, MAX_CHUNKS)
+# name -> (CHUNK_BYTES, MAX_CHUNKS, INTERLEAVE_CONVOLUTIONS)
 BUDGETS = {
-    "one chunk": ("2**62", "4"),
-    "3 chunks (32 MiB, at most 4: the previous default)": ("32 * 2**20", "4"),
-    "4 chunks (1 byte, at most 4)": ("1", "4"),
-    "8 chunks (default: 8 MiB, at most 8)": ("8 * 2**20", "8"),
+    "one chunk": ("2**62", "4", "True"),
+    "3 chunks (32 MiB, at most 4)": ("32 * 2**20", "4", "True"),
+    "8 chunks, JAX's batched transposes (the previous default)": ("8 * 2**20", "8", "False"),
+    "8 chunks (default: 8 MiB, at most 8, interleaved)": ("8 * 2**20", "8", "True"),
 }
 
 
@@ -52,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     best: dict[str, tuple[float, float]] = {}
     for _ in range(args.rounds):
-        for name, (budget, most) in BUDGETS.items():
+        for name, (budget, most, interleave) in BUDGETS.items():
             code = SNIPPET.replace("{budget}", budget).replace("{most}", most)
+            code = code.replace("{interleave}", interleave)
             out = subprocess.run(
                 [sys.executable, "-c", code], capture_output=True, text=True, check=True
             ).stdout.split()

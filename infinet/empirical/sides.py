@@ -95,6 +95,11 @@ def side_data(f: ApplyFn, params: Any, x: Any, kw: dict, opts: NtkOptions) -> Si
 
 Parts = tuple[list[list[jax.Array]], list[list[jax.Array]], list[jax.Array]]
 
+# Pull cotangents back through stride-1 convolutions interleaved on the CPU
+# (:mod:`infinet.empirical._interleave`); ``False`` leaves them to JAX's own
+# batching (for A/B runs, ``benchmarks/chunks_ab.py``).
+INTERLEAVE_CONVOLUTIONS = True
+
 
 def _reverse_mode_only(f: ApplyFn, p_tree: Any, meta: dict) -> Callable[[list, Any, dict], Parts]:
     """:func:`_cotangents` with interleaved convolution transposes
@@ -104,7 +109,7 @@ def _reverse_mode_only(f: ApplyFn, p_tree: Any, meta: dict) -> Callable[[list, A
     def run(interleave: bool, flat_p: list, x: Any, kw: dict) -> Parts:
         return _cotangents(f, flat_p, p_tree, x, kw, meta, interleave)
 
-    fast = jax.custom_jvp(functools.partial(run, True))
+    fast = jax.custom_jvp(functools.partial(run, INTERLEAVE_CONVOLUTIONS))
     fast.defjvp(lambda primals, tangents: jax.jvp(functools.partial(run, False), primals, tangents))
     return fast
 
