@@ -44,7 +44,7 @@ print(min(times), temp / 1e6)
 BUDGETS = {
     "one chunk": ("2**62", "4", "True"),
     "3 chunks (32 MiB, at most 4)": ("32 * 2**20", "4", "True"),
-    "8 chunks, JAX's batched transposes (the previous default)": ("8 * 2**20", "8", "False"),
+    "8 chunks, JAX's batched transposes": ("8 * 2**20", "8", "False"),
     "8 chunks (default: 8 MiB, at most 8, interleaved)": ("8 * 2**20", "8", "True"),
 }
 
