@@ -11,7 +11,9 @@ Here the transposed convolution keeps ``O`` next to the features instead. The
 ``O`` cotangents of an example are interleaved along the last spatial axis
 (position ``w·O + o``), and one convolution whose kernel is dilated by ``O``
 along that axis (each tap skips the ``O - 1`` other cotangents in between)
-computes all of them. For a stride-1 convolution with padding ``(lo, hi)`` and
+computes all of them. The ``N`` examples are interleaved the same way (position
+``(w·N + n)·O + o``, dilation ``N·O``), also across an outer ``vmap`` over
+examples. For a stride-1 convolution with padding ``(lo, hi)`` and
 ``K`` taps along that axis, with ``W'`` the kernel flipped and its feature axes
 swapped,
 
@@ -21,11 +23,11 @@ the same sums as ``O`` separate transposed convolutions, term for term; the
 padding ``(K - 1 - lo, K - 1 - hi)`` becomes ``O`` times as wide.
 
 On the CPU the cotangents then reach the weight Jacobian's product already in
-``(s, o, c)`` order, and the interleaved convolution itself is as fast as the
-batched one it replaces (a 32 × 32 × 64 → 64 Conv(3 × 3), two examples of 10
-cotangents: 8.8 ms, against 8.8 ms for the batched convolution steered to Eigen
-with an extra row, and 15.7 ms for YNNPACK's batched one; benchmarks/RESULTS.md,
-"Fifth stop of 2026-12-06").
+``(s, o, c)`` order, and the long rows run faster (a 32 × 32 × 64 → 64
+Conv(3 × 3), two examples of 10 cotangents: 7.8 ms interleaving both, 8.8 ms
+interleaving the outputs only or for the batched convolution steered to Eigen
+with an extra row, 15.7 ms for YNNPACK's batched one; docs/performance.md,
+"Interleaved cotangents").
 """
 
 from __future__ import annotations
@@ -137,23 +139,59 @@ def _interleaved(g: jax.Array, w: jax.Array, params: dict) -> jax.Array:
     d, size = len(lhs_spec) - 2, g.shape[0]
     taps = [int(w.shape[k]) for k in rhs_spec[2:]]
     pads = [(k - 1 - int(lo), k - 1 - int(hi)) for (lo, hi), k in zip(params["padding"], taps)]
-    pads[-1] = (pads[-1][0] * size, pads[-1][1] * size)
     kernel = jnp.transpose(
         lax.rev(w, tuple(rhs_spec[2:])), (*rhs_spec[2:], rhs_spec[0], rhs_spec[1])
     )
     canon = jnp.transpose(g, (out_spec[0] + 1, *[a + 1 for a in out_spec[2:]], 0, out_spec[1] + 1))
     merged = canon.reshape(*canon.shape[:d], canon.shape[d] * size, canon.shape[-1])
-    y = lax.conv_general_dilated(
-        merged,
-        kernel,
-        (1,) * d,
-        pads,
-        rhs_dilation=(1,) * (d - 1) + (size,),
-        dimension_numbers=_canonical_numbers(d),
-        precision=params.get("precision"),
-        preferred_element_type=params.get("preferred_element_type"),
-    )
+    y = _examples_interleaved(pads, size, params)(merged, kernel)
     y = y.reshape(*y.shape[:d], y.shape[d] // size, size, y.shape[-1])
     source = {lhs_spec[0]: 0, lhs_spec[1]: d + 2}
     source.update({axis: 1 + i for i, axis in enumerate(lhs_spec[2:])})
     return jnp.transpose(y, (d + 1, *[source[j] for j in range(d + 2)]))
+
+
+def _examples_interleaved(
+    pads: list[tuple[int, int]], size: int, params: dict
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """The dilated convolution of :func:`_interleaved` on canonical
+    ``(N, S…, S_d·O, C)`` cotangents, with the ``N`` examples interleaved as well
+    (position ``(w·N + n)·O + o``, dilation ``N·O``), also when ``N`` is an outer
+    ``vmap``'s axis (structured derivatives map over examples): one convolution
+    with rows ``N`` times longer, which XLA:CPU runs faster."""
+    d = len(pads)
+
+    def run(m: jax.Array, kernel: jax.Array) -> jax.Array:
+        n, spatial, c = m.shape[0], m.shape[1:-1], m.shape[-1]
+        rows = m.reshape(n, *spatial[:-1], spatial[-1] // size, size, c)
+        rows = jnp.moveaxis(rows, 0, d).reshape(1, *spatial[:-1], spatial[-1] * n, c)
+        times = n * size
+        scaled = [*pads[:-1], (pads[-1][0] * times, pads[-1][1] * times)]
+        y = lax.conv_general_dilated(
+            rows,
+            kernel,
+            (1,) * d,
+            scaled,
+            rhs_dilation=(1,) * (d - 1) + (times,),
+            dimension_numbers=_canonical_numbers(d),
+            precision=params.get("precision"),
+            preferred_element_type=params.get("preferred_element_type"),
+        )
+        out = (*y.shape[1:d], y.shape[d] // n)
+        y = y.reshape(*out[:-1], out[-1] // size, n, size, y.shape[-1])
+        return jnp.moveaxis(y, d, 0).reshape(n, *out, y.shape[-1])
+
+    @jax.custom_batching.custom_vmap
+    def conv(m: jax.Array, kernel: jax.Array) -> jax.Array:
+        return run(m, kernel)
+
+    @conv.def_vmap
+    def rule(outer: int, batched: Sequence[bool], m: jax.Array, kernel: jax.Array) -> tuple:
+        if batched[1]:
+            return jax.vmap(run, in_axes=(0 if batched[0] else None, 0))(m, kernel), True
+        if not batched[0]:
+            return run(m, kernel), False
+        y = run(m.reshape(outer * m.shape[1], *m.shape[2:]), kernel)
+        return y.reshape(outer, -1, *y.shape[1:]), True
+
+    return conv
