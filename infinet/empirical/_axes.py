@@ -226,8 +226,8 @@ def _small_dot(x: jax.Array, y: jax.Array, dims: Any) -> jax.Array:
     ``(spatial, outputs, features)``, so on the right the weight Jacobian's
     product reads them as they are and only the smaller data factor is rewritten
     (the first convolution of the 3-conv CNN's NTK: image patches of 27 values
-    against 10 × 64 cotangents per position; benchmarks/RESULTS.md, "Fifth stop
-    of 2026-12-06"). The result is transposed back, a small array here.
+    against 10 × 64 cotangents per position; docs/performance.md, "Interleaved
+    cotangents"). The result is transposed back, a small array here.
     """
     if x.size <= y.size:
         return jax.lax.dot_general(x, y, dims)
