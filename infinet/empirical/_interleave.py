@@ -96,15 +96,20 @@ def conv(primitive: Any, params: dict, x: jax.Array, w: jax.Array) -> jax.Array:
     def f(x: jax.Array, w: jax.Array) -> jax.Array:
         return primitive.bind(x, w, **params)
 
-    def fwd(x: jax.Array, w: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-        return f(x, w), (x, w)
+    def fwd(x: Any, w: Any) -> tuple[jax.Array, tuple[jax.Array | None, jax.Array]]:
+        # x, w: jax.custom_derivatives.CustomVJPPrimal (symbolic_zeros below); the
+        # input is kept only where the kernel is perturbed and needs a cotangent.
+        return f(x.value, w.value), (x.value if w.perturbed else None, w.value)
 
-    def bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def bwd(res: tuple[jax.Array | None, jax.Array], g: jax.Array) -> tuple:
         x, w = res
+        g_x = _lhs_transpose(params)(g, w)
+        if x is None:
+            return g_x, None
         _, pull_w = jax.vjp(lambda w_: primitive.bind(x, w_, **params), w)
-        return _lhs_transpose(params)(g, w), pull_w(g)[0]
+        return g_x, pull_w(g)[0]
 
-    f.defvjp(fwd, bwd)
+    f.defvjp(fwd, bwd, symbolic_zeros=True)
     return f(x, w)
 
 
