@@ -4,32 +4,21 @@ The five-line model's ``kernel_fn(x, None, 'ntk')`` (N = 2000, d = 3072) has to 
 the Gram ``x xᵀ``: ``N² d`` = 12.3 GFLOP even when only one triangle is computed
 (a SYRK). This times the best rate any matrix product reaches here: NumPy's BLAS
 (GEMM ``x @ y.T`` and ``4096³``, SYRK ``x @ x.T``) and XLA's ``jnp.dot``, best of
-7 calls each after a warm-up, in one process. It prints the time the Gram alone
-would take at the best rate measured, the floor under any ``kernel_fn(x, None)``
-of that model (``benchmarks.jit_vs_nt``'s ``five_line_none`` row, whose target
-``≥ 3× NT`` needs NT's time ÷ 3). Nothing here is tuned: plain NumPy and JAX.
+7 calls (3 for the 4096³ products) after a warm-up, in one process. It prints the
+time the Gram alone would take at the best rate measured, the floor under any
+``kernel_fn(x, None)`` of that model (``benchmarks.jit_vs_nt``'s ``five_line_none``
+row, whose target ``≥ 3× NT`` needs NT's time ÷ 3). Nothing here is tuned: plain NumPy and JAX.
 """
 
 from __future__ import annotations
-
-import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.common import best_time
+
 N, D, BIG = 2000, 3072, 4096
-
-
-def _best(call: Callable[[], object], repeats: int = 7) -> float:
-    jax.block_until_ready(call())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(call())
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -40,11 +29,11 @@ def main() -> None:
     jx, jy, jb, jc = map(jnp.asarray, (x, y, b, c))
     gemm, big = 2.0 * N * N * D, 2.0 * BIG**3
     rows = [
-        ("NumPy GEMM x @ y.T, 2000 x 3072 x 2000", _best(lambda: x @ y.T), gemm),
-        ("NumPy SYRK x @ x.T, 2000 x 3072 (N² d flops)", _best(lambda: x @ x.T), N * N * D),
-        ("NumPy GEMM 4096³", _best(lambda: b @ c, 3), big),
-        ("XLA dot x @ y.T, 2000 x 3072 x 2000", _best(lambda: dot(jx, jy)), gemm),
-        ("XLA dot 4096³", _best(lambda: dot(jb, jc), 3), big),
+        ("NumPy GEMM x @ y.T, 2000 x 3072 x 2000", best_time(lambda: x @ y.T, 7), gemm),
+        ("NumPy SYRK x @ x.T, 2000 x 3072 (N² d flops)", best_time(lambda: x @ x.T, 7), N * N * D),
+        ("NumPy GEMM 4096³", best_time(lambda: b @ c, 3), big),
+        ("XLA dot x @ y.T, 2000 x 3072 x 2000", best_time(lambda: dot(jx, jy), 7), gemm),
+        ("XLA dot 4096³", best_time(lambda: dot(jb, jc), 3), big),
     ]
     peak = 0.0
     for name, seconds, flops in rows:

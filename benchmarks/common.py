@@ -81,3 +81,17 @@ def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> flo
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def best_time(fn: Callable[[], Any], repeats: int = 2) -> float:
+    """Best wall time of ``fn()`` in seconds over ``repeats`` calls after one warm-up
+    call, each waited for with ``jax.block_until_ready``."""
+    import jax
+
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return min(times)

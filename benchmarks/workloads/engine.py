@@ -12,13 +12,11 @@ Standalone: ``python -m benchmarks.workloads.engine``.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import Workload
+from benchmarks.common import Workload, best_time
 
 
 def _cnn5() -> Any:
@@ -30,18 +28,6 @@ def _cnn5() -> Any:
     return stax.serial(*layers, stax.GlobalAvgPool(), stax.Dense(1)).kernel_fn
 
 
-def _best(fn: Callable[[], Any], repeats: int = 2) -> float:
-    import jax
-
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def _images(n: int) -> np.ndarray:
     return np.random.RandomState(0).randn(n, 32, 32, 3).astype(np.float32)
 
@@ -51,8 +37,8 @@ def batch_vs_direct() -> float:
     from infinet import batch
 
     kernel_fn, x, get = _cnn5(), _images(32), ("nngp", "ntk")
-    direct = _best(lambda: kernel_fn(x, None, get))
-    batched = _best(lambda: batch(kernel_fn, 8)(x, None, get))
+    direct = best_time(lambda: kernel_fn(x, None, get))
+    batched = best_time(lambda: batch(kernel_fn, 8)(x, None, get))
     return batched / direct
 
 
@@ -63,7 +49,7 @@ def myrtle_vs_cnn5() -> float:
     x = _images(16)
     myrtle = models.Myrtle(5).kernel_fn
     cnn5 = _cnn5()
-    return _best(lambda: myrtle(x, None, "ntk"), 1) / _best(lambda: cnn5(x, None, "ntk"), 1)
+    return best_time(lambda: myrtle(x, None, "ntk"), 1) / best_time(lambda: cnn5(x, None, "ntk"), 1)
 
 
 WORKLOADS = [
